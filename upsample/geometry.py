@@ -1,0 +1,139 @@
+"""Per-axis transposed-convolution arithmetic shared by the spec and every backend.
+
+Everything here is pure Python on ints, one spatial axis at a time, so every backend derives its
+native arguments, slices and pads from the same numbers (the way Keras keeps its padding arithmetic
+in ``backend_utils.py``). Conventions are those of DESIGN.md: the *full* output of an axis has
+``(i - 1) * s + k`` pixels, input pixel ``j`` reaches full pixel ``j * s + t`` through tap ``t``,
+and a crop ``(begin, end)`` removes pixels from each side of the full output (a negative crop adds
+rows that only the bias reaches).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+Crop = tuple[int, int]
+
+
+def full_length(input_length: int, kernel: int, stride: int) -> int:
+    """Length of the uncropped transposed-convolution output."""
+    return (input_length - 1) * stride + kernel
+
+
+def output_length(input_length: int, kernel: int, stride: int, crop: Crop) -> int:
+    """Length of the output after the crop (may be <= 0 for an invalid combination)."""
+    return full_length(input_length, kernel, stride) - crop[0] - crop[1]
+
+
+# --- familiar arguments -> crops -------------------------------------------------------------
+
+
+def crop_from_torch(padding: int, output_padding: int) -> Crop:
+    """torch ``ConvTranspose2d(padding=p, output_padding=op)`` crops ``(p, p - op)``."""
+    return (padding, padding - output_padding)
+
+
+def crop_from_lax(pads: Crop, kernel: int) -> Crop:
+    """lax / Flax explicit pads ``(lo, hi)`` on the dilated input, kernel flipped."""
+    return (kernel - 1 - pads[0], kernel - 1 - pads[1])
+
+
+def crop_to_lax(crop: Crop, kernel: int) -> Crop:
+    """Inverse of :func:`crop_from_lax`: the lax pads that produce ``crop``."""
+    return (kernel - 1 - crop[0], kernel - 1 - crop[1])
+
+
+def crop_from_keras(mode: str, kernel: int, stride: int, output_padding: int | None) -> Crop:
+    """Keras ``Conv2DTranspose(padding=mode, output_padding=...)`` as crops.
+
+    Follows Keras's own conversion (``_convert_conv_transpose_padding_args_from_keras_to_jax`` in
+    ``keras/src/backend/common/backend_utils.py``); Flax's string paddings follow the same rule.
+    """
+    if mode == "valid":
+        if output_padding is None:
+            return (0, min(0, kernel - stride))
+        return (0, -output_padding)
+    if mode == "same":
+        if output_padding is None:
+            pad_len = stride + kernel - 2
+        else:
+            pad_len = kernel + kernel % 2 - 2 + output_padding
+        left = min(-(-pad_len // 2), kernel - 1)
+        return crop_from_lax((left, pad_len - left), kernel)
+    raise ValueError(f"padding mode must be 'same' or 'valid', got {mode!r}")
+
+
+# --- crops -> native arguments ---------------------------------------------------------------
+
+
+class NativeSplit(NamedTuple):
+    """A crop split into what a native layer does and what is left to slice or pad afterwards."""
+
+    native: Crop
+    """The crop the native layer applies itself."""
+    rest: Crop
+    """What remains: positive values are sliced off, negative values are padded (bias included)."""
+
+
+def split_for_torch(crop: Crop, stride: int) -> NativeSplit:
+    """Native torch crop when ``crop`` is ``(p, p - op)`` with ``p >= 0, 0 <= op < stride``.
+
+    Otherwise torch computes the full output (``padding=0, output_padding=0``) and the whole crop
+    is left to slice and pad.
+    """
+    begin, end = crop
+    if begin >= 0 and 0 <= begin - end < stride:
+        return NativeSplit(crop, (0, 0))
+    return NativeSplit((0, 0), crop)
+
+
+def torch_args(crop: Crop) -> tuple[int, int]:
+    """``(padding, output_padding)`` for a crop that :func:`split_for_torch` made native."""
+    return crop[0], crop[0] - crop[1]
+
+
+def split_for_keras(crop: Crop, stride: int) -> NativeSplit:
+    """Native Keras ``"valid"`` crop ``(0, -op)`` with ``0 <= op < stride``, else the full output."""
+    begin, end = crop
+    if begin == 0 and 0 <= -end < stride:
+        return NativeSplit(crop, (0, 0))
+    return NativeSplit((0, 0), crop)
+
+
+def slice_and_pad(crop: Crop, length: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How to apply ``crop`` to an axis of ``length`` pixels: ``(start, stop)`` then ``(pad_lo, pad_hi)``."""
+    begin, end = crop
+    return (max(begin, 0), length - max(end, 0)), (max(-begin, 0), max(-end, 0))
+
+
+# --- residual and coverage -------------------------------------------------------------------
+
+
+def nearest_indices(input_length: int, output_length: int) -> tuple[int, ...]:
+    """Source index of each output pixel for nearest upsampling: ``floor((dst + 0.5) * in / out)``.
+
+    Exact integer arithmetic, so every backend gathers the same pixels for any scale.
+    """
+    return tuple(((2 * dst + 1) * input_length) // (2 * output_length) for dst in range(output_length))
+
+
+def coverage(input_length: int, kernel: int, stride: int, crop: Crop) -> list[int]:
+    """Number of (input pixel, tap) pairs that reach each output pixel of one axis."""
+    begin = crop[0]
+    counts = [0] * output_length(input_length, kernel, stride, crop)
+    for j in range(input_length):
+        for t in range(kernel):
+            position = j * stride + t - begin
+            if 0 <= position < len(counts):
+                counts[position] += 1
+    return counts
+
+
+def interior(input_length: int, kernel: int, stride: int, crop: Crop) -> range:
+    """Output positions away from the borders, where every tap that could land does land.
+
+    In full-output coordinates these are ``k - 1 .. i * s - 1``; overlap there is uniform
+    exactly when ``k % s == 0`` (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
+    """
+    n = output_length(input_length, kernel, stride, crop)
+    return range(max(kernel - 1 - crop[0], 0), min(input_length * stride - crop[0], n))

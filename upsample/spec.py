@@ -1,0 +1,383 @@
+"""``UpsampleSpec``: one backend-neutral description of an upsampling layer.
+
+A spec is checked when it is made and normalised to explicit per-axis crops (DESIGN.md), so torch
+style (``padding``/``output_padding``), Keras style (``"same"``/``"valid"``) and explicit crops all
+land on one canonical form, and two specs that mean the same layer compare equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+import numpy as np
+
+from upsample import geometry
+
+if TYPE_CHECKING:
+    from upsample.weights import Weights
+
+Pair = tuple[int, int]
+Crops = tuple[tuple[int, int], tuple[int, int]]
+IntOrPair = Union[int, tuple[int, int]]
+Padding = Union[int, tuple[int, int], str, tuple[tuple[int, int], tuple[int, int]]]
+Residual = Literal["nearest", "projection"]
+
+RESIDUAL_MODES = ("nearest", "projection")
+PADDING_MODES = ("same", "valid")
+SPEC_FORMAT_VERSION = 1
+_DICT_KEYS = ("version", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias")
+
+
+def _int(name: str, value: Any, minimum: int | None) -> int:
+    """``value`` as an int (not a bool) that is at least ``minimum``; errors repeat what was given."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        kind = "a bool" if isinstance(value, bool) else type(value).__name__
+        raise TypeError(f"{name} must be an int, got {value!r} ({kind})")
+    number = operator.index(value)
+    if minimum is not None and number < minimum:
+        allowed = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {allowed}, got {number}")
+    return number
+
+
+def _pair(name: str, value: Any, minimum: int | None) -> Pair:
+    """An int or an ``(h, w)`` pair of ints as an ``(h, w)`` pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r} with {len(value)} items")
+        return (_int(f"{name}[0]", value[0], minimum), _int(f"{name}[1]", value[1], minimum))
+    number = _int(name, value, minimum)
+    return (number, number)
+
+
+def _is_explicit_crops(padding: Any) -> bool:
+    return isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(axis, (tuple, list)) for axis in padding
+    )
+
+
+def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, stride: Pair) -> Crops:
+    """Normalise every accepted padding form to per-axis crops (DESIGN.md, "Mapping")."""
+    op = None if output_padding is None else _pair("output_padding", output_padding, 0)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(
+                f"padding must be an int, an (h, w) pair, 'same', 'valid' or crops ((top, bottom), "
+                f"(left, right)), got {padding!r}"
+            )
+        return tuple(  # type: ignore[return-value]
+            geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in (0, 1)
+        )
+    if _is_explicit_crops(padding):
+        axes = tuple(_pair(f"padding[{a}] (crop)", padding[a], None) for a in (0, 1))  # type: ignore[index]
+    else:
+        torch_padding = _pair("padding", padding, 0)
+        axes = tuple((p, p) for p in torch_padding)
+    extra = op or (0, 0)
+    return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class UpsampleSpec:
+    """A transposed convolution (optionally with a residual skip), checked and normalised.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (default: ``in_channels``).
+        kernel_size: int or ``(kh, kw)``.
+        stride: int or ``(sh, sw)``.
+        padding: torch-style int or ``(h, w)`` pair, Keras-style ``"same"``/``"valid"``, or explicit
+            crops ``((top, bottom), (left, right))`` taken off the full output (negative adds rows).
+        output_padding: extra rows added at the bottom/right, as in torch and Keras. ``None`` means
+            the padding form's own default (for ``"same"``/``"valid"`` this differs from 0, as in Keras).
+        residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
+        use_bias: whether the layer adds a bias.
+
+    The stored form is ``kernel_size``, ``stride`` and ``crops``; ``padding`` and ``output_padding``
+    are only construction arguments.
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: Pair
+    stride: Pair
+    crops: Crops
+    residual: Residual | None
+    use_bias: bool
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        kernel_size: IntOrPair = 1,
+        stride: IntOrPair = 1,
+        padding: Padding = 0,
+        output_padding: IntOrPair | None = None,
+        residual: Residual | None = None,
+        use_bias: bool = True,
+    ) -> None:
+        set_field = object.__setattr__.__get__(self)
+        set_field("in_channels", _int("in_channels", in_channels, 1))
+        out = self.in_channels if out_channels is None else _int("out_channels", out_channels, 1)
+        set_field("out_channels", out)
+        set_field("kernel_size", _pair("kernel_size", kernel_size, 1))
+        set_field("stride", _pair("stride", stride, 1))
+        set_field("crops", _crops(padding, output_padding, self.kernel_size, self.stride))
+        if residual is not None and residual not in RESIDUAL_MODES:
+            raise ValueError(f"residual must be None, 'nearest' or 'projection', got {residual!r}")
+        if residual == "nearest" and self.in_channels != self.out_channels:
+            raise ValueError(
+                f"residual='nearest' is an identity skip and needs in_channels == out_channels, got "
+                f"in_channels={self.in_channels}, out_channels={self.out_channels}; use "
+                f"residual='projection' for a learned 1x1 map between channel counts"
+            )
+        set_field("residual", residual)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be a bool, got {use_bias!r} ({type(use_bias).__name__})")
+        set_field("use_bias", bool(use_bias))
+
+    # --- geometry ------------------------------------------------------------------------------
+
+    def output_size(self, input_size: IntOrPair = 1) -> Pair:
+        """``(H, W)`` of the output for an input of ``input_size`` (int or ``(h, w)``)."""
+        size = _pair("input_size", input_size, 1)
+        out = tuple(
+            geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1)
+        )
+        if min(out) <= 0:
+            raise ValueError(
+                f"output size would be {out} for input size {size}: kernel_size={self.kernel_size}, "
+                f"stride={self.stride} give a full output of {self.full_size(size)} and crops="
+                f"{self.crops} remove more than that; use smaller crops or a larger kernel"
+            )
+        return out  # type: ignore[return-value]
+
+    def full_size(self, input_size: IntOrPair = 1) -> Pair:
+        """``(H, W)`` of the uncropped transposed-convolution output."""
+        size = _pair("input_size", input_size, 1)
+        return tuple(geometry.full_length(size[a], self.kernel_size[a], self.stride[a]) for a in (0, 1))  # type: ignore[return-value]
+
+    def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
+        """Int array ``(H, W)``: how many (input pixel, kernel tap) pairs reach each output pixel."""
+        size = _pair("input_size", input_size, 1)
+        self.output_size(size)
+        rows, cols = (
+            geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1)
+        )
+        return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+
+    def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
+        """Dead pixels and uneven interior overlap (checkerboard risk) for ``input_size``."""
+        size = _pair("input_size", input_size, 1)
+        counts = self.coverage(size)
+        uneven = []
+        for a in (0, 1):
+            axis = geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            positions = geometry.interior(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            inner = {axis[p] for p in positions if axis[p] > 0}
+            uneven.append(len(inner) > 1)
+        return CoverageReport(
+            input_size=size,
+            output_size=counts.shape,  # type: ignore[arg-type]
+            dead=int((counts == 0).sum()),
+            live=int((counts > 0).sum()),
+            uneven_axes=tuple(name for name, flag in zip(("height", "width"), uneven) if flag),
+        )
+
+    # --- size and cost -------------------------------------------------------------------------
+
+    @property
+    def num_params(self) -> int:
+        """Number of trainable values: kernel, bias and projection skip."""
+        kh, kw = self.kernel_size
+        count = kh * kw * self.in_channels * self.out_channels
+        if self.use_bias:
+            count += self.out_channels
+        if self.residual == "projection":
+            count += self.in_channels * self.out_channels
+        return count
+
+    def flops(self, input_size: IntOrPair = 1) -> int:
+        """Floating-point operations per sample (a multiply-add counts as two)."""
+        size = _pair("input_size", input_size, 1)
+        h, w = self.output_size(size)
+        pixels = size[0] * size[1]
+        kh, kw = self.kernel_size
+        total = 2 * pixels * self.in_channels * kh * kw * self.out_channels
+        if self.use_bias:
+            total += h * w * self.out_channels
+        if self.residual == "projection":
+            total += 2 * pixels * self.in_channels * self.out_channels
+        if self.residual is not None:
+            total += h * w * self.out_channels
+        return total
+
+    # --- choosing parameters -------------------------------------------------------------------
+
+    @classmethod
+    def for_size(
+        cls,
+        in_channels: int,
+        size: IntOrPair,
+        *,
+        out_channels: int | None = None,
+        input_size: IntOrPair = 1,
+        kernel_size: IntOrPair | None = None,
+        residual: Residual | None = None,
+    ) -> UpsampleSpec:
+        """A spec that maps ``input_size`` to exactly ``size`` with every pixel live and even overlap.
+
+        From 1x1 this is the dense projection (kernel = size, stride 1). From a larger input with an
+        integer scale ``f`` it is kernel ``2f``, stride ``f`` and the crops that hit the size (as
+        DCGAN's k4 s2 p1 for 4 -> 8). Raises ``ValueError`` when one stage cannot do it.
+        """
+        target = _pair("size", size, 1)
+        source = _pair("input_size", input_size, 1)
+        chosen_kernel = None if kernel_size is None else _pair("kernel_size", kernel_size, 1)
+        kernels, strides, crops = [], [], []
+        for a, axis in enumerate(("height", "width")):
+            k, s, crop = _plan_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a])
+            kernels.append(k)
+            strides.append(s)
+            crops.append(crop)
+        return cls(
+            in_channels,
+            out_channels,
+            kernel_size=tuple(kernels),  # type: ignore[arg-type]
+            stride=tuple(strides),  # type: ignore[arg-type]
+            padding=tuple(crops),  # type: ignore[arg-type]
+            residual=residual,
+        )
+
+    # --- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the canonical form, with a format version."""
+        return {
+            "version": SPEC_FORMAT_VERSION,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "crops": [list(axis) for axis in self.crops],
+            "residual": self.residual,
+            "use_bias": self.use_bias,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UpsampleSpec:
+        """Inverse of :meth:`to_dict`; rejects unknown keys and versions."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a spec dict must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(_DICT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown spec keys {unknown}; a spec dict has exactly {list(_DICT_KEYS)}")
+        missing = sorted(set(_DICT_KEYS) - set(data))
+        if missing:
+            raise ValueError(f"spec dict is missing keys {missing}")
+        if data["version"] != SPEC_FORMAT_VERSION:
+            raise ValueError(
+                f"spec format version {data['version']!r} is not supported; this upsample reads version "
+                f"{SPEC_FORMAT_VERSION}"
+            )
+        crops = data["crops"]
+        if not _is_explicit_crops(crops):
+            raise ValueError(f"spec 'crops' must be [[top, bottom], [left, right]], got {crops!r}")
+        return cls(
+            data["in_channels"],
+            data["out_channels"],
+            kernel_size=tuple(data["kernel_size"]),  # type: ignore[arg-type]
+            stride=tuple(data["stride"]),  # type: ignore[arg-type]
+            padding=tuple(tuple(axis) for axis in crops),  # type: ignore[arg-type]
+            residual=data["residual"],
+            use_bias=data["use_bias"],
+        )
+
+    def to_json(self) -> str:
+        """The canonical form as a JSON string."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> UpsampleSpec:
+        """Inverse of :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"spec JSON is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+    # --- building ------------------------------------------------------------------------------
+
+    def build(self, backend: str, *, weights: Weights | None = None, **kwargs: Any) -> Any:
+        """The native layer for ``backend`` (see :func:`upsample.backends.available`)."""
+        from upsample import backends
+
+        return backends.build(self, backend, weights=weights, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoverageReport:
+    """What :meth:`UpsampleSpec.diagnose` found for one input size."""
+
+    input_size: Pair
+    output_size: Pair
+    dead: int
+    """Output pixels no input pixel reaches (they carry the bias alone)."""
+    live: int
+    uneven_axes: tuple[str, ...]
+    """Axes whose interior overlap is not uniform (checkerboard risk: kernel not divisible by stride)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.dead == 0 and not self.uneven_axes
+
+    @property
+    def verdict(self) -> str:
+        """One line a person can act on."""
+        total = self.dead + self.live
+        parts = []
+        if self.dead:
+            parts.append(
+                f"{self.dead} of {total} output pixels are dead (never reached by the input; bias only)"
+            )
+        if self.uneven_axes:
+            parts.append(
+                f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
+                f"divisible by stride)"
+            )
+        if not parts:
+            return f"ok: all {total} output pixels live, even overlap"
+        return "; ".join(parts)
+
+
+def _plan_axis(axis: str, source: int, target: int, kernel: int | None) -> tuple[int, int, tuple[int, int]]:
+    """Kernel, stride and crop for one axis of :meth:`UpsampleSpec.for_size`."""
+    if source == 1:
+        k = target if kernel is None else kernel
+        if k < target:
+            raise ValueError(
+                f"cannot reach {target} pixels along {axis} from a 1x1 input with kernel {k} in one stage: "
+                f"a 1x1 input reaches at most kernel pixels without dead ones; use kernel_size >= {target} "
+                f"(the default picks {target}), or stack stages (e.g. 1 -> {k}, then integer scales)"
+            )
+        excess = k - target
+        return k, 1, (excess // 2, excess - excess // 2)
+    if target % source:
+        raise ValueError(
+            f"cannot go from {source} to {target} pixels along {axis} in one stage: one transposed "
+            f"convolution with even overlap needs an integer scale; pick a size that is a multiple of {source}"
+        )
+    scale = target // source
+    k = 2 * scale if kernel is None else kernel
+    if k < scale or k % scale:
+        raise ValueError(
+            f"kernel {k} along {axis} does not give even overlap at scale {scale}: the kernel must be a "
+            f"multiple of the stride {scale} (e.g. {2 * scale})"
+        )
+    excess = k - scale
+    return k, scale, (excess // 2, excess - excess // 2)

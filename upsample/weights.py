@@ -1,0 +1,228 @@
+"""Canonical weights: the container, seeded initialisation and safetensors files.
+
+Canonical layout (DESIGN.md): ``kernel`` ``(kh, kw, C_in, C_out)`` in torch orientation, ``bias``
+``(C_out,)`` or absent, projection ``skip`` ``(C_in, C_out)`` or absent. Every backend converts
+to and from this layout, so weights move between frameworks through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from upsample.spec import UpsampleSpec
+
+WEIGHTS_FORMAT_VERSION = "1"
+SCHEMES = ("he_uniform", "glorot_uniform", "lecun_normal", "zeros", "bilinear")
+
+
+class WeightsFileError(ValueError):
+    """A weights file that is not a readable upsample safetensors file, or does not match its spec."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Weights:
+    """Numpy arrays in the canonical layout; ``bias`` and ``skip`` are ``None`` when absent."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None = None
+    skip: np.ndarray | None = None
+
+    def check(self, spec: UpsampleSpec) -> Weights:
+        """Return ``self`` if every array has the shape ``spec`` needs, else raise ``ValueError``."""
+        kh, kw = spec.kernel_size
+        expected = {
+            "kernel": (kh, kw, spec.in_channels, spec.out_channels),
+            "bias": (spec.out_channels,) if spec.use_bias else None,
+            "skip": (spec.in_channels, spec.out_channels) if spec.residual == "projection" else None,
+        }
+        for name, shape in expected.items():
+            array = getattr(self, name)
+            got = None if array is None else tuple(np.shape(array))
+            if got != shape:
+                need = "absent (None)" if shape is None else f"shape {shape}"
+                raise ValueError(f"weights.{name} has {'no array' if got is None else f'shape {got}'}; the spec needs {need}")
+            if array is not None and not np.issubdtype(np.asarray(array).dtype, np.floating):
+                raise TypeError(f"weights.{name} must be a floating array, got dtype {np.asarray(array).dtype}")
+        return self
+
+    def astype(self, dtype: Any) -> Weights:
+        """A copy with every array cast to ``dtype``."""
+        return Weights(*(None if a is None else np.asarray(a, dtype=dtype) for a in self.arrays()))
+
+    def arrays(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """``(kernel, bias, skip)``."""
+        return self.kernel, self.bias, self.skip
+
+    def allclose(self, other: Weights, rtol: float = 1e-6, atol: float = 0.0) -> bool:
+        """Same presence and values of every array."""
+        for mine, theirs in zip(self.arrays(), other.arrays()):
+            if (mine is None) != (theirs is None):
+                return False
+            if mine is not None and not (np.shape(mine) == np.shape(theirs) and np.allclose(mine, theirs, rtol=rtol, atol=atol)):
+                return False
+        return True
+
+
+# --- seeded initialisation -------------------------------------------------------------------
+
+
+class _Stream:
+    """Uniform and normal numbers from PCG64's raw 64-bit output, the same on every platform.
+
+    NumPy does not promise that ``Generator.uniform``/``normal`` streams stay the same across
+    versions; the PCG64 bit stream itself is fixed, so the conversion is done here.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._bits = np.random.PCG64(seed)
+
+    def uniform(self, count: int) -> np.ndarray:
+        raw = self._bits.random_raw(count)
+        return (raw >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+    def normal(self, count: int) -> np.ndarray:
+        """Box-Muller on pairs of uniforms."""
+        half = (count + 1) // 2
+        u1, u2 = 1.0 - self.uniform(half), self.uniform(half)
+        radius = np.sqrt(-2.0 * np.log(u1))
+        return np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])[:count]
+
+    def truncated_normal(self, count: int) -> np.ndarray:
+        """Standard normal values redrawn until within two standard deviations (as Keras does)."""
+        out = np.empty(0)
+        while out.size < count:
+            draw = self.normal(2 * count + 8)
+            out = np.concatenate([out, draw[np.abs(draw) <= 2.0]])
+        return out[:count]
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Fans of a canonical kernel as Keras and PyTorch count them for a transposed convolution.
+
+    Both see ``C_out`` as the kernel's input axis: ``fan_in = kh*kw*C_out``, ``fan_out = kh*kw*C_in``.
+    A skip ``(C_in, C_out)`` is a dense map: ``fan_in = C_in``, ``fan_out = C_out``.
+    """
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    kh, kw, c_in, c_out = shape
+    return kh * kw * c_out, kh * kw * c_in
+
+
+def _draw(stream: _Stream, scheme: str, shape: tuple[int, ...]) -> np.ndarray:
+    count = math.prod(shape)
+    fan_in, fan_out = _fans(shape)
+    if scheme == "he_uniform":
+        limit = math.sqrt(6.0 / fan_in)
+        values = (2.0 * stream.uniform(count) - 1.0) * limit
+    elif scheme == "glorot_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        values = (2.0 * stream.uniform(count) - 1.0) * limit
+    elif scheme == "lecun_normal":
+        # 0.8796... is the standard deviation of a unit normal truncated at +-2 (Keras's constant).
+        values = stream.truncated_normal(count) * math.sqrt(1.0 / fan_in) / 0.87962566103423978
+    else:
+        values = np.zeros(count)
+    return values.reshape(shape)
+
+
+def bilinear_kernel(size: int) -> np.ndarray:
+    """The 1-D FCN bilinear interpolation filter of ``size`` taps (Long et al. 2015)."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    return 1.0 - np.abs(np.arange(size) - center) / factor
+
+
+def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", dtype: Any = np.float32) -> Weights:
+    """Canonical weights for ``spec``, deterministic for ``seed`` on every platform.
+
+    Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"`` and
+    ``"bilinear"`` (the FCN bilinear kernel on the channel diagonal, identity skip; needs equal
+    channel counts). Biases start at zero.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    kh, kw = spec.kernel_size
+    c_in, c_out = spec.in_channels, spec.out_channels
+    if scheme == "bilinear":
+        if c_in != c_out:
+            raise ValueError(
+                f"scheme='bilinear' puts one filter per channel on the diagonal and needs in_channels == "
+                f"out_channels, got {c_in} and {c_out}"
+            )
+        kernel = np.zeros((kh, kw, c_in, c_out))
+        kernel[:, :, np.arange(c_in), np.arange(c_in)] = np.outer(bilinear_kernel(kh), bilinear_kernel(kw))[..., None]
+        skip = np.eye(c_in)
+    else:
+        stream = _Stream(int(seed))
+        kernel = _draw(stream, scheme, (kh, kw, c_in, c_out))
+        skip = _draw(stream, scheme, (c_in, c_out))
+    return Weights(
+        kernel=kernel.astype(dtype),
+        bias=np.zeros(c_out, dtype=dtype) if spec.use_bias else None,
+        skip=skip.astype(dtype) if spec.residual == "projection" else None,
+    )
+
+
+# --- safetensors files -----------------------------------------------------------------------
+
+
+def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weights) -> None:
+    """Write ``weights`` and ``spec`` (as JSON metadata, with a format version) to a safetensors file."""
+    from safetensors.numpy import save_file
+
+    weights.check(spec)
+    tensors = {
+        name: np.ascontiguousarray(array)
+        for name, array in zip(("kernel", "bias", "skip"), weights.arrays())
+        if array is not None
+    }
+    metadata = {"upsample.format": WEIGHTS_FORMAT_VERSION, "upsample.spec": spec.to_json()}
+    save_file(tensors, os.fspath(path), metadata=metadata)
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
+    """Read a file written by :func:`save_weights`. Nothing in the file is executed.
+
+    Raises :class:`WeightsFileError` for a file that is not safetensors (a pickle, say), is
+    truncated or corrupt, lacks upsample metadata, or whose tensors do not match its spec.
+    """
+    from safetensors import safe_open
+
+    where = os.fspath(path)
+    if not os.path.isfile(where):
+        raise FileNotFoundError(f"weights file {where!r} does not exist")
+    try:
+        with safe_open(where, framework="numpy") as handle:
+            metadata: dict[str, Any] = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises several types for malformed files
+        raise WeightsFileError(f"{where!r} is not a readable safetensors file: {error}") from None
+    version = metadata.get("upsample.format")
+    if version != WEIGHTS_FORMAT_VERSION:
+        found = "no upsample metadata" if version is None else f"format version {version!r}"
+        raise WeightsFileError(
+            f"{where!r} has {found}; expected an upsample weights file (format version {WEIGHTS_FORMAT_VERSION})"
+        )
+    try:
+        spec = UpsampleSpec.from_json(metadata.get("upsample.spec", ""))
+    except (ValueError, TypeError) as error:
+        raise WeightsFileError(f"{where!r} carries an invalid spec: {error}") from None
+    unknown = sorted(set(tensors) - {"kernel", "bias", "skip"})
+    if unknown:
+        raise WeightsFileError(f"{where!r} has unexpected tensors {unknown}; expected kernel, bias, skip")
+    if "kernel" not in tensors:
+        raise WeightsFileError(f"{where!r} has no 'kernel' tensor")
+    weights = Weights(tensors["kernel"], tensors.get("bias"), tensors.get("skip"))
+    try:
+        weights.check(spec)
+    except (ValueError, TypeError) as error:
+        raise WeightsFileError(f"{where!r} does not match its own spec: {error}") from None
+    return spec, weights
+

@@ -30,7 +30,9 @@ def require_backend(name: str) -> None:
     pytest.skip(message)
 
 
-def assert_close(actual: Any, expected: Any, what: str, spec: upsample.UpsampleSpec, rtol: float = RTOL, atol: float = ATOL) -> None:
+def assert_close(
+    actual: Any, expected: Any, what: str, spec: upsample.UpsampleSpec, rtol: float = RTOL, atol: float = ATOL
+) -> None:
     """``np.testing.assert_allclose`` that prints the spec as JSON so a failure can be replayed."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}; spec {spec.to_json()}"
@@ -82,9 +84,15 @@ def sweep() -> list[tuple[upsample.UpsampleSpec, tuple[int, int]]]:
             spec = upsample.UpsampleSpec(3, c_out, kernel_size=k, stride=s, residual=residual, **form)
             _append_if_valid(out, spec, next(inputs))
     for k, s in [((2, 3), (1, 2)), ((5, 1), (3, 1)), ((1, 4), (4, 2)), ((3, 4), (2, 3))]:
-        for form in ({"padding": "same"}, {"padding": (1, 0), "output_padding": (0, 1)}, {"padding": ((0, 1), (-1, 2))}):
+        for form in (
+            {"padding": "same"},
+            {"padding": (1, 0), "output_padding": (0, 1)},
+            {"padding": ((0, 1), (-1, 2))},
+        ):
             for size in ((1, 1), (2, 3)):
-                spec = upsample.UpsampleSpec(2, 3, kernel_size=k, stride=s, residual=next(residuals) and "projection", **form)
+                spec = upsample.UpsampleSpec(
+                    2, 3, kernel_size=k, stride=s, residual=next(residuals) and "projection", **form
+                )
                 _append_if_valid(out, spec, size)
     return out
 
@@ -118,7 +126,13 @@ def specs(draw: st.DrawFn, max_kernel: int = 6, max_channels: int = 17) -> upsam
     else:
         padding = form
     return upsample.UpsampleSpec(
-        c_in, c_out, kernel_size=k, stride=s, padding=padding, output_padding=op, residual=residual,
+        c_in,
+        c_out,
+        kernel_size=k,
+        stride=s,
+        padding=padding,
+        output_padding=op,
+        residual=residual,
         use_bias=draw(st.booleans()),
     )
 

@@ -1,25 +1,56 @@
 """upsample: a 1x1xC feature map to an NxNxC' map with one learned layer, the same in every framework.
 
 A layer is described once by an :class:`UpsampleSpec` and built as a native PyTorch, Keras 3 or
-Flax layer with :meth:`UpsampleSpec.build`. Importing this package loads no deep-learning framework.
+Flax layer with :meth:`UpsampleSpec.build`. Importing this package loads no deep-learning framework,
+and not even NumPy: the public names are imported on first use (PEP 562) so ``import upsample``
+stays well under 100 ms.
 """
 
-from upsample import reference
-from upsample.checks import UpsampleWarning
-from upsample.spec import CoverageReport, UpsampleSpec
-from upsample.weights import Weights, WeightsFileError, init_weights, load_weights, save_weights
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CoverageReport",
-    "UpsampleSpec",
-    "UpsampleWarning",
-    "Weights",
-    "WeightsFileError",
-    "__version__",
-    "init_weights",
-    "load_weights",
-    "reference",
-    "save_weights",
-]
+# public name -> module that defines it
+_LAZY = {
+    "UpsampleSpec": "upsample.spec",
+    "CoverageReport": "upsample.spec",
+    "UpsampleWarning": "upsample.checks",
+    "Weights": "upsample.weights",
+    "WeightsFileError": "upsample.weights",
+    "init_weights": "upsample.weights",
+    "load_weights": "upsample.weights",
+    "save_weights": "upsample.weights",
+}
+_SUBMODULES = ("reference", "geometry", "backends", "checks", "spec", "weights")
+
+__all__ = sorted([*_LAZY, "reference", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"upsample.{name}")
+    else:
+        raise AttributeError(f"module 'upsample' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
+
+if TYPE_CHECKING:
+    from upsample import reference as reference
+    from upsample.checks import UpsampleWarning as UpsampleWarning
+    from upsample.spec import CoverageReport as CoverageReport
+    from upsample.spec import UpsampleSpec as UpsampleSpec
+    from upsample.weights import Weights as Weights
+    from upsample.weights import WeightsFileError as WeightsFileError
+    from upsample.weights import init_weights as init_weights
+    from upsample.weights import load_weights as load_weights
+    from upsample.weights import save_weights as save_weights

@@ -16,7 +16,9 @@ class UpsampleWarning(UserWarning):
     """A layer will compute something the user probably did not mean (e.g. dead output pixels)."""
 
 
-def check_input(spec: UpsampleSpec, shape: Sequence[int | None], layout: str, floating: bool, dtype: str) -> tuple[int, int]:
+def check_input(
+    spec: UpsampleSpec, shape: Sequence[int | None], layout: str, floating: bool, dtype: str
+) -> tuple[int, int]:
     """Check an input's shape and dtype against ``spec``; return its ``(H, W)``.
 
     ``layout`` is ``"NHWC"`` or ``"NCHW"``; ``floating`` says whether the dtype is a floating type
@@ -37,9 +39,7 @@ def check_input(spec: UpsampleSpec, shape: Sequence[int | None], layout: str, fl
         if shape[other_axis] == spec.in_channels:
             other = "NCHW" if layout == "NHWC" else "NHWC"
             hint = f": is this {other}?"
-        raise ValueError(
-            f"expected {layout} with C={spec.in_channels}, got shape {shape}{hint}"
-        )
+        raise ValueError(f"expected {layout} with C={spec.in_channels}, got shape {shape}{hint}")
     if not floating:
         raise TypeError(f"x must have a floating dtype, got {dtype}")
     height, width = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])

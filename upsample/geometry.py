@@ -101,9 +101,19 @@ def split_for_keras(crop: Crop, stride: int) -> NativeSplit:
 
 
 def slice_and_pad(crop: Crop, length: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """How to apply ``crop`` to an axis of ``length`` pixels: ``(start, stop)`` then ``(pad_lo, pad_hi)``."""
+    """How to apply ``crop`` to an axis of ``length`` pixels: keep ``[start, stop)``, then pad
+    ``(pad_lo, pad_hi)`` rows.
+
+    The output is the window ``[begin, length - end)`` of the full axis; window positions outside
+    ``[0, length)`` become padding (a crop may even move the window entirely off the full output).
+    """
     begin, end = crop
-    return (max(begin, 0), length - max(end, 0)), (max(-begin, 0), max(-end, 0))
+    stop_window = length - end
+    start = min(max(begin, 0), length)
+    stop = max(min(stop_window, length), start)
+    pad_lo = max(0, min(stop_window, 0) - begin)
+    pad_hi = max(0, stop_window - max(length, begin))
+    return (start, stop), (pad_lo, pad_hi)
 
 
 # --- residual and coverage -------------------------------------------------------------------

@@ -60,7 +60,8 @@ def vjp(spec: UpsampleSpec, weights: Weights, x: np.ndarray, grad_y: np.ndarray)
         raise ValueError(f"grad_y must have shape {(batch, out_h, out_w, spec.out_channels)}, got {grad_y.shape}")
 
     full_h, full_w = spec.full_size((in_h, in_w))
-    inverse = tuple((-begin, -end) for begin, end in spec.crops)
+    (top, bottom), (left, right) = spec.crops
+    inverse = ((-top, -bottom), (-left, -right))
     grad_full = _crop(grad_y, inverse)  # zero where the crop removed pixels
     assert grad_full.shape[1:3] == (full_h, full_w)
 

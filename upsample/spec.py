@@ -11,19 +11,19 @@ import dataclasses
 import json
 import operator
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from upsample import geometry
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from upsample.weights import Weights
 
 Pair = tuple[int, int]
 Crops = tuple[tuple[int, int], tuple[int, int]]
-IntOrPair = Union[int, tuple[int, int]]
-Padding = Union[int, tuple[int, int], str, tuple[tuple[int, int], tuple[int, int]]]
+IntOrPair = int | tuple[int, int]
+Padding = int | tuple[int, int] | str | tuple[tuple[int, int], tuple[int, int]]
 Residual = Literal["nearest", "projection"]
 
 RESIDUAL_MODES = ("nearest", "projection")
@@ -55,8 +55,10 @@ def _pair(name: str, value: Any, minimum: int | None) -> Pair:
 
 
 def _is_explicit_crops(padding: Any) -> bool:
-    return isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-        isinstance(axis, (tuple, list)) for axis in padding
+    return (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(axis, (tuple, list)) for axis in padding)
     )
 
 
@@ -137,7 +139,7 @@ class UpsampleSpec:
                 f"residual='projection' for a learned 1x1 map between channel counts"
             )
         set_field("residual", residual)
-        if not isinstance(use_bias, (bool, np.bool_)):
+        if not isinstance(use_bias, bool) and type(use_bias).__name__ != "bool_":
             raise TypeError(f"use_bias must be a bool, got {use_bias!r} ({type(use_bias).__name__})")
         set_field("use_bias", bool(use_bias))
 
@@ -146,9 +148,7 @@ class UpsampleSpec:
     def output_size(self, input_size: IntOrPair = 1) -> Pair:
         """``(H, W)`` of the output for an input of ``input_size`` (int or ``(h, w)``)."""
         size = _pair("input_size", input_size, 1)
-        out = tuple(
-            geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1)
-        )
+        out = tuple(geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
         if min(out) <= 0:
             raise ValueError(
                 f"output size would be {out} for input size {size}: kernel_size={self.kernel_size}, "
@@ -164,11 +164,11 @@ class UpsampleSpec:
 
     def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
         """Int array ``(H, W)``: how many (input pixel, kernel tap) pairs reach each output pixel."""
+        import numpy as np
+
         size = _pair("input_size", input_size, 1)
         self.output_size(size)
-        rows, cols = (
-            geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1)
-        )
+        rows, cols = (geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
         return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
 
     def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
@@ -186,7 +186,10 @@ class UpsampleSpec:
             output_size=counts.shape,  # type: ignore[arg-type]
             dead=int((counts == 0).sum()),
             live=int((counts > 0).sum()),
-            uneven_axes=tuple(name for name, flag in zip(("height", "width"), uneven) if flag),
+            uneven_axes=tuple(name for name, flag in zip(("height", "width"), uneven, strict=True) if flag),
+            idle_strides=tuple(
+                name for a, name in enumerate(("height", "width")) if size[a] == 1 and self.stride[a] > 1
+            ),
         )
 
     # --- size and cost -------------------------------------------------------------------------
@@ -331,6 +334,8 @@ class CoverageReport:
     live: int
     uneven_axes: tuple[str, ...]
     """Axes whose interior overlap is not uniform (checkerboard risk: kernel not divisible by stride)."""
+    idle_strides: tuple[str, ...] = ()
+    """Axes with one input pixel and a stride > 1: the stride has no effect there (the torch trap)."""
 
     @property
     def ok(self) -> bool:
@@ -342,16 +347,19 @@ class CoverageReport:
         total = self.dead + self.live
         parts = []
         if self.dead:
-            parts.append(
-                f"{self.dead} of {total} output pixels are dead (never reached by the input; bias only)"
-            )
+            parts.append(f"{self.dead} of {total} output pixels are dead (never reached by the input; bias only)")
         if self.uneven_axes:
             parts.append(
                 f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
                 f"divisible by stride)"
             )
         if not parts:
-            return f"ok: all {total} output pixels live, even overlap"
+            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap")
+        if self.idle_strides:
+            parts.append(
+                f"note: the stride has no effect along {' and '.join(self.idle_strides)} for a 1-pixel input "
+                f"(output = kernel - crops)"
+            )
         return "; ".join(parts)
 
 

@@ -45,14 +45,19 @@ class Weights:
             got = None if array is None else tuple(np.shape(array))
             if got != shape:
                 need = "absent (None)" if shape is None else f"shape {shape}"
-                raise ValueError(f"weights.{name} has {'no array' if got is None else f'shape {got}'}; the spec needs {need}")
+                raise ValueError(
+                    f"weights.{name} has {'no array' if got is None else f'shape {got}'}; the spec needs {need}"
+                )
             if array is not None and not np.issubdtype(np.asarray(array).dtype, np.floating):
                 raise TypeError(f"weights.{name} must be a floating array, got dtype {np.asarray(array).dtype}")
         return self
 
     def astype(self, dtype: Any) -> Weights:
         """A copy with every array cast to ``dtype``."""
-        return Weights(*(None if a is None else np.asarray(a, dtype=dtype) for a in self.arrays()))
+        def cast(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else np.asarray(array, dtype=dtype)
+
+        return Weights(np.asarray(self.kernel, dtype=dtype), cast(self.bias), cast(self.skip))
 
     def arrays(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(kernel, bias, skip)``."""
@@ -60,10 +65,11 @@ class Weights:
 
     def allclose(self, other: Weights, rtol: float = 1e-6, atol: float = 0.0) -> bool:
         """Same presence and values of every array."""
-        for mine, theirs in zip(self.arrays(), other.arrays()):
-            if (mine is None) != (theirs is None):
-                return False
-            if mine is not None and not (np.shape(mine) == np.shape(theirs) and np.allclose(mine, theirs, rtol=rtol, atol=atol)):
+        for mine, theirs in zip(self.arrays(), other.arrays(), strict=True):
+            if mine is None or theirs is None:
+                if mine is not theirs:
+                    return False
+            elif not (np.shape(mine) == np.shape(theirs) and np.allclose(mine, theirs, rtol=rtol, atol=atol)):
                 return False
         return True
 
@@ -180,7 +186,7 @@ def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weig
     weights.check(spec)
     tensors = {
         name: np.ascontiguousarray(array)
-        for name, array in zip(("kernel", "bias", "skip"), weights.arrays())
+        for name, array in zip(("kernel", "bias", "skip"), weights.arrays(), strict=True)
         if array is not None
     }
     metadata = {"upsample.format": WEIGHTS_FORMAT_VERSION, "upsample.spec": spec.to_json()}
@@ -225,4 +231,3 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
     except (ValueError, TypeError) as error:
         raise WeightsFileError(f"{where!r} does not match its own spec: {error}") from None
     return spec, weights
-

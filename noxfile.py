@@ -1,0 +1,31 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``.
+
+Installs go through pip with ``constraints.txt``, which pins the CPU build of torch.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+INSTALL = ["-c", "constraints.txt", "-e", ".[all,test]"]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The whole suite, every framework required (as in CI)."""
+    session.install(*INSTALL)
+    session.env["UPSAMPLE_REQUIRE_BACKENDS"] = "torch,keras,flax"
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "upsample", "tests", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy", "-c", "constraints.txt", "-e", ".")
+    session.run("mypy")

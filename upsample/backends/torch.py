@@ -1,0 +1,185 @@
+"""PyTorch adapter: :class:`Upsample`, an ``nn.Module`` (NCHW in and out) built from an ``UpsampleSpec``.
+
+The layer holds a real ``nn.ConvTranspose2d`` named ``conv`` (so ``state_dict``, ``.to()``, hooks and
+``torch.nn.init`` see the usual parameters) and, for ``residual="projection"``, a bias-free 1x1
+``nn.Conv2d`` named ``skip``. Crops that torch's ``padding``/``output_padding`` express run natively;
+any other crop runs the same weights through ``conv_transpose2d`` on the full output, then slices and
+pads, then adds the bias (padded rows get it too, DESIGN.md). A 1x1 input takes a matmul fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from upsample import geometry
+from upsample.checks import DeadPixelGuard, check_input
+from upsample.spec import Crops, UpsampleSpec
+from upsample.weights import Weights
+
+__all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
+
+# Frames between DeadPixelGuard's warn() and the user's `layer(x)`: guard, forward, _call_impl, _wrapped_call_impl.
+_WARN_STACKLEVEL = 5
+
+
+class Upsample(nn.Module):
+    """Transposed convolution (plus optional residual skip) exactly as ``spec`` describes, on NCHW tensors.
+
+    Args:
+        spec: the layer description.
+        weights: canonical :class:`~upsample.Weights` to load; ``None`` keeps torch's default
+            initialisation (seeded by ``torch.manual_seed``, like every torch layer).
+        device, dtype: passed to the parameters, as for any torch layer.
+        fast_path: compute a 1x1 input as one matmul over the stored weight (same parameters, same
+            result); ``False`` always uses the transposed convolution.
+    """
+
+    def __init__(
+        self,
+        spec: UpsampleSpec,
+        *,
+        weights: Weights | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(spec, UpsampleSpec):
+            raise TypeError(f"spec must be an UpsampleSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.fast_path = bool(fast_path)
+        splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in (0, 1)]
+        padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
+        self._rest: Crops = (splits[0].rest, splits[1].rest)
+        self._native = self._rest == ((0, 0), (0, 0))
+        self.conv = nn.ConvTranspose2d(
+            spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, padding, output_padding,
+            bias=spec.use_bias, device=device, dtype=dtype,
+        )
+        self.skip = (
+            nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
+            if spec.residual == "projection" else None
+        )
+        self._guard = DeadPixelGuard(spec)
+        if weights is not None:
+            set_weights(self, weights)
+
+    def extra_repr(self) -> str:
+        return f"crops={self.spec.crops}, residual={self.spec.residual!r}, fast_path={self.fast_path}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``."""
+        if not torch.compiler.is_compiling():  # Python-side checks; compiled graphs specialise on shapes anyway
+            size = check_input(self.spec, tuple(x.shape), "NCHW", x.is_floating_point(), str(x.dtype))
+            self._guard(size, stacklevel=_WARN_STACKLEVEL)
+        batch, _, height, width = x.shape
+        weight = self.conv.weight  # (C_in, C_out, kh, kw)
+        if self.fast_path and height == 1 and width == 1:
+            # The full output of a 1x1 input is x @ W with W viewed as (C_in, C_out * kh * kw).
+            y = (x.reshape(batch, weight.shape[0]) @ weight.reshape(weight.shape[0], -1)).view(batch, *weight.shape[1:])
+            y = self._with_bias(_crop(y, self.spec.crops))
+        elif self._native:
+            y = self.conv(x)
+        else:
+            conv = self.conv
+            y = F.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)
+            y = self._with_bias(_crop(y, self._rest))
+        return y + self._residual(x, y.shape[2:]) if self.spec.residual else y
+
+    def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.conv.bias is None else y + self.conv.bias.view(-1, 1, 1)
+
+    def _residual(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """The skip (identity or projection, on the small input) gathered to ``out_size`` by nearest index.
+
+        An axis of length 1 is left to broadcasting, so a 1x1 input costs no gather.
+        """
+        skip = x if self.skip is None else self.skip(x)
+        for axis, out_length in zip((2, 3), out_size, strict=True):
+            in_length = skip.shape[axis]
+            indices = geometry.nearest_indices(in_length, out_length)
+            if in_length != 1 and indices != tuple(range(in_length)):
+                skip = skip.index_select(axis, torch.tensor(indices, device=skip.device))
+        return skip
+
+
+def _crop(y: torch.Tensor, crops: Crops) -> torch.Tensor:
+    """Apply per-axis crops to NCHW ``y``: slice positive crops off, zero-pad negative ones."""
+    (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[2 + a]) for a in (0, 1))
+    y = y[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+    if any(row_pad + col_pad):
+        y = F.pad(y, (*col_pad, *row_pad))
+    return y
+
+
+def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) -> Upsample:
+    """``Upsample(spec, weights=weights, **kwargs)``: the registry's entry point."""
+    return Upsample(spec, weights=weights, **kwargs)
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A detached CPU copy as NumPy (bfloat16, which NumPy lacks, becomes float32)."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy().copy()
+
+
+def _require_layer(layer: Any) -> Upsample:
+    if not isinstance(layer, Upsample):
+        raise TypeError(f"layer must be an upsample.backends.torch.Upsample, got {type(layer).__name__}")
+    return layer
+
+
+def get_weights(layer: Upsample) -> Weights:
+    """The layer's parameters in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
+    layer = _require_layer(layer)
+    conv = layer.conv
+    return Weights(
+        kernel=_numpy(conv.weight).transpose(2, 3, 0, 1),
+        bias=None if conv.bias is None else _numpy(conv.bias),
+        skip=None if layer.skip is None else _numpy(layer.skip.weight)[:, :, 0, 0].T,
+    )
+
+
+def set_weights(layer: Upsample, weights: Weights) -> None:
+    """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
+    layer = _require_layer(layer)
+    weights.check(layer.spec)
+    targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
+    if layer.conv.bias is not None:
+        targets.append((layer.conv.bias, np.asarray(weights.bias)))
+    if layer.skip is not None:
+        targets.append((layer.skip.weight, np.asarray(weights.skip).T[:, :, None, None]))
+    with torch.no_grad():
+        for parameter, value in targets:
+            parameter.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
+    """The spec and canonical weights of an existing ``nn.ConvTranspose2d`` (e.g. from a user's model).
+
+    ``Upsample(*from_native(conv))``-style rebuilding gives the same outputs as ``conv``. Grouped,
+    dilated and non-zero-padded layers have no spec equivalent and are refused.
+    """
+    if not isinstance(conv, nn.ConvTranspose2d):
+        raise TypeError(f"conv must be a torch.nn.ConvTranspose2d, got {type(conv).__name__}")
+    unsupported = {
+        "groups": (conv.groups, 1),
+        "dilation": (tuple(conv.dilation), (1, 1)),
+        "padding_mode": (conv.padding_mode, "zeros"),
+    }
+    for name, (value, needed) in unsupported.items():
+        if value != needed:
+            raise ValueError(f"conv.{name} must be {needed!r} to convert to an UpsampleSpec, got {value!r}")
+    spec = UpsampleSpec(
+        conv.in_channels, conv.out_channels, kernel_size=tuple(conv.kernel_size), stride=tuple(conv.stride),
+        padding=tuple(conv.padding), output_padding=tuple(conv.output_padding), use_bias=conv.bias is not None,
+    )
+    weights = Weights(
+        kernel=_numpy(conv.weight).transpose(2, 3, 0, 1), bias=None if conv.bias is None else _numpy(conv.bias)
+    )
+    return spec, weights

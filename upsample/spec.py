@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from upsample import geometry
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 Pair = tuple[int, int]
 Crops = tuple[tuple[int, int], tuple[int, int]]
-IntOrPair = int | tuple[int, int]
-Padding = int | tuple[int, int] | str | tuple[tuple[int, int], tuple[int, int]]
+IntOrPair = int | Sequence[int]
+Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
 Residual = Literal["nearest", "projection"]
 
 RESIDUAL_MODES = ("nearest", "projection")

@@ -86,10 +86,10 @@ class Upsample(nn.Module):
         elif self._native:
             y = self.conv(x)
         else:
-            conv = self.conv
-            y = F.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)
+            conv = self.conv  # padding is always a pair here: it was built from ints, never a string
+            y = F.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)  # type: ignore[arg-type]
             y = self._with_bias(_crop(y, self._rest))
-        return y + self._residual(x, y.shape[2:]) if self.spec.residual else y
+        return y + self._residual(x, (y.shape[2], y.shape[3])) if self.spec.residual else y
 
     def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.conv.bias is None else y + self.conv.bias.view(-1, 1, 1)
@@ -177,7 +177,8 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
             raise ValueError(f"conv.{name} must be {needed!r} to convert to an UpsampleSpec, got {value!r}")
     spec = UpsampleSpec(
         conv.in_channels, conv.out_channels, kernel_size=tuple(conv.kernel_size), stride=tuple(conv.stride),
-        padding=tuple(conv.padding), output_padding=tuple(conv.output_padding), use_bias=conv.bias is not None,
+        padding=tuple(conv.padding),  # type: ignore[arg-type]  # ConvTranspose2d padding is always ints
+        output_padding=tuple(conv.output_padding), use_bias=conv.bias is not None,
     )
     weights = Weights(
         kernel=_numpy(conv.weight).transpose(2, 3, 0, 1), bias=None if conv.bias is None else _numpy(conv.bias)

@@ -29,3 +29,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("mypy", "-c", "constraints.txt", "-e", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """``upsample bench`` over every installed backend; pass options after ``--``."""
+    session.install(*INSTALL)
+    session.run("upsample", "bench", *session.posargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import textwrap
@@ -176,6 +177,120 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from upsample import check
+    from upsample.weights import init_weights
+
+    if args.spec and args.spec.endswith(".safetensors"):
+        spec, weights = load_weights(args.spec)
+    else:
+        if args.spec:
+            spec = _spec_from_file(args.spec)
+        elif args.channels is None or args.size is None:
+            raise UsageError("give a spec file (JSON or .safetensors) or --channels and --size (as for plan)")
+        else:
+            spec = UpsampleSpec.for_size(
+                args.channels,
+                args.size,
+                out_channels=args.out_channels,
+                input_size=args.input_size,
+                kernel_size=args.kernel,
+                residual=args.residual,
+            )
+        weights = init_weights(spec, seed=args.seed)
+        if spec.use_bias:  # a non-zero bias, so the bias path is checked too
+            bias = np.random.default_rng(args.seed).normal(size=spec.out_channels).astype(np.float32)
+            weights = type(weights)(weights.kernel, bias, weights.skip)
+    size = _pair_of(args.input_size)
+    spec.output_size(size)
+    x = np.random.default_rng(args.seed + 1).normal(size=(args.batch, *size, spec.in_channels)).astype(np.float32)
+    progress = (lambda message: print(f"... {message}", file=sys.stderr, flush=True)) if not args.quiet else None
+    rows = check.check(spec, weights, x, seed=args.seed, progress=progress or (lambda message: None))
+    report = spec.diagnose(size)
+    ok = all(row.status in ("pass", "skipped") for row in rows)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "spec": spec.to_dict(),
+                    "input_shape": list(x.shape),
+                    "coverage": report.verdict,
+                    "ok": ok,
+                    "rows": [dataclasses.asdict(row) for row in rows],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"spec      {spec.to_json()}")
+        print(f"input     {'x'.join(map(str, x.shape))} (NHWC), float32; reference: NumPy float64")
+        print(f"coverage  {report.verdict}")
+        print()
+        print(_check_table(rows))
+        print()
+        print("all backends agree with the reference" if ok else "some backends DISAGREE with the reference")
+    return 0 if ok else 1
+
+
+def _pair_of(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+def _check_table(rows: list[Any]) -> str:
+    """Aligned columns; a skipped or failed-to-run row shows its note across the number columns."""
+    header = ("backend", "status", "output", "err out", "err dx", "err dW", "ms/call")
+    measured = [
+        (
+            row.backend,
+            row.status,
+            "x".join(map(str, row.output_shape)),
+            f"{row.error_output:.1e}",
+            f"{row.error_grad_x:.1e}",
+            f"{row.error_grad_weights:.1e}",
+            f"{row.ms_per_call:.2f}",
+        )
+        for row in rows
+        if row.output_shape is not None
+    ]
+    widths = [max(len(line[i]) for line in (header, *measured)) for i in range(len(header))]
+    widths[0] = max(widths[0], *(len(row.backend) for row in rows))
+
+    def join(cells: tuple[str, ...]) -> str:
+        return "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=False)).rstrip()
+
+    lines = [join(header)]
+    numbers = iter(measured)
+    for row in rows:
+        lines.append(join(next(numbers)) if row.output_shape is not None else join((row.backend, row.status, row.note)))
+    return "\n".join(lines)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from upsample import bench
+    from upsample.check import TARGETS
+
+    labels = [t.label for t in TARGETS]
+    chosen = args.backends.split(",") if args.backends else labels
+    unknown = [name for name in chosen if name not in labels]
+    if unknown:
+        raise UsageError(f"--backends must name some of {', '.join(labels)}; got unknown {', '.join(unknown)}")
+    targets = tuple(t for t in TARGETS if t.label in chosen)
+    shapes = bench.QUICK_SHAPES if args.quick else bench.SHAPES
+    rows = bench.run(
+        targets, shapes, args.repeats, args.warmup, lambda m: print(f"... {m}", file=sys.stderr, flush=True)
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(bench.table(rows))
+    if args.plot:
+        bench.plot(rows, args.plot)
+        print(f"saved {args.plot}", file=sys.stderr)
+    return 0 if rows else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="upsample", description="Plan and check 1x1 -> NxN upsampling layers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -197,6 +312,29 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--png", metavar="PATH", help="also save the map as a PNG (needs matplotlib)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(run=_cmd_inspect)
+
+    check = commands.add_parser("check", help="build in every installed backend and compare with the reference")
+    check.add_argument("spec", nargs="?", help="spec JSON file, or weights .safetensors file (its weights are used)")
+    check.add_argument("--channels", type=int, help="input channels (spec chosen as by plan)")
+    check.add_argument("--size", type=_int_or_pair, help="output size: N or HxW")
+    check.add_argument("--out-channels", type=int, default=None)
+    check.add_argument("--input-size", type=_int_or_pair, default=1, help="input size (default 1)")
+    check.add_argument("--kernel", type=_int_or_pair, default=None, help="kernel size (default: chosen)")
+    check.add_argument("--residual", type=_residual, default=None, help="none, nearest or projection")
+    check.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    check.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(run=_cmd_check)
+
+    bench = commands.add_parser("bench", help="time native layer, ours and a plain matmul side by side")
+    bench.add_argument("--backends", help="comma-separated subset, e.g. torch,flax-linen (default: all installed)")
+    bench.add_argument("--quick", action="store_true", help="two tiny shapes (a smoke test, not a measurement)")
+    bench.add_argument("--repeats", type=int, default=30, help="timed rounds per shape (default 30)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.add_argument("--plot", metavar="PATH", help="save a bar chart of the ratios (needs matplotlib)")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 

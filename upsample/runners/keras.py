@@ -1,0 +1,163 @@
+"""Keras runner (see :mod:`upsample.runners`), on this process's ``KERAS_BACKEND``.
+
+Keras has no backend-neutral gradient, so :func:`_differentiate` and :func:`_compile` dispatch to the
+backend's own autodiff and compiler (``tf.GradientTape``/``tf.function``, ``jax.grad``/``jax.jit``,
+``torch.autograd``). Every variant is a pure function of ``(values, x)`` through ``stateless_call``,
+so native layer, ours and the matmul are compiled and differentiated the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from upsample import geometry
+from upsample.backends import keras as adapter
+from upsample.check import Outcome
+from upsample.runners import seconds_per_call
+from upsample.spec import UpsampleSpec
+from upsample.weights import Weights
+
+Pure = Callable[[Sequence[Any], Any], Any]
+
+
+def _pure(layer: keras.layers.Layer) -> Pure:
+    """``(trainable values, x) -> y`` for a built layer."""
+    return lambda values, x: layer.stateless_call(list(values), [], x)[0]
+
+
+def _differentiate(fn: Pure, values: Sequence[Any], x: Any, grad_y: Any) -> tuple[Any, Any, list[Any]]:
+    """``y``, ``d<y, grad_y>/dx`` and the gradients of ``values``, by the backend's autodiff."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        values = [tf.convert_to_tensor(v) for v in values]
+        with tf.GradientTape() as tape:
+            tape.watch([x, *values])
+            y = fn(values, x)
+            loss = tf.reduce_sum(y * grad_y)
+        grad_x, *grads = tape.gradient(loss, [x, *values])
+        return y, grad_x, grads
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss(vs: Sequence[Any], xs: Any) -> tuple[Any, Any]:
+            y = fn(vs, xs)
+            return jnp.sum(y * grad_y), y
+
+        (_, y), (grads, grad_x) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(list(values), x)
+        return y, grad_x, list(grads)
+    if backend == "torch":
+        import torch
+
+        x = torch.as_tensor(x).requires_grad_(True)
+        values = [torch.as_tensor(v).detach().requires_grad_(True) for v in values]
+        y = fn(values, x)
+        grad_x, *grads = torch.autograd.grad((y * torch.as_tensor(grad_y)).sum(), [x, *values])
+        return y, grad_x, grads
+    raise NotImplementedError(f"no gradient for Keras backend {backend!r}")
+
+
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The backend's compiler where it has one that users reach for (tf.function, jax.jit)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def _block(result: Any) -> Any:
+    """Wait for asynchronous backends (JAX) to finish computing ``result``."""
+    for leaf in result if isinstance(result, (tuple, list)) else (result,):
+        if hasattr(leaf, "block_until_ready"):
+            leaf.block_until_ready()
+    return result
+
+
+def _as_weights(spec: UpsampleSpec, x: np.ndarray, grads: Sequence[Any], fast_path: bool) -> Weights:
+    """Gradients in the canonical layout: put into a fresh layer's variables, read back with get_weights."""
+    holder = adapter.Upsample(spec, fast_path=fast_path)
+    holder.build(x.shape)
+    for variable, grad in zip(holder.trainable_variables, grads, strict=True):
+        variable.assign(keras.ops.convert_to_numpy(grad))
+    return adapter.get_weights(holder).astype(np.float64)
+
+
+def run(
+    spec: UpsampleSpec,
+    weights: Weights,
+    x: np.ndarray,
+    grad_y: np.ndarray,
+    *,
+    fast_path: bool = True,
+    repeats: int = 5,
+) -> Outcome:
+    layer = adapter.Upsample(spec, weights=weights.astype(np.float32), fast_path=fast_path)
+    x = x.astype(np.float32)
+    layer.build(x.shape)
+    values = [v.value for v in layer.trainable_variables]
+    y, grad_x, grads = _differentiate(_pure(layer), values, x, grad_y.astype(np.float32))
+    numpy = keras.ops.convert_to_numpy
+    seconds = seconds_per_call(lambda: _block(layer(x)), repeats) if repeats else float("nan")
+    return Outcome(
+        numpy(y).astype(np.float64), numpy(grad_x).astype(np.float64), _as_weights(spec, x, grads, fast_path), seconds
+    )
+
+
+def bench_callables(
+    spec: UpsampleSpec, batch: int, input_size: int
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    keras.utils.set_random_seed(0)
+    x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
+    ours = adapter.Upsample(spec)
+    ours.build(x.shape)
+    same = tuple(
+        geometry.crop_from_keras("same", k, s, None) for k, s in zip(spec.kernel_size, spec.stride, strict=True)
+    )
+    native = keras.layers.Conv2DTranspose(
+        spec.out_channels,
+        spec.kernel_size,
+        strides=spec.stride,
+        padding="same" if spec.crops == same else "valid",
+        use_bias=spec.use_bias,
+    )
+    native.build(x.shape)
+    kh, kw = spec.kernel_size
+    rows = keras.ops.reshape(x, (-1, spec.in_channels))
+    matrix = keras.random.normal((spec.in_channels, spec.out_channels * kh * kw))
+
+    def matmul(values: Sequence[Any], inputs: Any) -> Any:
+        return keras.ops.matmul(inputs, values[0])
+
+    def pair(fn: Pure, values: list[Any], inputs: Any) -> tuple[Callable[[], object], Callable[[], object]]:
+        y = fn(values, inputs)
+        grad_y = keras.ops.ones_like(y)
+        forward = _compile(fn)
+        backward = _compile(lambda vs, xs: _differentiate(fn, vs, xs, grad_y))
+        if keras.backend.backend() == "torch":
+            import torch
+
+            def forward_no_grad() -> object:
+                with torch.no_grad():
+                    return forward(values, inputs)
+
+            return forward_no_grad, lambda: backward(values, inputs)
+        return (lambda: _block(forward(values, inputs))), (lambda: _block(backward(values, inputs)))
+
+    return {
+        "native": pair(_pure(native), [v.value for v in native.trainable_variables], x),
+        "ours": pair(_pure(ours), [v.value for v in ours.trainable_variables], x),
+        "matmul": pair(matmul, [matrix], rows),
+    }

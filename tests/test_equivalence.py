@@ -75,7 +75,7 @@ def check_case(spec: UpsampleSpec, size: tuple[int, int], batch: int, seed: int)
 
 
 @settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_many]
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
 )
 @given(case=cases())
 def test_drawn_cases_agree_everywhere(targets: dict, case: tuple) -> None:

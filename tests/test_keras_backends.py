@@ -1,0 +1,59 @@
+"""Runs the modules that need a fixed Keras backend (tests/test_keras.py, test_equivalence.py,
+test_porting.py: ``conftest.PER_KERAS_BACKEND``) once per Keras backend, each in its own process.
+
+``KERAS_BACKEND`` must be set before Keras is imported, so one pytest process cannot test all three
+backends. This driver spawns ``python -m pytest tests/test_keras.py`` with ``KERAS_BACKEND=<backend>``
+and ``UPSAMPLE_KERAS_CHILD=1`` for tensorflow, jax and torch; tests/test_keras.py skips itself unless
+that variable is set, so the outer run never executes the Keras tests a second time (nor with
+whatever backend the outer process happens to have). The environment, UPSAMPLE_REQUIRE_BACKENDS
+included, passes through. A missing framework skips its backend locally and fails when
+UPSAMPLE_REQUIRE_BACKENDS names "keras" (CI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cases import require_backend
+from conftest import PER_KERAS_BACKEND
+
+TESTS = Path(__file__).resolve().parent
+KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> package it needs
+CHILD_TIMEOUT = 2400  # seconds; a child normally takes a few minutes
+TAIL_LINES = 120
+
+
+def require_keras_backend(backend: str) -> None:
+    """Skip when Keras or ``backend``'s framework is missing; fail if UPSAMPLE_REQUIRE_BACKENDS contains "keras"."""
+    require_backend("keras")
+    package = KERAS_BACKENDS[backend]
+    if importlib.util.find_spec(package) is not None:
+        return
+    required = {b.strip() for b in os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "").split(",")}
+    message = f"Keras backend {backend!r} needs {package}, which is not installed"
+    if "keras" in required:
+        pytest.fail(message + " (UPSAMPLE_REQUIRE_BACKENDS requires keras on every backend)")
+    pytest.skip(message)
+
+
+@pytest.mark.parametrize("backend", sorted(KERAS_BACKENDS))
+def test_keras_backend(backend: str) -> None:
+    require_keras_backend(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "UPSAMPLE_KERAS_CHILD": "1"}
+    command = [sys.executable, "-m", "pytest", *(str(TESTS / name) for name in PER_KERAS_BACKEND), "-q", "-p",
+               "no:cacheprovider"]
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False
+    )
+    elapsed = time.perf_counter() - start
+    output = (result.stdout + result.stderr).splitlines()
+    print(f"KERAS_BACKEND={backend}: {elapsed:.1f} s, {output[-1] if output else 'no output'}")
+    tail = "\n".join(output[-TAIL_LINES:])
+    assert result.returncode == 0, f"per-backend tests with KERAS_BACKEND={backend} exited {result.returncode}:\n{tail}"

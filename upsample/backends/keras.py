@@ -1,0 +1,237 @@
+"""Keras 3 adapter: :class:`Upsample`, a ``keras.layers.Layer`` built from an ``UpsampleSpec``.
+
+Written with ``keras.ops`` only, so it runs on every Keras backend (TensorFlow, JAX, PyTorch). The
+layer holds a real ``keras.layers.Conv2DTranspose`` named ``conv`` (kernel in Keras layout
+``(kh, kw, C_out, C_in)``, bias ``(C_out,)``) and, for ``residual="projection"``, a bias-free 1x1
+``keras.layers.Conv2D`` named ``skip``, so ``layer.weights`` are ``[conv/kernel, conv/bias, skip/kernel]``
+as a Keras user expects. The weights are created in ``__init__`` (the spec fixes their shapes).
+Crops that Keras's ``padding="valid"`` + ``output_padding`` express run through ``conv`` itself;
+any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the full output, then
+slices and pads, then adds the bias (padded rows get it too, DESIGN.md). A 1x1 input takes a
+matmul fast path. Internally everything runs channels-last (TensorFlow has no NCHW transposed
+convolution on CPU, not even for Keras's own layer); ``data_format="channels_first"`` transposes the
+input and output around it, and the weights are the same in both layouts.
+
+Saved ``.keras`` models load back without ``custom_objects`` once this module is imported
+(``import upsample.backends.keras``, or any ``spec.build("keras")``): Keras itself only imports
+modules of its own packages when deserializing, so the registration must have run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from upsample import geometry
+from upsample.checks import DeadPixelGuard, check_input
+from upsample.spec import Crops, UpsampleSpec
+from upsample.weights import Weights
+
+__all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+@keras.saving.register_keras_serializable(package="upsample")
+class Upsample(keras.layers.Layer):
+    """Transposed convolution (plus optional residual skip) exactly as ``spec`` describes.
+
+    Args:
+        spec: the layer description.
+        weights: canonical :class:`~upsample.Weights` to load; ``None`` keeps Keras's default
+            initialisation (seeded by ``keras.utils.set_random_seed``, like every Keras layer).
+        data_format: ``"channels_last"`` (NHWC) or ``"channels_first"`` (NCHW); default
+            ``keras.config.image_data_format()``.
+        fast_path: compute a 1x1 input as one matmul over the stored kernel (same parameters, same
+            result); ``False`` always uses the transposed convolution.
+        **layer_kwargs: ``name``, ``dtype`` (a dtype policy such as ``"mixed_bfloat16"``), ``trainable``.
+    """
+
+    def __init__(
+        self,
+        spec: UpsampleSpec,
+        *,
+        weights: Weights | None = None,
+        data_format: str | None = None,
+        fast_path: bool = True,
+        **layer_kwargs: Any,
+    ) -> None:
+        super().__init__(**layer_kwargs)
+        if not isinstance(spec, UpsampleSpec):
+            raise TypeError(f"spec must be an UpsampleSpec, got {type(spec).__name__}")
+        data_format = keras.config.image_data_format() if data_format is None else data_format
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS} or None, got {data_format!r}")
+        self.spec = spec
+        self.data_format = data_format
+        self.fast_path = bool(fast_path)
+        self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
+        splits = [geometry.split_for_keras(spec.crops[a], spec.stride[a]) for a in (0, 1)]
+        self._rest: Crops = (splits[0].rest, splits[1].rest)
+        self._native = self._rest == ((0, 0), (0, 0))
+        common: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
+        if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
+            common["kernel_initializer"] = "zeros"
+        self.conv = keras.layers.Conv2DTranspose(
+            spec.out_channels, spec.kernel_size, strides=spec.stride, padding="valid",
+            output_padding=tuple(-split.native[1] for split in splits), use_bias=spec.use_bias, name="conv", **common,
+        )
+        self.skip = (
+            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **common)
+            if spec.residual == "projection" else None
+        )
+        with keras.name_scope(self.name):  # variable paths "<name>/conv/kernel", as if built by Keras
+            for sublayer in (self.conv, self.skip):
+                if sublayer is not None:
+                    sublayer.build((None, None, None, spec.in_channels))
+        self.built = True
+        self._guard = DeadPixelGuard(spec)
+        if weights is not None:
+            set_weights(self, weights)
+
+    def _check(self, shape: tuple[int | None, ...], floating: bool = True, dtype: str = "") -> tuple[int, int]:
+        """``checks.check_input`` in this layer's layout; shape errors also name ``data_format``."""
+        try:
+            return check_input(self.spec, shape, self._layout, floating, dtype)
+        except ValueError as error:
+            hint = f"Upsample has data_format={self.data_format!r}: it reads {self._layout}"
+            raise ValueError(f"{error} ({hint})") from None
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """Exact output shape; the batch may be ``None``, the spatial size must be known."""
+        height, width = self.spec.output_size(self._check(tuple(input_shape)))
+        batch, channels = input_shape[0], self.spec.out_channels
+        if self.data_format == "channels_first":
+            return (batch, channels, height, width)
+        return (batch, height, width, channels)
+
+    def call(self, x: Any) -> Any:
+        """``x`` in ``data_format`` layout -> output of size ``spec.output_size((H, W))``."""
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        size = self._check(tuple(x.shape), keras.backend.is_float_dtype(dtype), dtype)
+        self._guard(size)
+        if self.data_format == "channels_first":
+            return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
+        return self._forward(x, size)
+
+    def _forward(self, x: Any, size: tuple[int, int]) -> Any:
+        """The layer on NHWC ``x`` of spatial ``size``."""
+        if self.fast_path and size == (1, 1):
+            y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
+        elif self._native:
+            y = self.conv(x)
+        else:
+            conv = self.conv
+            y = keras.ops.conv_transpose(x, conv.kernel, conv.strides, "valid", conv.output_padding, "channels_last")
+            y = self._with_bias(_crop(y, self._rest))
+        return y + self._residual(x, y.shape) if self.spec.residual else y
+
+    def _matmul_1x1(self, x: Any) -> Any:
+        """The full output of a 1x1 input: ``(B, C_in)`` contracted with the kernel ``(kh, kw, C_out, C_in)``."""
+        return keras.ops.einsum("bi,hwoi->bhwo", keras.ops.reshape(x, (-1, self.spec.in_channels)), self.conv.kernel)
+
+    def _with_bias(self, y: Any) -> Any:
+        return y if self.conv.bias is None else y + self.conv.bias
+
+    def _residual(self, x: Any, out_shape: tuple[int | None, ...]) -> Any:
+        """The skip (identity or projection, on the small input) gathered to the output size by nearest index.
+
+        An axis of length 1 is left to broadcasting, so a 1x1 input costs no gather.
+        """
+        skip = x if self.skip is None else self.skip(x)
+        for axis in (1, 2):
+            in_length = skip.shape[axis]
+            out_length = out_shape[axis]
+            assert out_length is not None  # spatial sizes are static: check_input refuses unknown ones
+            indices = geometry.nearest_indices(in_length, out_length)
+            if in_length != 1 and indices != tuple(range(in_length)):
+                skip = keras.ops.take(skip, keras.ops.convert_to_tensor(indices, dtype="int32"), axis=axis)
+        return skip
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(spec=self.spec.to_dict(), data_format=self.data_format, fast_path=self.fast_path)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Upsample:
+        return super().from_config({**config, "spec": UpsampleSpec.from_dict(config["spec"])})
+
+
+def _crop(y: Any, crops: Crops) -> Any:
+    """Slice positive crops off the spatial axes of NHWC ``y`` and zero-pad negative ones."""
+    (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[1 + a]) for a in (0, 1))
+    y = y[:, rows[0] : rows[1], cols[0] : cols[1], :]
+    return keras.ops.pad(y, ((0, 0), row_pad, col_pad, (0, 0))) if any(row_pad + col_pad) else y
+
+
+def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) -> Upsample:
+    """``Upsample(spec, weights=weights, **kwargs)``: the registry's entry point."""
+    return Upsample(spec, weights=weights, **kwargs)
+
+
+def _numpy(variable: Any) -> np.ndarray:
+    """A NumPy copy of a variable (bfloat16, which NumPy lacks, becomes float32)."""
+    array = np.array(keras.ops.convert_to_numpy(variable))
+    return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
+
+
+def _require_layer(layer: Any) -> Upsample:
+    if not isinstance(layer, Upsample):
+        raise TypeError(f"layer must be an upsample.backends.keras.Upsample, got {type(layer).__name__}")
+    return layer
+
+
+def _canonical(conv: keras.layers.Conv2DTranspose) -> tuple[np.ndarray, np.ndarray | None]:
+    """Kernel ``(kh, kw, C_out, C_in)`` -> canonical ``(kh, kw, C_in, C_out)``, and the bias."""
+    return _numpy(conv.kernel).transpose(0, 1, 3, 2), None if conv.bias is None else _numpy(conv.bias)
+
+
+def get_weights(layer: Upsample) -> Weights:
+    """The layer's weights in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
+    layer = _require_layer(layer)
+    kernel, bias = _canonical(layer.conv)
+    return Weights(kernel, bias, None if layer.skip is None else _numpy(layer.skip.kernel)[0, 0])
+
+
+def set_weights(layer: Upsample, weights: Weights) -> None:
+    """Assign canonical ``weights`` to the layer's variables (cast to each variable's dtype)."""
+    layer = _require_layer(layer)
+    weights.check(layer.spec)
+    layer.conv.kernel.assign(np.asarray(weights.kernel).transpose(0, 1, 3, 2))
+    if layer.conv.bias is not None:
+        layer.conv.bias.assign(np.asarray(weights.bias))
+    if layer.skip is not None:
+        layer.skip.kernel.assign(np.asarray(weights.skip)[None, None])
+
+
+def from_native(conv: keras.layers.Conv2DTranspose) -> tuple[UpsampleSpec, Weights]:
+    """The spec and canonical weights of a built ``keras.layers.Conv2DTranspose`` (e.g. from a user's model).
+
+    ``Upsample(spec, weights=weights, data_format=conv.data_format)`` gives the same outputs as
+    ``conv``. Dilated layers and non-linear activations have no spec equivalent and are refused.
+    """
+    if not isinstance(conv, keras.layers.Conv2DTranspose):
+        raise TypeError(f"conv must be a keras.layers.Conv2DTranspose, got {type(conv).__name__}")
+    if not conv.built:
+        raise ValueError(
+            f"conv {conv.name!r} is not built and has no weights yet; call it on an input or "
+            f"conv.build(input_shape) before converting it"
+        )
+    if tuple(conv.dilation_rate) != (1, 1):
+        raise ValueError(f"conv.dilation_rate must be (1, 1) to convert to an UpsampleSpec, got {conv.dilation_rate}")
+    if getattr(conv, "groups", 1) != 1:
+        raise ValueError(f"conv.groups must be 1 to convert to an UpsampleSpec, got {conv.groups}")
+    if conv.activation is not keras.activations.linear:
+        raise ValueError(
+            f"conv.activation must be linear (None) to convert to an UpsampleSpec, got "
+            f"{keras.activations.serialize(conv.activation)!r}; apply the activation after the Upsample layer"
+        )
+    spec = UpsampleSpec(
+        conv.kernel.shape[3], conv.filters, kernel_size=tuple(conv.kernel_size), stride=tuple(conv.strides),
+        padding=conv.padding, output_padding=conv.output_padding, use_bias=conv.use_bias,
+    )
+    kernel, bias = _canonical(conv)
+    return spec, Weights(kernel, bias)

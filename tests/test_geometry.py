@@ -69,6 +69,11 @@ def test_splits_reassemble_the_crop(k: int, s: int) -> None:
         assert torch_native[0] >= 0 and 0 <= torch_native[0] - torch_native[1] < s
         keras_native = geometry.split_for_keras(crop, s).native
         assert keras_native[0] == 0 and 0 <= -keras_native[1] < s
+        lax = geometry.split_for_lax(crop, k)
+        assert (lax.native[0] + lax.rest[0], lax.native[1] + lax.rest[1]) == crop
+        pads = geometry.crop_to_lax(lax.native, k)
+        assert all(0 <= pad <= k - 1 for pad in pads), (crop, k, pads)  # no negative pad (openxla/xla#48713)
+        assert k == 1 or pads != (0, 0)  # no all-zero pads on a wide kernel (XLA operand-swap abort)
 
 
 def test_slice_and_pad() -> None:

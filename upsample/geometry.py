@@ -100,6 +100,22 @@ def split_for_keras(crop: Crop, stride: int) -> NativeSplit:
     return NativeSplit((0, 0), crop)
 
 
+def split_for_lax(crop: Crop, kernel: int) -> NativeSplit:
+    """The part of ``crop`` that Flax's ``ConvTranspose`` applies as lax pads ``(k-1-begin, k-1-end)``.
+
+    Lax accepts any pads, but the native crop is kept within ``0..k-1`` per side (pads ``0..k-1``):
+    XLA:CPU computes float32 convolutions with a negative low pad wrongly (openxla/xla#48713; seen
+    here as wrong kernel gradients), and a pad above ``k - 1`` would put a negative pad into the
+    input gradient's convolution, whose pads are ``(k-1-lo, k-1-hi)``. Pads ``(0, 0)`` on an axis
+    with ``k > 1`` become ``(0, 1)``: jaxlib 0.10's XLA aborts the process when it swaps the operands
+    of a convolution with such an axis (measured here, e.g. kernel 2, stride 2).
+    """
+    native = (min(max(crop[0], 0), kernel - 1), min(max(crop[1], 0), kernel - 1))
+    if kernel > 1 and native == (kernel - 1, kernel - 1):
+        native = (kernel - 1, kernel - 2)
+    return NativeSplit(native, (crop[0] - native[0], crop[1] - native[1]))
+
+
 def slice_and_pad(crop: Crop, length: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """How to apply ``crop`` to an axis of ``length`` pixels: keep ``[start, stop)``, then pad
     ``(pad_lo, pad_hi)`` rows.

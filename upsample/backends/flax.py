@@ -1,0 +1,352 @@
+"""Flax adapters: a linen ``Upsample`` and an NNX ``UpsampleNNX``, both over Flax's own ``ConvTranspose``.
+
+Flax's ``ConvTranspose`` does not flip its kernel (``transpose_kernel=False``) and takes lax pads on the
+dilated input, so weights ported from torch or Keras silently give other numbers (jax#11252, flax#3137,
+flax#4593). These modules store the kernel the way ``ConvTranspose`` wants it and derive its pads from
+the spec's crops, so they compute exactly :func:`upsample.reference.forward`.
+
+Modules (both NHWC):
+
+- ``Upsample(spec, dtype=None, param_dtype=jnp.float32, fast_path=True)``: a ``flax.linen.Module``.
+- ``UpsampleNNX(spec, *, rngs, dtype=None, param_dtype=jnp.float32, fast_path=True)``: a ``flax.nnx.Module``.
+
+``dtype``/``param_dtype`` mean what they mean in Flax layers. Parameters are the same tree in both APIs
+(linen's ``params`` collection; NNX ``nnx.Param``\\ s of ``layer.conv`` and ``layer.skip``), ordinary
+pytrees for ``jax.jit``/``grad``/``vmap``, optax and orbax::
+
+    conv/kernel  (kh, kw, C_in, C_out)  the canonical kernel flipped: canonical[::-1, ::-1]
+    conv/bias    (C_out,)               when spec.use_bias
+    skip/kernel  (C_in, C_out)          the canonical skip, when spec.residual == "projection"
+
+Each crop, clamped to ``0..k-1`` per side, becomes ``ConvTranspose``'s explicit pads ``(k - 1 - begin,
+k - 1 - end)``; what is left is sliced off, or padded with rows that get the bias alone (DESIGN.md), after
+the conv. Larger or negative crops are not passed to lax as pads: negative lax pads are exact in theory,
+but XLA:CPU computes them wrongly (openxla/xla#48713), and zero pads on both sides can crash the
+XLA compiler (see ``geometry.split_for_lax``). A 1x1 input (static shape)
+takes a matrix product over the stored kernel instead (``fast_path``), with the same parameters.
+
+Conversion: ``to_variables(spec, weights)`` (linen variables), ``get_weights``, ``set_weights`` (linen
+modules are immutable: it returns a new bound module) and ``from_native`` for an existing Flax
+``ConvTranspose``. ``build(spec, weights=None, api="linen" | "nnx")`` backs ``spec.build("flax" | "nnx")``.
+Input checks and the dead-pixel warning run on static shapes, at trace time under ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from flax.linen.dtypes import promote_dtype
+from flax.linen.linear import canonicalize_padding
+
+from upsample import geometry
+from upsample.checks import DeadPixelGuard, check_input
+from upsample.spec import UpsampleSpec
+from upsample.weights import Weights, init_weights
+
+Array = Any
+Dtype = Any
+Tree = dict[str, dict[str, Any]]
+
+_GUARDS: dict[UpsampleSpec, DeadPixelGuard] = {}
+"""One dead-pixel guard per spec: linen modules are re-created on every apply, so "warn once" is per
+spec and input size for the process (NNX shares the rule so both APIs warn alike)."""
+
+
+Crops = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _lax_pads(spec: UpsampleSpec) -> Crops:
+    """``ConvTranspose``'s explicit pads for the native part of the crops."""
+    kernel = spec.kernel_size
+    return tuple(
+        geometry.crop_to_lax(geometry.split_for_lax(spec.crops[a], kernel[a]).native, kernel[a]) for a in (0, 1)
+    )  # type: ignore
+
+
+def _rest(spec: UpsampleSpec) -> Crops:
+    """What is left of the crops after ``ConvTranspose`` applied :func:`_lax_pads`."""
+    return tuple(geometry.split_for_lax(spec.crops[a], spec.kernel_size[a]).rest for a in (0, 1))  # type: ignore[return-value]
+
+
+def _input_size(spec: UpsampleSpec, x: Array) -> tuple[int, int]:
+    """``check_input`` on the static shape (runs once per trace under jit), then the dead-pixel guard."""
+    size = check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype))
+    _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size, stacklevel=4)
+    return size
+
+
+def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
+    """Crop ``y`` (which carries the bias already); rows added for negative crops get ``bias`` alone."""
+    (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[1 + a]) for a in (0, 1))
+    kept = y[:, rows[0] : rows[1], cols[0] : cols[1]]
+    y = jnp.pad(kept, ((0, 0), row_pad, col_pad, (0, 0)))
+    if bias is None or y.shape == kept.shape:
+        return y
+    added = np.pad(np.zeros(kept.shape[1:3]), (row_pad, col_pad), constant_values=1)[..., None]
+    return y + jnp.asarray(added, y.dtype) * bias.astype(y.dtype)
+
+
+def _one_by_one(x: Array, kernel: Array, bias: Array | None, dtype: Dtype | None) -> tuple[Array, Array | None]:
+    """The full transposed conv of a 1x1 input, ``(B, C_in) @ kernel`` with the taps un-flipped, plus bias."""
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    full = jnp.einsum("bi,hwio->bhwo", x.reshape(x.shape[0], -1), kernel)[:, ::-1, ::-1]
+    return (full if bias is None else full + bias), bias
+
+
+def _nearest(source: Array, size: tuple[int, int]) -> Array:
+    """``source`` gathered to ``size`` by ``geometry.nearest_indices``; length-1 axes are left to broadcast."""
+    for axis, length in zip((1, 2), size, strict=True):
+        if source.shape[axis] != 1:
+            indices = np.asarray(geometry.nearest_indices(source.shape[axis], length))
+            source = jnp.take(source, indices, axis=axis)
+    return source
+
+
+def _forward(
+    spec: UpsampleSpec,
+    x: Array,
+    *,
+    conv: Callable[[Array], Array],
+    stored: Callable[[], tuple[Array, Array | None]],
+    project: Callable[[Array], Array] | None,
+    dtype: Dtype | None,
+    fast_path: bool,
+) -> Array:
+    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran)."""
+    size = _input_size(spec, x)
+    if fast_path and size == (1, 1):
+        y, bias = _one_by_one(x, *stored(), dtype)
+        y = _crop(y, spec.crops, bias)
+    else:
+        y = conv(x)
+        y = _crop(y, _rest(spec), stored()[1])
+    if spec.residual is None:
+        return y
+    source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
+    return y + _nearest(source, y.shape[1:3])
+
+
+# --- linen --------------------------------------------------------------------------------------
+
+
+class Upsample(nn.Module):
+    """The spec's layer as a linen module (NHWC); parameters as in the module docstring."""
+
+    spec: UpsampleSpec
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    fast_path: bool = True
+
+    def setup(self) -> None:
+        spec = self.spec
+        self.conv = nn.ConvTranspose(
+            spec.out_channels,
+            spec.kernel_size,
+            spec.stride,
+            padding=_lax_pads(spec),
+            use_bias=spec.use_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        if spec.residual == "projection":
+            self.skip = nn.Dense(spec.out_channels, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def __call__(self, x: Array) -> Array:
+        def stored() -> tuple[Array, Array | None]:
+            params = self.conv.variables["params"]
+            return params["kernel"], params.get("bias")
+
+        project = self.skip if self.spec.residual == "projection" else None
+        # During init the conv's params do not exist until the native path creates them.
+        fast_path = self.fast_path and not self.is_initializing()
+        return _forward(
+            self.spec, x, conv=self.conv, stored=stored, project=project, dtype=self.dtype, fast_path=fast_path
+        )
+
+
+# --- NNX ----------------------------------------------------------------------------------------
+
+
+class UpsampleNNX(nnx.Module):
+    """The spec's layer as an NNX module (NHWC), initialised by Flax from ``rngs``; parameters as above."""
+
+    def __init__(
+        self,
+        spec: UpsampleSpec,
+        *,
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        fast_path: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.dtype = dtype
+        self.fast_path = fast_path
+        self.conv = nnx.ConvTranspose(
+            spec.in_channels,
+            spec.out_channels,
+            spec.kernel_size,
+            spec.stride,
+            padding=_lax_pads(spec),
+            use_bias=spec.use_bias,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.skip = nnx.data(None)  # a pytree slot: the projection's Linear, or None without one
+        if spec.residual == "projection":
+            self.skip = nnx.Linear(
+                spec.in_channels, spec.out_channels, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            )
+
+    def __call__(self, x: Array) -> Array:
+        def stored() -> tuple[Array, Array | None]:
+            return self.conv.kernel[...], None if self.conv.bias is None else self.conv.bias[...]
+
+        return _forward(
+            self.spec, x, conv=self.conv, stored=stored, project=self.skip, dtype=self.dtype, fast_path=self.fast_path
+        )
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+Layer = UpsampleNNX | Upsample | tuple[Upsample, Any]
+
+
+def to_variables(spec: UpsampleSpec, weights: Weights, param_dtype: Dtype = jnp.float32) -> dict[str, Tree]:
+    """Canonical ``weights`` as linen variables ``{"params": ...}`` for :class:`Upsample` (``apply``/``bind``)."""
+    weights.check(spec)
+    as_param = lambda array: jnp.asarray(array, dtype=param_dtype)  # noqa: E731
+    params: Tree = {"conv": {"kernel": as_param(np.asarray(weights.kernel)[::-1, ::-1])}}
+    if spec.use_bias:
+        params["conv"]["bias"] = as_param(weights.bias)
+    if spec.residual == "projection":
+        params["skip"] = {"kernel": as_param(weights.skip)}
+    return {"params": params}
+
+
+def _from_params(spec: UpsampleSpec, params: Tree) -> Weights:
+    """Inverse of :func:`to_variables` on the ``params`` tree (linen's, or NNX's as a pure dict)."""
+    conv = params["conv"]
+    skip = params.get("skip")
+    return Weights(
+        kernel=np.array(conv["kernel"])[::-1, ::-1].copy(),
+        bias=np.array(conv["bias"]) if spec.use_bias else None,
+        skip=np.array(skip["kernel"]) if skip is not None else None,
+    ).check(spec)
+
+
+def _linen(layer: Upsample | tuple[Upsample, Any]) -> tuple[Upsample, Any]:
+    """``(module, variables)`` from a bound linen module or such a pair."""
+    if isinstance(layer, tuple):
+        return layer
+    if layer.scope is None:
+        raise ValueError(
+            "a linen Upsample holds no weights until bound: pass module.bind(variables) or (module, variables)"
+        )
+    return layer.unbind()
+
+
+def get_weights(layer: Layer) -> Weights:
+    """Canonical weights of an ``UpsampleNNX``, a bound linen ``Upsample`` or a ``(Upsample, variables)`` pair."""
+    if isinstance(layer, UpsampleNNX):
+        return _from_params(layer.spec, nnx.to_pure_dict(nnx.state(layer, nnx.Param)))
+    module, variables = _linen(layer)
+    return _from_params(module.spec, variables["params"])
+
+
+def set_weights(layer: UpsampleNNX | Upsample, weights: Weights) -> UpsampleNNX | Upsample:
+    """Put canonical ``weights`` into ``layer`` and return it.
+
+    An ``UpsampleNNX`` is updated in place. A linen module is immutable, so a bound (or unbound) linen
+    ``Upsample`` comes back as a new module bound to the weights, its other variables kept.
+    """
+    if isinstance(layer, UpsampleNNX):
+        state = nnx.state(layer, nnx.Param)
+        nnx.replace_by_pure_dict(state, to_variables(layer.spec, weights, layer.conv.param_dtype)["params"])
+        nnx.update(layer, state)
+        return layer
+    module, variables = layer.unbind() if layer.scope is not None else (layer, {})
+    return module.bind({**variables, **to_variables(module.spec, weights, module.param_dtype)})
+
+
+def build(spec: UpsampleSpec, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
+    """The layer for ``spec`` holding ``weights`` (default ``init_weights(spec, seed=0)``, the same in both APIs).
+
+    ``api="linen"`` returns ``Upsample(spec, **kwargs)`` bound to its variables: callable on ``x``
+    directly; for training use ``module.apply`` with :func:`to_variables`. ``api="nnx"`` returns an
+    ``UpsampleNNX``. ``kwargs``: ``dtype``, ``param_dtype``, ``fast_path``.
+    """
+    weights = init_weights(spec, seed=0) if weights is None else weights
+    if api == "linen":
+        return set_weights(Upsample(spec, **kwargs), weights)
+    if api == "nnx":
+        # Abstract construction: Flax's initialisers would only compute values set_weights replaces.
+        abstract = nnx.eval_shape(lambda: UpsampleNNX(spec, rngs=nnx.Rngs(0), **kwargs))
+        return set_weights(abstract, weights)
+    raise ValueError(f"api must be 'linen' or 'nnx', got {api!r}")
+
+
+# --- existing Flax layers -----------------------------------------------------------------------
+
+Native = nn.ConvTranspose | nnx.ConvTranspose
+
+
+def _pair(value: int | Sequence[int] | None) -> tuple[int, ...]:
+    return (1, 1) if value is None else (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _native_arrays(conv: Native, params: Any) -> tuple[Array, Array | None]:
+    """The kernel and bias of an NNX conv, or of a linen conv from ``params`` (or its bound variables)."""
+    if isinstance(conv, nnx.ConvTranspose):
+        return conv.kernel[...], None if conv.bias is None else conv.bias[...]
+    if params is None:
+        if conv.scope is None:
+            raise ValueError("an unbound linen ConvTranspose holds no weights: call from_native(conv, params)")
+        params = conv.variables
+    params = params.get("params", params)
+    return params["kernel"], params.get("bias")
+
+
+def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights]:
+    """The spec and canonical weights of an existing Flax ``ConvTranspose`` (linen or NNX).
+
+    ``params`` is a linen conv's ``{"params": {...}}`` or ``{"kernel", "bias"}`` (not needed when it is
+    bound; not used for NNX). Both ``transpose_kernel`` values, ``"SAME"``/``"VALID"`` and explicit
+    padding are understood; dilation, masks, ``"CIRCULAR"`` padding and non-2-D kernels are refused.
+    """
+    if not isinstance(conv, (nn.ConvTranspose, nnx.ConvTranspose)):
+        raise TypeError(f"conv must be a flax.linen.ConvTranspose or flax.nnx.ConvTranspose, got {type(conv).__name__}")
+    kernel, bias = _native_arrays(conv, params)
+    kernel = np.asarray(kernel)
+    refused = {  # argument -> how to show it, when it is not the default
+        "kernel_dilation": None if _pair(conv.kernel_dilation) == (1, 1) else repr(conv.kernel_dilation),
+        "feature_group_count": None if (groups := getattr(conv, "feature_group_count", 1)) == 1 else groups,
+        "mask": None if conv.mask is None else f"array of shape {np.shape(conv.mask)}",
+    }
+    for name, shown in refused.items():
+        if shown is not None:
+            raise ValueError(
+                f"{type(conv).__name__}({name}={shown}) is not supported: an UpsampleSpec has no {name}; "
+                f"only layers with the default can be converted"
+            )
+    if kernel.ndim != 4:
+        raise ValueError(f"only 2-D ConvTranspose layers are supported, got a kernel of shape {kernel.shape}")
+    canonical = kernel.transpose(0, 1, 3, 2) if conv.transpose_kernel else kernel[::-1, ::-1]
+    kh, kw, c_in, c_out = canonical.shape
+    padding = canonicalize_padding(conv.padding, 2)
+    if isinstance(padding, str):
+        if padding not in ("SAME", "VALID"):
+            raise ValueError(f"ConvTranspose padding={padding!r} is not supported; use 'SAME', 'VALID' or pads")
+        padding = padding.lower()
+    else:
+        padding = tuple(geometry.crop_from_lax((padding[a][0], padding[a][1]), (kh, kw)[a]) for a in (0, 1))
+    spec = UpsampleSpec(
+        c_in, c_out, kernel_size=(kh, kw), stride=_pair(conv.strides), padding=padding, use_bias=bool(conv.use_bias)
+    )
+    return spec, Weights(canonical.copy(), None if bias is None else np.array(bias)).check(spec)

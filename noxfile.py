@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 INSTALL = ["-c", "constraints.txt", "-e", ".[all,test]"]
 
 
@@ -36,3 +36,11 @@ def bench(session: nox.Session) -> None:
     """``upsample bench`` over every installed backend; pass options after ``--``."""
     session.install(*INSTALL)
     session.run("upsample", "bench", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the site with warnings as errors (its pictures are drawn by ``upsample inspect --png``)."""
+    session.install("-c", "constraints.txt", "-e", ".[plot,docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    session.run("mkdocs", "build", "--strict", "-d", "site")

@@ -99,3 +99,37 @@ def test_corrupt_weights_file_is_a_clean_error(tmp_path: Path) -> None:
     result = run("inspect", str(path))
     assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_reports_every_backend() -> None:
+    import os
+
+    from upsample.check import TARGETS, installed
+
+    result = run("check", "--channels", "3", "--size", "4", "--residual", "projection", "--json")
+    summary = json.loads(result.stdout)
+    assert [row["backend"] for row in summary["rows"]] == [t.label for t in TARGETS]
+    required = os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "")
+    for target, row in zip(TARGETS, summary["rows"], strict=True):
+        if installed(target):
+            assert row["status"] == "pass", row
+            assert row["error_output"] < 1e-4 and row["output_shape"] == [2, 4, 4, 3]
+        else:
+            assert not required and row["status"] == "skipped" and "pip install" in row["note"]
+    assert summary["ok"] and result.returncode == 0
+    assert "ok: all 16 output pixels live" in summary["coverage"]
+
+
+def test_bench_quick_prints_ratios() -> None:
+    pytest.importorskip("torch")
+    result = run("bench", "--quick", "--backends", "torch", "--repeats", "2", "--warmup", "1", "--json")
+    rows = json.loads(result.stdout)
+    assert {(r["mode"], r["backend"]) for r in rows} == {("forward", "torch"), ("forward_backward", "torch")}
+    for row in rows:
+        assert row["ours_over_native"] == pytest.approx(row["ours_ms"] / row["native_ms"])
+        assert row["ours_over_matmul"] == pytest.approx(row["ours_ms"] / row["matmul_ms"])
+
+
+def test_bench_rejects_unknown_backend() -> None:
+    result = run("bench", "--backends", "caffe")
+    assert result.returncode == 2 and "got unknown caffe" in result.stderr

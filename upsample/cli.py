@@ -137,8 +137,9 @@ def _print_table(summary: dict[str, Any]) -> None:
             print(f"{'':<{width}}  {line}")
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
-    spec = UpsampleSpec.for_size(
+def _planned_spec(args: argparse.Namespace) -> UpsampleSpec:
+    """The spec ``for_size`` picks from the ``plan`` flags (shared by ``plan`` and ``check``)."""
+    return UpsampleSpec.for_size(
         args.channels,
         args.size,
         out_channels=args.out_channels,
@@ -146,6 +147,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         kernel_size=args.kernel,
         residual=args.residual,
     )
+
+
+def _add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--channels", type=int, required=required, help="input channels")
+    parser.add_argument("--size", type=_int_or_pair, required=required, help="output size: N or HxW")
+    parser.add_argument("--out-channels", type=int, default=None, help="output channels (default: --channels)")
+    parser.add_argument("--input-size", type=_int_or_pair, default=1, help="input size (default 1)")
+    parser.add_argument("--kernel", type=_int_or_pair, default=None, help="kernel size (default: chosen)")
+    parser.add_argument("--residual", type=_residual, default=None, help="none, nearest or projection")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    spec = _planned_spec(args)
     summary = _summary(spec, args.input_size)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -191,14 +205,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         elif args.channels is None or args.size is None:
             raise UsageError("give a spec file (JSON or .safetensors) or --channels and --size (as for plan)")
         else:
-            spec = UpsampleSpec.for_size(
-                args.channels,
-                args.size,
-                out_channels=args.out_channels,
-                input_size=args.input_size,
-                kernel_size=args.kernel,
-                residual=args.residual,
-            )
+            spec = _planned_spec(args)
         weights = init_weights(spec, seed=args.seed)
         if spec.use_bias:  # a non-zero bias, so the bias path is checked too
             bias = np.random.default_rng(args.seed).normal(size=spec.out_channels).astype(np.float32)
@@ -296,12 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plan = commands.add_parser("plan", help="choose a spec that reaches a size with every pixel live")
-    plan.add_argument("--channels", type=int, required=True, help="input channels")
-    plan.add_argument("--size", type=_int_or_pair, required=True, help="output size: N or HxW")
-    plan.add_argument("--out-channels", type=int, default=None)
-    plan.add_argument("--input-size", type=_int_or_pair, default=1, help="input size (default 1)")
-    plan.add_argument("--kernel", type=_int_or_pair, default=None, help="kernel size (default: chosen)")
-    plan.add_argument("--residual", type=_residual, default=None, help="none, nearest or projection")
+    _add_plan_flags(plan, required=True)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(run=_cmd_plan)
 
@@ -315,12 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="build in every installed backend and compare with the reference")
     check.add_argument("spec", nargs="?", help="spec JSON file, or weights .safetensors file (its weights are used)")
-    check.add_argument("--channels", type=int, help="input channels (spec chosen as by plan)")
-    check.add_argument("--size", type=_int_or_pair, help="output size: N or HxW")
-    check.add_argument("--out-channels", type=int, default=None)
-    check.add_argument("--input-size", type=_int_or_pair, default=1, help="input size (default 1)")
-    check.add_argument("--kernel", type=_int_or_pair, default=None, help="kernel size (default: chosen)")
-    check.add_argument("--residual", type=_residual, default=None, help="none, nearest or projection")
+    _add_plan_flags(check, required=False)
     check.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     check.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -34,7 +34,8 @@ class Upsample(nn.Module):
         spec: the layer description.
         weights: canonical :class:`~upsample.Weights` to load; ``None`` keeps torch's default
             initialisation (seeded by ``torch.manual_seed``, like every torch layer).
-        device, dtype: passed to the parameters, as for any torch layer.
+        device: passed to the parameters, as for any torch layer.
+        dtype: passed to the parameters, as for any torch layer.
         fast_path: compute a 1x1 input as one matmul over the stored weight (same parameters, same
             result); ``False`` always uses the transposed convolution.
     """

@@ -18,11 +18,16 @@ from upsample import backends
 RTOL, ATOL = 1e-4, 1e-5  # float32 against the float64 reference (DESIGN.md)
 
 
+def required_backends() -> set[str]:
+    """The backends UPSAMPLE_REQUIRE_BACKENDS names (CI): missing ones fail instead of skipping."""
+    return {b.strip() for b in os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
+
+
 def require_backend(name: str) -> None:
     """Skip when ``name``'s framework is missing, unless UPSAMPLE_REQUIRE_BACKENDS lists it (CI)."""
     if backends.installed(name):
         return
-    required = {b.strip() for b in os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
+    required = required_backends()
     extra = backends.BACKENDS[name].extra
     message = f'backend {name!r} is not installed: pip install "upsample[{extra}]"'
     if name in required or ("flax" in required and name == "nnx"):

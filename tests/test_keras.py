@@ -237,8 +237,12 @@ def test_native_conv2d_transpose(k: int, s: int, mode: str, output_padding: int 
 LAYOUT_CASES = [
     (upsample.UpsampleSpec(3, 5, kernel_size=4, stride=2, padding=((1, -1), (0, 2)), residual="projection"), (1, 1)),
     (upsample.UpsampleSpec(3, 5, kernel_size=4, stride=2, padding=((1, -1), (0, 2)), residual="projection"), (3, 2)),
-    (upsample.UpsampleSpec(4, kernel_size=(3, 2), stride=(2, 3), padding="valid", output_padding=1, residual="nearest"),
-     (2, 3)),
+    (
+        upsample.UpsampleSpec(
+            4, kernel_size=(3, 2), stride=(2, 3), padding="valid", output_padding=1, residual="nearest"
+        ),
+        (2, 3),
+    ),
     (upsample.UpsampleSpec(4, 2, kernel_size=5, stride=3, padding="same"), (1, 1)),
 ]
 
@@ -297,11 +301,13 @@ def test_save_and_load_in_a_fresh_process(tmp_path: Path) -> None:
     """A ``.keras`` file loads in a new process (no custom_objects) and gives identical outputs."""
     spec = upsample.UpsampleSpec(5, 3, kernel_size=3, stride=2, padding=((1, -1), (0, 2)), residual="projection")
     second = upsample.UpsampleSpec(3, kernel_size=2, stride=2, padding="same", residual="nearest", use_bias=False)
-    model = keras.Sequential([
-        keras.Input((5, 2, 3)),
-        uk.Upsample(spec, weights=random_weights(spec, 4), data_format="channels_first", fast_path=False),
-        uk.Upsample(second, weights=random_weights(second, 5), data_format="channels_first"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((5, 2, 3)),
+            uk.Upsample(spec, weights=random_weights(spec, 4), data_format="channels_first", fast_path=False),
+            uk.Upsample(second, weights=random_weights(second, 5), data_format="channels_first"),
+        ]
+    )
     x = to_nchw(random_input(spec, 2, (2, 3), 1))
     expected = keras.ops.convert_to_numpy(model(x))
     model.save(tmp_path / "model.keras")
@@ -340,8 +346,14 @@ def test_mixed_bfloat16_policy(fast_path: bool) -> None:
     y = layer(x)
     assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
     assert {keras.backend.standardize_dtype(v.dtype) for v in layer.weights} == {"float32"}
-    assert_close(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")), reference.forward(spec, weights, x),
-                 "mixed_bfloat16 forward", spec, rtol=3e-2, atol=3e-2)
+    assert_close(
+        keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")),
+        reference.forward(spec, weights, x),
+        "mixed_bfloat16 forward",
+        spec,
+        rtol=3e-2,
+        atol=3e-2,
+    )
 
 
 # --- weights, registry, conversion -----------------------------------------------------------

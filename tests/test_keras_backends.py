@@ -12,7 +12,6 @@ UPSAMPLE_REQUIRE_BACKENDS names "keras" (CI).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,8 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cases import require_backend
+from cases import require_backend, required_backends
 from conftest import PER_KERAS_BACKEND
+
+from upsample.backends import missing_packages
 
 TESTS = Path(__file__).resolve().parent
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> package it needs
@@ -33,11 +34,10 @@ def require_keras_backend(backend: str) -> None:
     """Skip when Keras or ``backend``'s framework is missing; fail if UPSAMPLE_REQUIRE_BACKENDS contains "keras"."""
     require_backend("keras")
     package = KERAS_BACKENDS[backend]
-    if importlib.util.find_spec(package) is not None:
+    if not missing_packages((package,)):
         return
-    required = {b.strip() for b in os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "").split(",")}
     message = f"Keras backend {backend!r} needs {package}, which is not installed"
-    if "keras" in required:
+    if "keras" in required_backends():
         pytest.fail(message + " (UPSAMPLE_REQUIRE_BACKENDS requires keras on every backend)")
     pytest.skip(message)
 
@@ -46,8 +46,15 @@ def require_keras_backend(backend: str) -> None:
 def test_keras_backend(backend: str) -> None:
     require_keras_backend(backend)
     env = {**os.environ, "KERAS_BACKEND": backend, "UPSAMPLE_KERAS_CHILD": "1"}
-    command = [sys.executable, "-m", "pytest", *(str(TESTS / name) for name in PER_KERAS_BACKEND), "-q", "-p",
-               "no:cacheprovider"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(TESTS / name) for name in PER_KERAS_BACKEND),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     start = time.perf_counter()
     result = subprocess.run(
         command, cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False

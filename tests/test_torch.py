@@ -115,9 +115,7 @@ def test_batch_sizes(batch: int) -> None:
 
 # --- against torch's own layer ---------------------------------------------------------------
 
-NATIVE_GRID = [
-    (k, s, p, op) for k, s, p in itertools.product(range(1, 6), range(1, 5), range(3)) for op in range(s)
-]
+NATIVE_GRID = [(k, s, p, op) for k, s, p in itertools.product(range(1, 6), range(1, 5), range(3)) for op in range(s)]
 
 
 NATIVE_IDS = [f"k{k}-s{s}-p{p}-op{op}" for k, s, p, op in NATIVE_GRID]
@@ -188,8 +186,13 @@ def test_from_native_round_trip(kwargs: dict) -> None:
     native = nn.ConvTranspose2d(6, 2, **kwargs)
     spec, weights = ut.from_native(native)
     assert spec == upsample.UpsampleSpec(
-        6, 2, kernel_size=kwargs["kernel_size"], stride=kwargs["stride"], padding=kwargs.get("padding", 0),
-        output_padding=kwargs.get("output_padding", 0), use_bias=kwargs.get("bias", True),
+        6,
+        2,
+        kernel_size=kwargs["kernel_size"],
+        stride=kwargs["stride"],
+        padding=kwargs.get("padding", 0),
+        output_padding=kwargs.get("output_padding", 0),
+        use_bias=kwargs.get("bias", True),
     )
     for fast_path, size in itertools.product([True, False], [(1, 1), (4, 3)]):
         layer = ut.Upsample(spec, weights=weights, fast_path=fast_path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from upsample import reference
+from upsample.backends import missing_packages
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights, load_weights, save_weights
 
@@ -71,7 +71,7 @@ class Row:
 
 
 def installed(target: Target) -> bool:
-    return all(importlib.util.find_spec(package) is not None for package in target.requires)
+    return not missing_packages(target.requires)
 
 
 def _max_error(actual: np.ndarray, expected: np.ndarray) -> tuple[float, bool]:

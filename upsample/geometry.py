@@ -143,6 +143,15 @@ def nearest_indices(input_length: int, output_length: int) -> tuple[int, ...]:
     return tuple(((2 * dst + 1) * input_length) // (2 * output_length) for dst in range(output_length))
 
 
+def nearest_gather(input_length: int, output_length: int) -> tuple[int, ...] | None:
+    """The indices a backend gathers for the residual along one axis, or ``None`` when no gather is
+    needed: a length-1 axis broadcasts, and an identity gather is skipped."""
+    indices = nearest_indices(input_length, output_length)
+    if input_length == 1 or indices == tuple(range(input_length)):
+        return None
+    return indices
+
+
 def coverage(input_length: int, kernel: int, stride: int, crop: Crop) -> list[int]:
     """Number of (input pixel, tap) pairs that reach each output pixel of one axis."""
     begin = crop[0]

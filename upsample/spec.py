@@ -75,13 +75,12 @@ def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, str
         return tuple(  # type: ignore[return-value]
             geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in (0, 1)
         )
+    extra = op or (0, 0)
     if _is_explicit_crops(padding):
         axes = tuple(_pair(f"padding[{a}] (crop)", padding[a], None) for a in (0, 1))  # type: ignore[index]
-    else:
-        torch_padding = _pair("padding", padding, 0)
-        axes = tuple((p, p) for p in torch_padding)
-    extra = op or (0, 0)
-    return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
+        return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
+    torch_padding = _pair("padding", padding, 0)
+    return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in (0, 1))  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True, init=False)

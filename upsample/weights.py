@@ -54,6 +54,7 @@ class Weights:
 
     def astype(self, dtype: Any) -> Weights:
         """A copy with every array cast to ``dtype``."""
+
         def cast(array: np.ndarray | None) -> np.ndarray | None:
             return None if array is None else np.asarray(array, dtype=dtype)
 

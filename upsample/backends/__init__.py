@@ -42,9 +42,14 @@ def _lookup(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def missing_packages(packages: tuple[str, ...]) -> list[str]:
+    """Those of ``packages`` that are not importable (checked without importing them)."""
+    return [package for package in packages if importlib.util.find_spec(package) is None]
+
+
 def installed(name: str) -> bool:
-    """Whether the packages ``name`` needs are importable (checked without importing them)."""
-    return all(importlib.util.find_spec(package) is not None for package in _lookup(name).requires)
+    """Whether the packages ``name`` needs are importable."""
+    return not missing_packages(_lookup(name).requires)
 
 
 def available() -> list[str]:
@@ -55,7 +60,7 @@ def available() -> list[str]:
 def load(name: str) -> ModuleType:
     """Import the adapter module for ``name``; a missing framework names the extra to install."""
     backend = _lookup(name)
-    missing = [package for package in backend.requires if importlib.util.find_spec(package) is None]
+    missing = missing_packages(backend.requires)
     if missing:
         raise ImportError(
             f"backend {name!r} needs {', '.join(missing)}, which is not installed; "

@@ -99,11 +99,11 @@ def _one_by_one(x: Array, kernel: Array, bias: Array | None, dtype: Dtype | None
 
 
 def _nearest(source: Array, size: tuple[int, int]) -> Array:
-    """``source`` gathered to ``size`` by ``geometry.nearest_indices``; length-1 axes are left to broadcast."""
+    """``source`` gathered to ``size`` by ``geometry.nearest_gather`` (length-1 axes broadcast)."""
     for axis, length in zip((1, 2), size, strict=True):
-        if source.shape[axis] != 1:
-            indices = np.asarray(geometry.nearest_indices(source.shape[axis], length))
-            source = jnp.take(source, indices, axis=axis)
+        indices = geometry.nearest_gather(source.shape[axis], length)
+        if indices is not None:
+            source = jnp.take(source, np.asarray(indices), axis=axis)
     return source
 
 

@@ -75,12 +75,19 @@ class Upsample(keras.layers.Layer):
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
             common["kernel_initializer"] = "zeros"
         self.conv = keras.layers.Conv2DTranspose(
-            spec.out_channels, spec.kernel_size, strides=spec.stride, padding="valid",
-            output_padding=tuple(-split.native[1] for split in splits), use_bias=spec.use_bias, name="conv", **common,
+            spec.out_channels,
+            spec.kernel_size,
+            strides=spec.stride,
+            padding="valid",
+            output_padding=tuple(-split.native[1] for split in splits),
+            use_bias=spec.use_bias,
+            name="conv",
+            **common,
         )
         self.skip = (
             keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **common)
-            if spec.residual == "projection" else None
+            if spec.residual == "projection"
+            else None
         )
         with keras.name_scope(self.name):  # variable paths "<name>/conv/kernel", as if built by Keras
             for sublayer in (self.conv, self.skip):
@@ -142,11 +149,10 @@ class Upsample(keras.layers.Layer):
         """
         skip = x if self.skip is None else self.skip(x)
         for axis in (1, 2):
-            in_length = skip.shape[axis]
             out_length = out_shape[axis]
             assert out_length is not None  # spatial sizes are static: check_input refuses unknown ones
-            indices = geometry.nearest_indices(in_length, out_length)
-            if in_length != 1 and indices != tuple(range(in_length)):
+            indices = geometry.nearest_gather(skip.shape[axis], out_length)
+            if indices is not None:
                 skip = keras.ops.take(skip, keras.ops.convert_to_tensor(indices, dtype="int32"), axis=axis)
         return skip
 
@@ -230,8 +236,13 @@ def from_native(conv: keras.layers.Conv2DTranspose) -> tuple[UpsampleSpec, Weigh
             f"{keras.activations.serialize(conv.activation)!r}; apply the activation after the Upsample layer"
         )
     spec = UpsampleSpec(
-        conv.kernel.shape[3], conv.filters, kernel_size=tuple(conv.kernel_size), stride=tuple(conv.strides),
-        padding=conv.padding, output_padding=conv.output_padding, use_bias=conv.use_bias,
+        conv.kernel.shape[3],
+        conv.filters,
+        kernel_size=tuple(conv.kernel_size),
+        stride=tuple(conv.strides),
+        padding=conv.padding,
+        output_padding=conv.output_padding,
+        use_bias=conv.use_bias,
     )
     kernel, bias = _canonical(conv)
     return spec, Weights(kernel, bias)

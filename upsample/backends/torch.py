@@ -59,12 +59,20 @@ class Upsample(nn.Module):
         self._rest: Crops = (splits[0].rest, splits[1].rest)
         self._native = self._rest == ((0, 0), (0, 0))
         self.conv = nn.ConvTranspose2d(
-            spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, padding, output_padding,
-            bias=spec.use_bias, device=device, dtype=dtype,
+            spec.in_channels,
+            spec.out_channels,
+            spec.kernel_size,
+            spec.stride,
+            padding,
+            output_padding,
+            bias=spec.use_bias,
+            device=device,
+            dtype=dtype,
         )
         self.skip = (
             nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
-            if spec.residual == "projection" else None
+            if spec.residual == "projection"
+            else None
         )
         self._guard = DeadPixelGuard(spec)
         if weights is not None:
@@ -102,9 +110,8 @@ class Upsample(nn.Module):
         """
         skip = x if self.skip is None else self.skip(x)
         for axis, out_length in zip((2, 3), out_size, strict=True):
-            in_length = skip.shape[axis]
-            indices = geometry.nearest_indices(in_length, out_length)
-            if in_length != 1 and indices != tuple(range(in_length)):
+            indices = geometry.nearest_gather(skip.shape[axis], out_length)
+            if indices is not None:
                 skip = skip.index_select(axis, torch.tensor(indices, device=skip.device))
         return skip
 
@@ -177,9 +184,13 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
         if value != needed:
             raise ValueError(f"conv.{name} must be {needed!r} to convert to an UpsampleSpec, got {value!r}")
     spec = UpsampleSpec(
-        conv.in_channels, conv.out_channels, kernel_size=tuple(conv.kernel_size), stride=tuple(conv.stride),
+        conv.in_channels,
+        conv.out_channels,
+        kernel_size=tuple(conv.kernel_size),
+        stride=tuple(conv.stride),
         padding=tuple(conv.padding),  # type: ignore[arg-type]  # ConvTranspose2d padding is always ints
-        output_padding=tuple(conv.output_padding), use_bias=conv.bias is not None,
+        output_padding=tuple(conv.output_padding),
+        use_bias=conv.bias is not None,
     )
     weights = Weights(
         kernel=_numpy(conv.weight).transpose(2, 3, 0, 1), bias=None if conv.bias is None else _numpy(conv.bias)

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from upsample import geometry
 from upsample.backends import torch as adapter
 from upsample.check import Outcome
 from upsample.runners import seconds_per_call
@@ -59,12 +58,7 @@ def bench_callables(
 ) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     torch.manual_seed(0)
     ours = adapter.Upsample(spec)
-    splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in (0, 1)]
-    padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
-    native = nn.ConvTranspose2d(
-        spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, padding, output_padding
-    )
-    native.load_state_dict(ours.conv.state_dict())
+    native = copy.deepcopy(ours.conv)  # the nn.ConvTranspose2d the adapter built, same arguments and weights
     x = torch.randn(batch, spec.in_channels, input_size, input_size, requires_grad=True)
     (kh, kw) = spec.kernel_size
     matrix = nn.Parameter(torch.randn(spec.in_channels, spec.out_channels * kh * kw))

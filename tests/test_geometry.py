@@ -76,6 +76,17 @@ def test_splits_reassemble_the_crop(k: int, s: int) -> None:
         assert k == 1 or pads != (0, 0)  # no all-zero pads on a wide kernel (XLA operand-swap abort)
 
 
+@pytest.mark.parametrize(("k", "s"), list(itertools.product(range(1, 8), range(1, 6))))
+def test_keras_same_only_for_symmetric_same_crops(k: int, s: int) -> None:
+    """``keras_same`` accepts exactly Keras's "same" crops, and only where they are equal on both sides."""
+    same = geometry.crop_from_keras("same", k, s, None)
+    accepted = [crop for crop in itertools.product(range(-4, 5), repeat=2) if geometry.keras_same(crop, k, s)]
+    if k >= s and (k - s) % 2 == 0:
+        assert accepted == [same] and same == ((k - s) // 2, (k - s) // 2)
+    else:
+        assert accepted == []
+
+
 def test_slice_and_pad() -> None:
     for length, crop in itertools.product(range(1, 8), itertools.product(range(-3, 4), repeat=2)):
         if length - crop[0] - crop[1] <= 0:

@@ -182,6 +182,22 @@ def test_random_cases_against_reference(case: tuple[upsample.UpsampleSpec, tuple
     check_against_reference(spec, size, batch, seed)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 4, 7])
+def test_fast_path_both_operand_orders(batch: int) -> None:
+    """The 1x1 product puts the kernel on the left for a batch below ``C_in`` (4) and on the right from it."""
+    spec = upsample.UpsampleSpec(4, 3, kernel_size=(3, 2), stride=2, padding=((1, -1), (0, 1)), residual="projection")
+    check_against_reference(spec, (1, 1), batch, batch)
+
+
+def test_symmetric_same_runs_natively() -> None:
+    """DCGAN's k4 s2 "same" is Keras's own layer with ``padding="same"``; a one-pixel-shift "same" is not."""
+    dcgan = uk.Upsample(upsample.UpsampleSpec(3, 2, kernel_size=4, stride=2, padding="same"))
+    shifted = uk.Upsample(upsample.UpsampleSpec(3, 2, kernel_size=3, stride=2, padding="same"))
+    assert (dcgan.conv.padding, dcgan.conv.output_padding) == ("same", None)
+    assert shifted.conv.padding == "valid"
+    check_against_reference(dcgan.spec, (3, 2), 2, 5)
+
+
 # --- the layer against Keras's own Conv2DTranspose -------------------------------------------
 
 NATIVE_GRID = [

@@ -100,6 +100,14 @@ def split_for_keras(crop: Crop, stride: int) -> NativeSplit:
     return NativeSplit((0, 0), crop)
 
 
+def keras_same(crop: Crop, kernel: int, stride: int) -> bool:
+    """Whether Keras ``padding="same"`` (no ``output_padding``) is exactly ``crop``, used natively only
+    when it crops both sides alike (``k >= s``, ``k - s`` even): the one-pixel-shift cases are where the
+    frameworks' "same" disagree (DESIGN.md), so they stay on the ``"valid"`` + slice path."""
+    symmetric = kernel >= stride and (kernel - stride) % 2 == 0
+    return symmetric and crop == crop_from_keras("same", kernel, stride, None)
+
+
 def split_for_lax(crop: Crop, kernel: int) -> NativeSplit:
     """The part of ``crop`` that Flax's ``ConvTranspose`` applies as lax pads ``(k-1-begin, k-1-end)``.
 

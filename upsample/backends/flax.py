@@ -23,7 +23,7 @@ k - 1 - end)``; what is left is sliced off, or padded with rows that get the bia
 the conv. Larger or negative crops are not passed to lax as pads: negative lax pads are exact in theory,
 but XLA:CPU computes them wrongly (openxla/xla#48713), and zero pads on both sides can crash the
 XLA compiler (see ``geometry.split_for_lax``). A 1x1 input (static shape)
-takes a matrix product over the stored kernel instead (``fast_path``), with the same parameters.
+takes matrix products over the stored kernel instead (``fast_path``), with the same parameters.
 
 Conversion: ``to_variables(spec, weights)`` (linen variables), ``get_weights``, ``set_weights`` (linen
 modules are immutable: it returns a new bound module) and ``from_native`` for an existing Flax
@@ -42,6 +42,7 @@ import numpy as np
 from flax import nnx
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
+from jax import lax
 
 from upsample import geometry
 from upsample.checks import DeadPixelGuard, check_input
@@ -91,10 +92,36 @@ def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
     return y + jnp.asarray(added, y.dtype) * bias.astype(y.dtype)
 
 
+TAPS_PER_STEP = 4
+"""Kernel taps per step of the 1x1 product's loop (at most; see :func:`_taps_times`)."""
+
+
+def _taps_times(rows: Array, kernel: Array) -> Array:
+    """``rows (B, C_in)`` times every tap of ``kernel (kh, kw, C_in, C_out)`` -> ``(kh*kw, B, C_out)``.
+
+    The taps ``(C_in, C_out)`` lie one after another in the stored kernel, so the product is taken in
+    groups of taps, each group a batched matmul that reads its slice of the kernel in place. A single
+    ``einsum`` over the 4-d kernel makes XLA:CPU copy the whole kernel into a ``(C_in, kh*kw*C_out)``
+    matrix on every call and back again for its gradient, which cost 1.5-3.5x a plain matmul forward +
+    backward here; groups of four taps measured 1.1-1.3x (issue 7, ``docs/performance.md``).
+    """
+    kh, kw, in_channels, out_channels = kernel.shape
+    taps = kh * kw
+    group = max(n for n in range(1, TAPS_PER_STEP + 1) if taps % n == 0)
+    shared = jnp.broadcast_to(rows, (group, *rows.shape))
+    per_group = lax.map(
+        lambda taps_kernel: lax.dot_general(shared, taps_kernel, (((2,), (1,)), ((0,), (0,)))),
+        kernel.reshape(taps // group, group, in_channels, out_channels),
+    )
+    return per_group.reshape(taps, rows.shape[0], out_channels)
+
+
 def _one_by_one(x: Array, kernel: Array, bias: Array | None, dtype: Dtype | None) -> tuple[Array, Array | None]:
-    """The full transposed conv of a 1x1 input, ``(B, C_in) @ kernel`` with the taps un-flipped, plus bias."""
+    """The full transposed conv of a 1x1 input (``(B, C_in)`` times each tap, taps un-flipped), plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    full = jnp.einsum("bi,hwio->bhwo", x.reshape(x.shape[0], -1), kernel)[:, ::-1, ::-1]
+    kh, kw, _, out_channels = kernel.shape
+    products = _taps_times(x.reshape(x.shape[0], -1), kernel).reshape(kh, kw, -1, out_channels)
+    full = jnp.transpose(products, (2, 0, 1, 3))[:, ::-1, ::-1]
     return (full if bias is None else full + bias), bias
 
 

@@ -5,7 +5,8 @@ layer holds a real ``keras.layers.Conv2DTranspose`` named ``conv`` (kernel in Ke
 ``(kh, kw, C_out, C_in)``, bias ``(C_out,)``) and, for ``residual="projection"``, a bias-free 1x1
 ``keras.layers.Conv2D`` named ``skip``, so ``layer.weights`` are ``[conv/kernel, conv/bias, skip/kernel]``
 as a Keras user expects. The weights are created in ``__init__`` (the spec fixes their shapes).
-Crops that Keras's ``padding="valid"`` + ``output_padding`` express run through ``conv`` itself;
+Crops that Keras's ``padding="valid"`` + ``output_padding`` or a symmetric ``"same"`` express run
+through ``conv`` itself;
 any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the full output, then
 slices and pads, then adds the bias (padded rows get it too, DESIGN.md). A 1x1 input takes a
 matmul fast path. Internally everything runs channels-last (TensorFlow has no NCHW transposed
@@ -68,7 +69,8 @@ class Upsample(keras.layers.Layer):
         self.data_format = data_format
         self.fast_path = bool(fast_path)
         self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
-        splits = [geometry.split_for_keras(spec.crops[a], spec.stride[a]) for a in (0, 1)]
+        same = all(geometry.keras_same(spec.crops[a], spec.kernel_size[a], spec.stride[a]) for a in (0, 1))
+        splits = [geometry.split_for_keras((0, 0) if same else spec.crops[a], spec.stride[a]) for a in (0, 1)]
         self._rest: Crops = (splits[0].rest, splits[1].rest)
         self._native = self._rest == ((0, 0), (0, 0))
         common: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
@@ -78,8 +80,8 @@ class Upsample(keras.layers.Layer):
             spec.out_channels,
             spec.kernel_size,
             strides=spec.stride,
-            padding="valid",
-            output_padding=tuple(-split.native[1] for split in splits),
+            padding="same" if same else "valid",
+            output_padding=None if same else tuple(-split.native[1] for split in splits),
             use_bias=spec.use_bias,
             name="conv",
             **common,
@@ -136,8 +138,21 @@ class Upsample(keras.layers.Layer):
         return y + self._residual(x, y.shape) if self.spec.residual else y
 
     def _matmul_1x1(self, x: Any) -> Any:
-        """The full output of a 1x1 input: ``(B, C_in)`` contracted with the kernel ``(kh, kw, C_out, C_in)``."""
-        return keras.ops.einsum("bi,hwoi->bhwo", keras.ops.reshape(x, (-1, self.spec.in_channels)), self.conv.kernel)
+        """The full output of a 1x1 input: ``(B, C_in) @ kernel.T``.
+
+        The kernel ``(kh, kw, C_out, C_in)`` is a ``(kh*kw*C_out, C_in)`` matrix as stored, so the
+        product reads it in place; an einsum over the 4-d kernel made XLA copy it on every call. With a
+        batch smaller than ``C_in`` the kernel goes on the left: TensorFlow's matmul with a large
+        transposed right operand ran at half speed here (issue 7, ``docs/performance.md``).
+        """
+        spec = self.spec
+        matrix = keras.ops.reshape(self.conv.kernel, (-1, spec.in_channels))
+        rows = keras.ops.reshape(x, (-1, spec.in_channels))
+        if x.shape[0] is not None and x.shape[0] >= spec.in_channels:
+            product = keras.ops.matmul(rows, keras.ops.transpose(matrix))
+        else:  # the kernel as the left operand, in order; only the (smaller) output is transposed
+            product = keras.ops.transpose(keras.ops.matmul(matrix, keras.ops.transpose(rows)))
+        return keras.ops.reshape(product, (-1, *spec.kernel_size, spec.out_channels))
 
     def _with_bias(self, y: Any) -> Any:
         return y if self.conv.bias is None else y + self.conv.bias

@@ -7,6 +7,7 @@ structure and are read with the adapter's ``get_weights``, like the parameters t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -92,10 +93,14 @@ def bench_callables(
     matrix = jax.random.normal(jax.random.key(2), (spec.in_channels, spec.out_channels * kh * kw))
 
     def pair(fn: Pure, p: Any, inputs: Any) -> tuple[Callable[[], object], Callable[[], object]]:
-        grad_y = jnp.ones_like(fn(p, inputs))
+        # grad_y is an argument, not a captured constant XLA could fold into the gradient
+        grad_y = jax.random.normal(jax.random.key(3), fn(p, inputs).shape)
         forward = jax.jit(fn)
-        backward = jax.jit(lambda q, xs: _step(fn, q, xs, grad_y))
-        return (lambda: forward(p, inputs).block_until_ready()), (lambda: jax.block_until_ready(backward(p, inputs)))
+        backward = jax.jit(functools.partial(_step, fn))
+        return (
+            (lambda: forward(p, inputs).block_until_ready()),
+            (lambda: jax.block_until_ready(backward(p, inputs, grad_y))),
+        )
 
     return {
         "native": pair(lambda p, xs: conv.apply({"params": p}, xs), native_params, x),

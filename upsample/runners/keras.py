@@ -140,10 +140,10 @@ def bench_callables(
         return keras.ops.matmul(inputs, values[0])
 
     def pair(fn: Pure, values: list[Any], inputs: Any) -> tuple[Callable[[], object], Callable[[], object]]:
-        y = fn(values, inputs)
-        grad_y = keras.ops.ones_like(y)
+        # grad_y is an argument, not a captured constant the compiler could fold into the gradient
+        grad_y = keras.random.normal(tuple(fn(values, inputs).shape), seed=1)
         forward = _compile(fn)
-        backward = _compile(lambda vs, xs: _differentiate(fn, vs, xs, grad_y))
+        backward = _compile(lambda vs, xs, gy: _differentiate(fn, vs, xs, gy))
         if keras.backend.backend() == "torch":
             import torch
 
@@ -151,8 +151,8 @@ def bench_callables(
                 with torch.no_grad():
                     return forward(values, inputs)
 
-            return forward_no_grad, lambda: backward(values, inputs)
-        return (lambda: _block(forward(values, inputs))), (lambda: _block(backward(values, inputs)))
+            return forward_no_grad, lambda: backward(values, inputs, grad_y)
+        return (lambda: _block(forward(values, inputs))), (lambda: _block(backward(values, inputs, grad_y)))
 
     return {
         "native": pair(_pure(native), [v.value for v in native.trainable_variables], x),

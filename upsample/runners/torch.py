@@ -65,7 +65,7 @@ def bench_callables(
     rows = x.detach().permute(0, 2, 3, 1).reshape(-1, spec.in_channels).requires_grad_(True)
 
     def pair(fn: Callable[[], torch.Tensor], inputs: torch.Tensor, params: list[torch.Tensor]):
-        grad = torch.ones_like(fn())
+        grad = torch.randn_like(fn())
 
         def forward() -> object:
             with torch.no_grad():

@@ -184,7 +184,7 @@ def test_random_cases_against_reference(case: tuple[upsample.UpsampleSpec, tuple
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 7])
 def test_fast_path_both_operand_orders(batch: int) -> None:
-    """The 1x1 product puts the kernel on the left for a batch below ``C_in / 2`` (2) and on the right from it."""
+    """On TensorFlow the 1x1 product puts the kernel on the right from a batch of ``C_in / 2`` (2) on."""
     spec = upsample.UpsampleSpec(4, 3, kernel_size=(3, 2), stride=2, padding=((1, -1), (0, 1)), residual="projection")
     check_against_reference(spec, (1, 1), batch, batch)
 

@@ -141,18 +141,19 @@ class Upsample(keras.layers.Layer):
         """The full output of a 1x1 input: ``(B, C_in) @ kernel.T``.
 
         The kernel ``(kh, kw, C_out, C_in)`` is a ``(kh*kw*C_out, C_in)`` matrix as stored, so the
-        product reads it in place; an einsum over the 4-d kernel made XLA copy it on every call. Either
-        the kernel is a transposed right operand, which TensorFlow re-lays out (``C_in*kh*kw*C_out``
-        values), or the left operand, and the output (``B*kh*kw*C_out`` values) is transposed instead;
-        measured here, the first is the cheaper one while the batch is at least ``C_in / 2``. JAX and
-        torch run both about equally fast (issue 7, ``docs/performance.md``).
+        product reads it in place; an einsum over the 4-d kernel made XLA copy it on every call. The
+        kernel is the left operand and the output (``B*kh*kw*C_out`` values) is transposed, except on
+        TensorFlow with a batch of at least ``C_in / 2``: there the kernel as a transposed right operand
+        (which TensorFlow re-lays out, ``C_in*kh*kw*C_out`` values) measured faster, while on JAX and
+        torch the left-operand order was as fast or faster on every shape (issue 7, ``docs/performance.md``).
         """
         spec = self.spec
         matrix = keras.ops.reshape(self.conv.kernel, (-1, spec.in_channels))
         rows = keras.ops.reshape(x, (-1, spec.in_channels))
-        if x.shape[0] is not None and 2 * x.shape[0] >= spec.in_channels:
+        batch = x.shape[0]
+        if keras.backend.backend() == "tensorflow" and batch is not None and 2 * batch >= spec.in_channels:
             product = keras.ops.matmul(rows, keras.ops.transpose(matrix))
-        else:  # the kernel as the left operand, in order; only the (smaller) output is transposed
+        else:  # the kernel as the left operand, read in order; the output is transposed
             product = keras.ops.transpose(keras.ops.matmul(matrix, keras.ops.transpose(rows)))
         return keras.ops.reshape(product, (-1, *spec.kernel_size, spec.out_channels))
 

@@ -102,9 +102,9 @@ def _taps_times(rows: Array, kernel: Array) -> Array:
     The taps ``(C_in, C_out)`` lie one after another in the stored kernel, so the product is taken in
     groups of taps, each group a batched matmul that reads its slice of the kernel in place. A single
     ``einsum`` over the 4-d kernel makes XLA:CPU copy the whole kernel into a ``(C_in, kh*kw*C_out)``
-    matrix on every call and back again for its gradient: 1.5-2.4x a plain matmul forward + backward in
-    a bare-JAX measurement here, where groups of four taps took 1.1-1.3x (1.2-1.8x through the modules
-    in ``upsample bench``; issue 7, ``docs/performance.md``).
+    matrix on every call and back again for its gradient: 1.9-3.1x a plain matmul forward + backward in
+    a bare-JAX measurement here, where groups of four taps took 1.2-2.0x (issue 7,
+    ``docs/performance.md``, which also says why neither reaches the matmul).
     """
     kh, kw, in_channels, out_channels = kernel.shape
     taps = kh * kw

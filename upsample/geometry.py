@@ -108,6 +108,23 @@ def keras_same(crop: Crop, kernel: int, stride: int) -> bool:
     return symmetric and crop == crop_from_keras("same", kernel, stride, None)
 
 
+class KerasArgs(NamedTuple):
+    """``Conv2DTranspose`` arguments for a spec's crops, and what is left to slice or pad afterwards."""
+
+    padding: str
+    output_padding: tuple[int, int] | None
+    rest: tuple[Crop, Crop]
+
+
+def keras_args(crops: tuple[Crop, Crop], kernel: tuple[int, int], stride: tuple[int, int]) -> KerasArgs:
+    """Keras's own ``"same"`` when :func:`keras_same` holds on both axes (one padding mode serves
+    both), else ``"valid"`` + ``output_padding`` from :func:`split_for_keras` per axis."""
+    if all(keras_same(crops[a], kernel[a], stride[a]) for a in (0, 1)):
+        return KerasArgs("same", None, ((0, 0), (0, 0)))
+    splits = [split_for_keras(crops[a], stride[a]) for a in (0, 1)]
+    return KerasArgs("valid", (-splits[0].native[1], -splits[1].native[1]), (splits[0].rest, splits[1].rest))
+
+
 def split_for_lax(crop: Crop, kernel: int) -> NativeSplit:
     """The part of ``crop`` that Flax's ``ConvTranspose`` applies as lax pads ``(k-1-begin, k-1-end)``.
 

@@ -82,7 +82,8 @@ def _input_size(spec: UpsampleSpec, x: Array) -> tuple[int, int]:
 
 
 def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
-    """Crop ``y`` (which carries the bias already); rows added for negative crops get ``bias`` alone."""
+    """Crop ``y``; when ``y`` carries the bias already (``ConvTranspose``'s output), rows added for
+    negative crops get ``bias`` alone."""
     (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[1 + a]) for a in (0, 1))
     kept = y[:, rows[0] : rows[1], cols[0] : cols[1]]
     y = jnp.pad(kept, ((0, 0), row_pad, col_pad, (0, 0)))
@@ -117,13 +118,13 @@ def _taps_times(rows: Array, kernel: Array) -> Array:
     return per_group.reshape(taps, rows.shape[0], out_channels)
 
 
-def _one_by_one(x: Array, kernel: Array, bias: Array | None, dtype: Dtype | None) -> tuple[Array, Array | None]:
-    """The full transposed conv of a 1x1 input (``(B, C_in)`` times each tap, taps un-flipped), plus bias."""
+def _one_by_one(x: Array, kernel: Array, bias: Array | None, crops: Crops, dtype: Dtype | None) -> Array:
+    """The transposed conv of a 1x1 input (``(B, C_in)`` times each tap, taps un-flipped), cropped, plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
     kh, kw, _, out_channels = kernel.shape
     products = _taps_times(x.reshape(x.shape[0], -1), kernel).reshape(kh, kw, -1, out_channels)
-    full = jnp.transpose(products, (2, 0, 1, 3))[:, ::-1, ::-1]
-    return (full if bias is None else full + bias), bias
+    y = _crop(jnp.transpose(products, (2, 0, 1, 3))[:, ::-1, ::-1], crops, None)
+    return y if bias is None else y + bias
 
 
 def _nearest(source: Array, size: tuple[int, int]) -> Array:
@@ -148,8 +149,7 @@ def _forward(
     """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran)."""
     size = _input_size(spec, x)
     if fast_path and size == (1, 1):
-        y, bias = _one_by_one(x, *stored(), dtype)
-        y = _crop(y, spec.crops, bias)
+        y = _one_by_one(x, *stored(), spec.crops, dtype)
     else:
         y = conv(x)
         y = _crop(y, _rest(spec), stored()[1])

@@ -69,9 +69,8 @@ class Upsample(keras.layers.Layer):
         self.data_format = data_format
         self.fast_path = bool(fast_path)
         self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
-        same = all(geometry.keras_same(spec.crops[a], spec.kernel_size[a], spec.stride[a]) for a in (0, 1))
-        splits = [geometry.split_for_keras((0, 0) if same else spec.crops[a], spec.stride[a]) for a in (0, 1)]
-        self._rest: Crops = (splits[0].rest, splits[1].rest)
+        args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
+        self._rest: Crops = args.rest
         self._native = self._rest == ((0, 0), (0, 0))
         common: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
@@ -80,8 +79,8 @@ class Upsample(keras.layers.Layer):
             spec.out_channels,
             spec.kernel_size,
             strides=spec.stride,
-            padding="same" if same else "valid",
-            output_padding=None if same else tuple(-split.native[1] for split in splits),
+            padding=args.padding,
+            output_padding=args.output_padding,
             use_bias=spec.use_bias,
             name="conv",
             **common,

@@ -121,14 +121,13 @@ def bench_callables(
     x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
     ours = adapter.Upsample(spec)
     ours.build(x.shape)
-    same = tuple(
-        geometry.crop_from_keras("same", k, s, None) for k, s in zip(spec.kernel_size, spec.stride, strict=True)
-    )
+    args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
     native = keras.layers.Conv2DTranspose(
         spec.out_channels,
         spec.kernel_size,
         strides=spec.stride,
-        padding="same" if spec.crops == same else "valid",
+        padding=args.padding,
+        output_padding=args.output_padding,
         use_bias=spec.use_bias,
     )
     native.build(x.shape)

@@ -58,6 +58,7 @@ class Upsample(nn.Module):
         padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
         self._rest: Crops = (splits[0].rest, splits[1].rest)
         self._native = self._rest == ((0, 0), (0, 0))
+        self._pads_rows = any(crop < 0 for pair in spec.crops for crop in pair)
         self.conv = nn.ConvTranspose2d(
             spec.in_channels,
             spec.out_channels,
@@ -89,9 +90,7 @@ class Upsample(nn.Module):
         batch, _, height, width = x.shape
         weight = self.conv.weight  # (C_in, C_out, kh, kw)
         if self.fast_path and height == 1 and width == 1:
-            # The full output of a 1x1 input is x @ W with W viewed as (C_in, C_out * kh * kw).
-            y = (x.reshape(batch, weight.shape[0]) @ weight.reshape(weight.shape[0], -1)).view(batch, *weight.shape[1:])
-            y = self._with_bias(_crop(y, self.spec.crops))
+            y = self._one_by_one(x.reshape(batch, weight.shape[0]))
         elif self._native:
             y = self.conv(x)
         else:
@@ -99,6 +98,22 @@ class Upsample(nn.Module):
             y = F.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)  # type: ignore[arg-type]
             y = self._with_bias(_crop(y, self._rest))
         return y + self._residual(x, (y.shape[2], y.shape[3])) if self.spec.residual else y
+
+    def _one_by_one(self, rows: torch.Tensor) -> torch.Tensor:
+        """The layer on a 1x1 input ``rows (B, C_in)``: one matmul over the weight viewed as a
+        ``(C_in, C_out*kh*kw)`` matrix (no copy), cropped, plus bias.
+
+        Unless a negative crop adds rows that get the bias alone, the bias goes into the product
+        (``addmm``), which saves a pass over the output (issue 7).
+        """
+        weight, bias = self.conv.weight, self.conv.bias
+        matrix = weight.reshape(weight.shape[0], -1)
+        if bias is None or self._pads_rows:
+            product = (rows @ matrix).view(rows.shape[0], *weight.shape[1:])
+            return self._with_bias(_crop(product, self.spec.crops))
+        taps = matrix.shape[1] // bias.shape[0]  # the weight's columns run (C_out, kh, kw)
+        product = torch.addmm(bias.repeat_interleave(taps), rows, matrix)
+        return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops)
 
     def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.conv.bias is None else y + self.conv.bias.view(-1, 1, 1)
@@ -118,6 +133,8 @@ class Upsample(nn.Module):
 
 def _crop(y: torch.Tensor, crops: Crops) -> torch.Tensor:
     """Apply per-axis crops to NCHW ``y``: slice positive crops off, zero-pad negative ones."""
+    if crops == ((0, 0), (0, 0)):
+        return y
     (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[2 + a]) for a in (0, 1))
     y = y[:, :, rows[0] : rows[1], cols[0] : cols[1]]
     if any(row_pad + col_pad):

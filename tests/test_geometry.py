@@ -98,6 +98,15 @@ def test_slice_and_pad() -> None:
         assert list(range(start, stop)) == [p for p in window if 0 <= p < length]
 
 
+def test_adds_rows_exactly_when_slice_and_pad_pads() -> None:
+    crops = itertools.product(range(-3, 4), repeat=2)
+    for length, rows, cols in itertools.product(range(1, 8), crops, [(0, 0), (-1, 0), (0, -2), (1, 2)]):
+        if length - rows[0] - rows[1] <= 0:
+            continue
+        pads = geometry.slice_and_pad(rows, length)[1] + geometry.slice_and_pad(cols, 8)[1]
+        assert geometry.adds_rows((rows, cols)) == any(pads)
+
+
 def test_nearest_indices_follow_the_float_rule() -> None:
     for i, o in itertools.product(range(1, 30), range(1, 70)):
         expected = tuple(math.floor((dst + 0.5) * i / o) for dst in range(o))

@@ -157,6 +157,12 @@ def slice_and_pad(crop: Crop, length: int) -> tuple[tuple[int, int], tuple[int, 
     return (start, stop), (pad_lo, pad_hi)
 
 
+def adds_rows(crops: tuple[Crop, Crop]) -> bool:
+    """Whether :func:`slice_and_pad` pads any axis, i.e. some crop is negative: the added rows and
+    columns get the bias alone (DESIGN.md), so a backend cannot fold the bias in before cropping."""
+    return any(side < 0 for crop in crops for side in crop)
+
+
 # --- residual and coverage -------------------------------------------------------------------
 
 

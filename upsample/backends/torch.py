@@ -58,7 +58,7 @@ class Upsample(nn.Module):
         padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
         self._rest: Crops = (splits[0].rest, splits[1].rest)
         self._native = self._rest == ((0, 0), (0, 0))
-        self._pads_rows = any(crop < 0 for pair in spec.crops for crop in pair)
+        self._adds_rows = geometry.adds_rows(spec.crops)
         self.conv = nn.ConvTranspose2d(
             spec.in_channels,
             spec.out_channels,
@@ -108,11 +108,11 @@ class Upsample(nn.Module):
         """
         weight, bias = self.conv.weight, self.conv.bias
         matrix = weight.reshape(weight.shape[0], -1)
-        if bias is None or self._pads_rows:
+        if bias is None or self._adds_rows:
             product = (rows @ matrix).view(rows.shape[0], *weight.shape[1:])
             return self._with_bias(_crop(product, self.spec.crops))
-        taps = matrix.shape[1] // bias.shape[0]  # the weight's columns run (C_out, kh, kw)
-        product = torch.addmm(bias.repeat_interleave(taps), rows, matrix)
+        # the weight's columns run (C_out, kh, kw): each bias value repeats over the kh*kw taps
+        product = torch.addmm(bias.repeat_interleave(weight.shape[2] * weight.shape[3]), rows, matrix)
         return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops)
 
     def _with_bias(self, y: torch.Tensor) -> torch.Tensor:

@@ -189,6 +189,22 @@ def test_fast_path_both_operand_orders(batch: int) -> None:
     check_against_reference(spec, (1, 1), batch, batch)
 
 
+SINGLE_CHANNEL = [
+    upsample.UpsampleSpec(1, 3, kernel_size=(1, 2)),
+    upsample.UpsampleSpec(1, 3, kernel_size=2),
+    upsample.UpsampleSpec(1, 2, kernel_size=4, stride=2, padding="same"),  # Keras "same", run natively
+    upsample.UpsampleSpec(1, 1, kernel_size=3, stride=2, padding=((1, -1), (0, 2))),  # slice and pad
+]
+
+
+@pytest.mark.parametrize("spec", SINGLE_CHANNEL, ids=lambda spec: f"{spec.kernel_size}-{spec.crops}")
+@pytest.mark.parametrize("size", [(1, 1), (2, 3)])
+def test_batch_of_one_with_one_channel(spec: upsample.UpsampleSpec, size: tuple[int, int]) -> None:
+    """Issue 13: on the torch backend the native layer's backward raised "grad_weight needs to be
+    contiguous" for a batch of 1 with one input channel; ours must train there on every backend."""
+    check_against_reference(spec, size, batch=1, seed=3)
+
+
 def test_symmetric_same_runs_natively() -> None:
     """DCGAN's k4 s2 "same" is Keras's own layer with ``padding="same"``; a one-pixel-shift "same" is not."""
     dcgan = uk.Upsample(upsample.UpsampleSpec(3, 2, kernel_size=4, stride=2, padding="same"))

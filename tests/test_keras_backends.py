@@ -52,6 +52,7 @@ def test_keras_backend(backend: str) -> None:
         "pytest",
         *(str(TESTS / name) for name in PER_KERAS_BACKEND),
         "-q",
+        "--disable-warnings",
         "-p",
         "no:cacheprovider",
     ]
@@ -62,5 +63,16 @@ def test_keras_backend(backend: str) -> None:
     elapsed = time.perf_counter() - start
     output = (result.stdout + result.stderr).splitlines()
     print(f"KERAS_BACKEND={backend}: {elapsed:.1f} s, {output[-1] if output else 'no output'}")
-    tail = "\n".join(output[-TAIL_LINES:])
-    assert result.returncode == 0, f"per-backend tests with KERAS_BACKEND={backend} exited {result.returncode}:\n{tail}"
+    assert result.returncode == 0, (
+        f"per-backend tests with KERAS_BACKEND={backend} exited {result.returncode}:\n{failures(output)}"
+    )
+
+
+def failures(output: list[str]) -> str:
+    """The child's failure and error reports (not its warnings), at most ``TAIL_LINES`` lines, and its
+    closing summary; the whole tail when it printed no report (a crash)."""
+    starts = [i for i, line in enumerate(output) if line.startswith("=") and ("FAILURES" in line or "ERRORS" in line)]
+    if not starts:
+        return "\n".join(output[-TAIL_LINES:])
+    report = [line for line in output[starts[0] :] if "Warning" not in line]
+    return "\n".join([*report[:TAIL_LINES], *report[-1:]])

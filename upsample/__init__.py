@@ -17,6 +17,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "UpsampleSpec": "upsample.spec",
     "CoverageReport": "upsample.spec",
+    "load_spec": "upsample.spec",
+    "SubpixelSpec": "upsample.conv_specs",
+    "ResizeSpec": "upsample.conv_specs",
     "UpsampleWarning": "upsample.checks",
     "Weights": "upsample.weights",
     "WeightsFileError": "upsample.weights",
@@ -47,8 +50,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from upsample import reference as reference
     from upsample.checks import UpsampleWarning as UpsampleWarning
+    from upsample.conv_specs import ResizeSpec as ResizeSpec
+    from upsample.conv_specs import SubpixelSpec as SubpixelSpec
     from upsample.spec import CoverageReport as CoverageReport
     from upsample.spec import UpsampleSpec as UpsampleSpec
+    from upsample.spec import load_spec as load_spec
     from upsample.weights import Weights as Weights
     from upsample.weights import WeightsFileError as WeightsFileError
     from upsample.weights import init_weights as init_weights

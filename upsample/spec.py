@@ -29,7 +29,8 @@ Residual = Literal["nearest", "projection"]
 RESIDUAL_MODES = ("nearest", "projection")
 PADDING_MODES = ("same", "valid")
 SPEC_FORMAT_VERSION = 1
-_DICT_KEYS = ("version", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias")
+KIND = "transposed"
+_DICT_KEYS = ("version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias")
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
@@ -191,6 +192,15 @@ class UpsampleSpec:
             ),
         )
 
+    def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
+        """Canonical array shapes (``None``: absent): kernel ``(kh, kw, C_in, C_out)``, bias, projection skip."""
+        kh, kw = self.kernel_size
+        return {
+            "kernel": (kh, kw, self.in_channels, self.out_channels),
+            "bias": (self.out_channels,) if self.use_bias else None,
+            "skip": (self.in_channels, self.out_channels) if self.residual == "projection" else None,
+        }
+
     # --- size and cost -------------------------------------------------------------------------
 
     @property
@@ -262,6 +272,7 @@ class UpsampleSpec:
         """A JSON-ready dict of the canonical form, with a format version."""
         return {
             "version": SPEC_FORMAT_VERSION,
+            "kind": KIND,
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
@@ -279,7 +290,7 @@ class UpsampleSpec:
         unknown = sorted(set(data) - set(_DICT_KEYS))
         if unknown:
             raise ValueError(f"unknown spec keys {unknown}; a spec dict has exactly {list(_DICT_KEYS)}")
-        missing = sorted(set(_DICT_KEYS) - set(data))
+        missing = sorted(set(_DICT_KEYS) - set(data) - {"kind"})  # files written before kinds existed lack it
         if missing:
             raise ValueError(f"spec dict is missing keys {missing}")
         if data["version"] != SPEC_FORMAT_VERSION:
@@ -287,6 +298,8 @@ class UpsampleSpec:
                 f"spec format version {data['version']!r} is not supported; this upsample reads version "
                 f"{SPEC_FORMAT_VERSION}"
             )
+        if data.get("kind", KIND) != KIND:
+            raise ValueError(f"spec kind must be {KIND!r} for an UpsampleSpec, got {data['kind']!r}; use upsample.load_spec")
         crops = data["crops"]
         if not _is_explicit_crops(crops):
             raise ValueError(f"spec 'crops' must be [[top, bottom], [left, right]], got {crops!r}")
@@ -388,3 +401,30 @@ def _plan_axis(axis: str, source: int, target: int, kernel: int | None) -> tuple
         )
     excess = k - scale
     return k, scale, (excess // 2, excess - excess // 2)
+
+
+SPEC_KINDS: dict[str, str] = {
+    KIND: "upsample.spec:UpsampleSpec",
+    "subpixel": "upsample.conv_specs:SubpixelSpec",
+    "resize": "upsample.conv_specs:ResizeSpec",
+}
+"""Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
+
+
+def load_spec(source: str | Mapping[str, Any]) -> Any:
+    """The spec of the right kind from its JSON text or dict (no ``kind``: a transposed spec, as written
+    before kinds existed)."""
+    import importlib
+
+    if isinstance(source, str):
+        try:
+            source = json.loads(source)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"spec JSON is not valid JSON: {error}") from None
+    if not isinstance(source, Mapping):
+        raise TypeError(f"a spec must be a JSON object or mapping, got {type(source).__name__}")
+    kind = source.get("kind", KIND)
+    if not isinstance(kind, str) or kind not in SPEC_KINDS:
+        raise ValueError(f"spec kind must be one of {sorted(SPEC_KINDS)}, got {kind!r}")
+    module, name = SPEC_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name).from_dict(source)

@@ -34,13 +34,7 @@ class Weights:
 
     def check(self, spec: UpsampleSpec) -> Weights:
         """Return ``self`` if every array has the shape ``spec`` needs, else raise ``ValueError``."""
-        kh, kw = spec.kernel_size
-        expected = {
-            "kernel": (kh, kw, spec.in_channels, spec.out_channels),
-            "bias": (spec.out_channels,) if spec.use_bias else None,
-            "skip": (spec.in_channels, spec.out_channels) if spec.residual == "projection" else None,
-        }
-        for name, shape in expected.items():
+        for name, shape in spec.weight_shapes().items():
             array = getattr(self, name)
             got = None if array is None else tuple(np.shape(array))
             if got != shape:

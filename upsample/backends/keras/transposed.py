@@ -70,8 +70,7 @@ class Upsample(keras.layers.Layer):
         self.fast_path = bool(fast_path)
         self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
         args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
-        self._rest: Crops = args.rest
-        self._native = self._rest == ((0, 0), (0, 0))
+        self._native = args.rest == ((0, 0), (0, 0))
         common: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
             common["kernel_initializer"] = "zeros"
@@ -126,14 +125,15 @@ class Upsample(keras.layers.Layer):
 
     def _forward(self, x: Any, size: tuple[int, int]) -> Any:
         """The layer on NHWC ``x`` of spatial ``size``."""
+        trap = _torch_weight_grad_trap(x)
         if self.fast_path and size == (1, 1):
             y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
-        elif self._native:
+        elif self._native and not trap:
             y = self.conv(x)
-        else:
-            conv = self.conv
-            y = keras.ops.conv_transpose(x, conv.kernel, conv.strides, "valid", conv.output_padding, "channels_last")
-            y = self._with_bias(_crop(y, self._rest))
+        else:  # the full output (output_padding 0 with "valid"), then the spec's crops
+            kernel = _torch_contiguous(self.conv.kernel) if trap else self.conv.kernel
+            y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0, 0), "channels_last")
+            y = self._with_bias(_crop(y, self.spec.crops))
         return y + self._residual(x, y.shape) if self.spec.residual else y
 
     def _matmul_1x1(self, x: Any) -> Any:
@@ -181,6 +181,25 @@ class Upsample(keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Upsample:
         return super().from_config({**config, "spec": UpsampleSpec.from_dict(config["spec"])})
+
+
+def _torch_weight_grad_trap(x: Any) -> bool:
+    """Whether the Keras torch backend's transposed convolution fails in backward on ``x``.
+
+    For a batch of 1 with one input channel, Keras's NHWC -> NCHW permute leaves strides that are both
+    contiguous and channels-last, torch's backward then computes a channels-last weight gradient and
+    raises "grad_weight needs to be contiguous" (torch 2.13.0, Keras 3.15.1; the native
+    ``Conv2DTranspose`` too). A weight that is contiguous in torch's layout avoids it (measured here).
+    """
+    return keras.backend.backend() == "torch" and x.shape[0] == 1 and x.shape[3] == 1
+
+
+def _torch_contiguous(kernel: Any) -> Any:
+    """``kernel`` as a view of a copy that is contiguous in torch's ``(C_in, C_out, kh, kw)`` layout,
+    which Keras's own permute then finds (see :func:`_torch_weight_grad_trap`); same values and gradients."""
+    import torch
+
+    return torch.permute(torch.permute(keras.ops.convert_to_tensor(kernel), (3, 2, 0, 1)).contiguous(), (2, 3, 1, 0))
 
 
 def _crop(y: Any, crops: Crops) -> Any:

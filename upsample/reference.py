@@ -1,8 +1,16 @@
-"""The NumPy reference forward pass: the oracle every backend is tested against.
+"""The NumPy reference forward pass and its VJP: the oracle every backend is tested against.
 
-Written for obviousness, not speed: the full transposed-convolution output is built by a loop
-over kernel taps (input pixel ``j`` adds ``x[j] @ kernel[t]`` to full pixel ``j * s + t``), then
-cropped or padded per DESIGN.md, then bias and residual are added. Float64 throughout.
+Written for obviousness, not speed, float64 throughout, NHWC, one kind of spec at a time:
+
+- transposed (``UpsampleSpec``): the full transposed-convolution output is built by a loop over kernel
+  taps (input pixel ``j`` adds ``x[j] @ kernel[t]`` to full pixel ``j * s + t``), then cropped or
+  padded per the conventions (docs/conventions.md);
+- sub-pixel (``SubpixelSpec``): a stride-1 "same" convolution (a loop over taps on the zero-padded
+  input), then the CRD pixel shuffle as a loop over ``(channel, i, j)``;
+- resize (``ResizeSpec``): a resize written as one ``(out, in)`` matrix per axis (nearest: a 1 at the
+  source pixel; bilinear: the two half-pixel weights), then the same convolution.
+
+Then bias and residual are added. Each VJP is the adjoint of its forward, step by step.
 """
 
 from __future__ import annotations
@@ -11,60 +19,97 @@ import numpy as np
 
 from upsample import geometry
 from upsample.checks import check_input
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
+Spec = UpsampleSpec | SubpixelSpec | ResizeSpec
 
-def forward(spec: UpsampleSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
-    """``y = crop(conv_transpose(x)) + bias + skip(x)`` for NHWC ``x``; returns float64 NHWC."""
+
+def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
+    """The layer ``spec`` describes, on NHWC ``x``; returns float64 NHWC."""
     x = np.asarray(x)
     check_input(spec, x.shape, "NHWC", np.issubdtype(x.dtype, np.floating), str(x.dtype))
-    weights.check(spec)
+    weights.check(spec)  # type: ignore[arg-type]
     x = x.astype(np.float64)
     kernel = np.asarray(weights.kernel, dtype=np.float64)
-    batch, in_h, in_w, _ = x.shape
-    (kh, kw), (sh, sw) = spec.kernel_size, spec.stride
-    full_h, full_w = spec.full_size((in_h, in_w))
-
-    full = np.zeros((batch, full_h, full_w, spec.out_channels))
-    for th in range(kh):
-        for tw in range(kw):
-            contribution = x @ kernel[th, tw]  # (batch, in_h, in_w, C_out)
-            full[:, th : th + (in_h - 1) * sh + 1 : sh, tw : tw + (in_w - 1) * sw + 1 : sw] += contribution
-
-    y = _crop(full, spec.crops)
-    if spec.use_bias:
-        y = y + np.asarray(weights.bias, dtype=np.float64)
+    bias = 0.0 if weights.bias is None else np.asarray(weights.bias, dtype=np.float64)
+    if isinstance(spec, SubpixelSpec):
+        y = _shuffle(_same_conv(x, kernel) + bias, spec.scale)  # one bias value per conv channel
+    elif isinstance(spec, ResizeSpec):
+        y = _same_conv(_resize(x, _resize_matrices(spec, x.shape[1:3])), kernel) + bias
+    else:
+        y = _crop(_transposed(x, kernel, spec), spec.crops) + bias
     if spec.residual is not None:
         skip = x if spec.residual == "nearest" else x @ np.asarray(weights.skip, dtype=np.float64)
-        rows = geometry.nearest_indices(in_h, y.shape[1])
-        cols = geometry.nearest_indices(in_w, y.shape[2])
-        y = y + skip[:, rows][:, :, cols]
+        y = y + _resize(skip, _nearest_matrices(x.shape[1:3], y.shape[1:3]))
     return y
 
 
-def vjp(spec: UpsampleSpec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, Weights]:
+def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, Weights]:
     """Gradients of ``sum(forward(spec, weights, x) * grad_y)`` w.r.t. ``x`` and every weight.
 
-    The adjoint of :func:`forward`, step by step: undo the crop, then for each tap gather the
-    strided output pixels it wrote to. Returns ``(grad_x, grad_weights)``, float64, canonical layout.
+    Returns ``(grad_x, grad_weights)``, float64, canonical layout.
     """
     x = np.asarray(x, dtype=np.float64)
     forward(spec, weights, x[:1])  # same checks as the forward pass
     kernel = np.asarray(weights.kernel, dtype=np.float64)
     batch, in_h, in_w, _ = x.shape
-    (kh, kw), (sh, sw) = spec.kernel_size, spec.stride
     out_h, out_w = spec.output_size((in_h, in_w))
     grad_y = np.asarray(grad_y, dtype=np.float64)
     if grad_y.shape != (batch, out_h, out_w, spec.out_channels):
         raise ValueError(f"grad_y must have shape {(batch, out_h, out_w, spec.out_channels)}, got {grad_y.shape}")
 
-    full_h, full_w = spec.full_size((in_h, in_w))
-    (top, bottom), (left, right) = spec.crops
-    inverse = ((-top, -bottom), (-left, -right))
-    grad_full = _crop(grad_y, inverse)  # zero where the crop removed pixels
-    assert grad_full.shape[1:3] == (full_h, full_w)
+    if isinstance(spec, SubpixelSpec):
+        grad_conv = _unshuffle(grad_y, spec.scale)
+        grad_x, grad_kernel = _same_conv_vjp(x, kernel, grad_conv)
+        grad_bias = grad_conv.sum(axis=(0, 1, 2))
+    elif isinstance(spec, ResizeSpec):
+        matrices = _resize_matrices(spec, (in_h, in_w))
+        grad_resized, grad_kernel = _same_conv_vjp(_resize(x, matrices), kernel, grad_y)
+        grad_x = _resize(grad_resized, tuple(matrix.T for matrix in matrices))
+        grad_bias = grad_y.sum(axis=(0, 1, 2))
+    else:
+        grad_x, grad_kernel = _transposed_vjp(x, kernel, spec, grad_y)
+        grad_bias = grad_y.sum(axis=(0, 1, 2))
 
+    grad_skip = None
+    if spec.residual is not None:
+        rows, cols = _nearest_matrices((in_h, in_w), (out_h, out_w))
+        gathered = _resize(grad_y, (rows.T, cols.T))  # the adjoint of the nearest gather: a scatter-add
+        if spec.residual == "nearest":
+            grad_x = grad_x + gathered
+        else:
+            skip = np.asarray(weights.skip, dtype=np.float64)
+            grad_x = grad_x + gathered @ skip.T
+            grad_skip = np.einsum("bhwi,bhwo->io", x, gathered)
+    return grad_x, Weights(grad_kernel, grad_bias if spec.use_bias else None, grad_skip)
+
+
+# --- transposed convolution ------------------------------------------------------------------
+
+
+def _transposed(x: np.ndarray, kernel: np.ndarray, spec: UpsampleSpec) -> np.ndarray:
+    """The full (uncropped) transposed convolution: each tap adds ``x @ kernel[t]`` at stride ``s``."""
+    batch, in_h, in_w, _ = x.shape
+    (kh, kw), (sh, sw) = spec.kernel_size, spec.stride
+    full_h, full_w = spec.full_size((in_h, in_w))
+    full = np.zeros((batch, full_h, full_w, spec.out_channels))
+    for th in range(kh):
+        for tw in range(kw):
+            full[:, th : th + (in_h - 1) * sh + 1 : sh, tw : tw + (in_w - 1) * sw + 1 : sw] += x @ kernel[th, tw]
+    return full
+
+
+def _transposed_vjp(
+    x: np.ndarray, kernel: np.ndarray, spec: UpsampleSpec, grad_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Undo the crop, then for each tap gather the strided output pixels it wrote to."""
+    _, in_h, in_w, _ = x.shape
+    (kh, kw), (sh, sw) = spec.kernel_size, spec.stride
+    (top, bottom), (left, right) = spec.crops
+    grad_full = _crop(grad_y, ((-top, -bottom), (-left, -right)))  # zero where the crop removed pixels
+    assert grad_full.shape[1:3] == spec.full_size((in_h, in_w))
     grad_x = np.zeros_like(x)
     grad_kernel = np.zeros_like(kernel)
     for th in range(kh):
@@ -72,22 +117,7 @@ def vjp(spec: UpsampleSpec, weights: Weights, x: np.ndarray, grad_y: np.ndarray)
             reached = grad_full[:, th : th + (in_h - 1) * sh + 1 : sh, tw : tw + (in_w - 1) * sw + 1 : sw]
             grad_x += reached @ kernel[th, tw].T
             grad_kernel[th, tw] = np.einsum("bhwi,bhwo->io", x, reached)
-    grad_bias = grad_y.sum(axis=(0, 1, 2)) if spec.use_bias else None
-    grad_skip = None
-    if spec.residual is not None:
-        gathered = np.zeros((batch, in_h, in_w, spec.out_channels))
-        rows = geometry.nearest_indices(in_h, out_h)
-        cols = geometry.nearest_indices(in_w, out_w)
-        for dst_r, src_r in enumerate(rows):
-            for dst_c, src_c in enumerate(cols):
-                gathered[:, src_r, src_c] += grad_y[:, dst_r, dst_c]
-        if spec.residual == "nearest":
-            grad_x += gathered
-        else:
-            skip = np.asarray(weights.skip, dtype=np.float64)
-            grad_x += gathered @ skip.T
-            grad_skip = np.einsum("bhwi,bhwo->io", x, gathered)
-    return grad_x, Weights(grad_kernel, grad_bias, grad_skip)
+    return grad_x, grad_kernel
 
 
 def _crop(full: np.ndarray, crops: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
@@ -95,3 +125,93 @@ def _crop(full: np.ndarray, crops: tuple[tuple[int, int], tuple[int, int]]) -> n
     (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], full.shape[1 + a]) for a in (0, 1))
     kept = full[:, rows[0] : rows[1], cols[0] : cols[1]]
     return np.pad(kept, ((0, 0), row_pad, col_pad, (0, 0)))
+
+
+# --- stride-1 "same" convolution, pixel shuffle, resize ---------------------------------------
+
+
+def _same_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Cross-correlation ``y[o] = sum_t x_padded[o + t] @ kernel[t]``, padded by ``geometry.same_padding``."""
+    _, height, width, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    padded = np.pad(x, ((0, 0), geometry.same_padding(kh), geometry.same_padding(kw), (0, 0)))
+    y = np.zeros((*x.shape[:3], kernel.shape[3]))
+    for th in range(kh):
+        for tw in range(kw):
+            y += padded[:, th : th + height, tw : tw + width] @ kernel[th, tw]
+    return y
+
+
+def _same_conv_vjp(x: np.ndarray, kernel: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each tap sends ``grad_y @ kernel[t].T`` back to the padded input pixels it read; padding is dropped."""
+    _, height, width, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    (top, _), (left, _) = geometry.same_padding(kh), geometry.same_padding(kw)
+    padded = np.pad(x, ((0, 0), geometry.same_padding(kh), geometry.same_padding(kw), (0, 0)))
+    grad_padded = np.zeros_like(padded)
+    grad_kernel = np.zeros_like(kernel)
+    for th in range(kh):
+        for tw in range(kw):
+            grad_padded[:, th : th + height, tw : tw + width] += grad_y @ kernel[th, tw].T
+            grad_kernel[th, tw] = np.einsum("bhwi,bhwo->io", padded[:, th : th + height, tw : tw + width], grad_y)
+    return grad_padded[:, top : top + height, left : left + width], grad_kernel
+
+
+def _shuffle(z: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """CRD pixel shuffle of NHWC ``z``: channel ``shuffle_channel("CRD", c, i, j)`` -> channel ``c`` at
+    sub-pixel ``(i, j)``."""
+    scale_h, scale_w = scale
+    channels = z.shape[-1] // (scale_h * scale_w)
+    batch, height, width, _ = z.shape
+    y = np.zeros((batch, height * scale_h, width * scale_w, channels))
+    for c in range(channels):
+        for i in range(scale_h):
+            for j in range(scale_w):
+                y[:, i::scale_h, j::scale_w, c] = z[..., geometry.shuffle_channel("CRD", c, i, j, channels, scale)]
+    return y
+
+
+def _unshuffle(y: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """The adjoint (and inverse) of :func:`_shuffle` on NHWC arrays."""
+    scale_h, scale_w = scale
+    batch, out_h, out_w, channels = y.shape
+    z = np.zeros((batch, out_h // scale_h, out_w // scale_w, channels * scale_h * scale_w))
+    for c in range(channels):
+        for i in range(scale_h):
+            for j in range(scale_w):
+                z[..., geometry.shuffle_channel("CRD", c, i, j, channels, scale)] = y[:, i::scale_h, j::scale_w, c]
+    return z
+
+
+Matrices = tuple[np.ndarray, np.ndarray]
+
+
+def _resize_matrices(spec: ResizeSpec, size: tuple[int, int]) -> Matrices:
+    """One ``(out, in)`` matrix per axis: nearest puts a 1 at the source pixel (``geometry.nearest_indices``),
+    bilinear the two weights of ``geometry.bilinear_taps``."""
+    if spec.method == "nearest":
+        return _nearest_matrices(size, spec.output_size(size))
+    matrices = []
+    for length, scale in zip(size, spec.scale, strict=True):
+        matrix = np.zeros((length * scale, length))
+        for position, tap in enumerate(geometry.bilinear_taps(length, scale)):
+            matrix[position, tap.low] += 1.0 - tap.weight
+            matrix[position, tap.high] += tap.weight
+        matrices.append(matrix)
+    return matrices[0], matrices[1]
+
+
+def _nearest_matrices(size: tuple[int, int], out_size: tuple[int, int]) -> Matrices:
+    """Nearest resize (source ``floor((dst + 0.5) * in / out)``, any sizes) as one matrix per axis."""
+    matrices = []
+    for length, out_length in zip(size, out_size, strict=True):
+        matrix = np.zeros((out_length, length))
+        matrix[np.arange(out_length), geometry.nearest_indices(length, out_length)] = 1.0
+        matrices.append(matrix)
+    return matrices[0], matrices[1]
+
+
+def _resize(x: np.ndarray, matrices: Matrices) -> np.ndarray:
+    """Apply one matrix to the rows and one to the columns of NHWC ``x``."""
+    rows, cols = matrices
+    return np.einsum("oh,pw,bhwc->bopc", rows, cols, x)

@@ -1,0 +1,158 @@
+"""Keras 3 sub-pixel and resize layers (issue 15), run in this process's ``KERAS_BACKEND``.
+
+Run once per Keras backend (``conftest.PER_KERAS_BACKEND``, ``UPSAMPLE_KERAS_CHILD=1``), so passing on
+all three shows that ``channels_first`` gives the same numbers on TensorFlow, JAX and torch, although
+``keras.ops.depth_to_space`` reads a different channel order there. Oracles: the NumPy reference,
+Keras's own ``Conv2D`` + ``depth_to_space`` / ``UpSampling2D``, and torch (porting).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("UPSAMPLE_KERAS_CHILD") != "1":
+    pytest.skip("run once per Keras backend by tests/test_keras_backends.py", allow_module_level=True)
+
+from test_keras import BACKEND, to_nchw, to_nhwc, vjp  # noqa: E402  (sets up the backend, or skips)
+
+# isort: split
+
+import keras  # noqa: E402
+from cases import require_backend  # noqa: E402
+from kind_cases import CASES, SWEEP, Spec, case_id, expected, inputs, weights  # noqa: E402
+
+import upsample  # noqa: E402
+from upsample import geometry  # noqa: E402
+from upsample.backends import keras as uk  # noqa: E402
+from upsample.conv_specs import ResizeSpec, SubpixelSpec  # noqa: E402
+
+RTOL, ATOL = 1e-4, 1e-5
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+FORMATS = ["channels_last", "channels_first"]
+
+
+def canonical_grads(layer: uk.Subpixel | uk.ResizeConv, grads: dict[int, np.ndarray]) -> upsample.Weights:
+    """Gradients of the layer's variables in the canonical layout (the native shuffle order undone)."""
+    kernel = grads[id(layer.conv.kernel)]
+    bias = None if layer.conv.bias is None else grads[id(layer.conv.bias)]
+    if layer.permutation is not None:
+        inverse = list(geometry.inverse_permutation(layer.permutation))
+        kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
+    return upsample.Weights(kernel, bias, None if layer.skip is None else grads[id(layer.skip.kernel)][0, 0])
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+@pytest.mark.parametrize(("spec", "size"), CASES, ids=case_id)
+def test_forward_and_gradients_match_reference(spec: Spec, size: tuple[int, int], data_format: str) -> None:
+    w = weights(spec)
+    x, grad_y = inputs(spec, size)
+    want = expected(spec, w, x, grad_y)
+    paths = [True, False] if size == (1, 1) and isinstance(spec, SubpixelSpec) else [True]
+    layers = [spec.build("keras", weights=w, data_format=data_format, fast_path=fast) for fast in paths]
+    first = data_format == "channels_first"
+    for layer, (y, grad_x, grads) in zip(
+        layers, vjp(layers, to_nchw(x) if first else x, to_nchw(grad_y) if first else grad_y), strict=True
+    ):
+        np.testing.assert_allclose(to_nhwc(y) if first else y, want["y"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(to_nhwc(grad_x) if first else grad_x, want["grad_x"], rtol=RTOL, atol=ATOL)
+        for name, got in zip(("kernel", "bias", "skip"), canonical_grads(layer, grads).arrays(), strict=True):
+            ref = want[f"grad_{name}"]
+            assert (got is None) == (ref is None), name
+            if ref is not None:
+                np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+NATIVE = [s for s in SWEEP if s.residual is None and (isinstance(s, ResizeSpec) or s.scale[0] == s.scale[1])]
+"""Patterns a Keras user can write natively (``depth_to_space`` takes one block size)."""
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_shuffle_order_is_measured_as_documented(data_format: str) -> None:
+    """Issue 15's table: DCR for channels_last everywhere; channels_first DCR on TensorFlow, CRD on JAX/torch."""
+    want = "DCR" if data_format == "channels_last" or BACKEND == "tensorflow" else "CRD"
+    assert uk.conv.shuffle_order(data_format, 2, 3) == want
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+@pytest.mark.parametrize("spec", NATIVE, ids=case_id)
+def test_a_keras_users_native_pattern(spec: Spec, data_format: str) -> None:
+    """A user's ``Conv2D(padding="same")`` + ``depth_to_space`` (square scales) or ``UpSampling2D`` + ``Conv2D``,
+    converted by ``from_native`` (for the shuffle: this backend's order undone), gives their numbers."""
+    keras.utils.set_random_seed(0)
+    kernel_channels = spec.weight_shapes()["kernel"][3]  # type: ignore[index]
+    conv = keras.layers.Conv2D(kernel_channels, spec.kernel_size, padding="same", data_format=data_format)
+    x, _ = inputs(spec, (3, 4))
+    x = to_nchw(x) if data_format == "channels_first" else x
+    if isinstance(spec, SubpixelSpec):
+        z = conv(x)
+        native = z if spec.scale == (1, 1) else keras.ops.depth_to_space(z, spec.scale[0], data_format=data_format)
+        got_spec, got_weights = uk.from_native(conv, scale=spec.scale[0])
+    else:
+        resize = keras.layers.UpSampling2D(spec.scale, data_format=data_format, interpolation=spec.method)
+        native = conv(resize(x))
+        got_spec, got_weights = uk.from_native(conv, scale=spec.scale, method=spec.method)
+    assert got_spec == spec
+    layer = spec.build("keras", weights=got_weights, data_format=data_format)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x)), keras.ops.convert_to_numpy(native), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_icnr_is_nearest_upsampling_of_a_conv(data_format: str) -> None:
+    spec = SubpixelSpec(3, 2, scale=2, kernel_size=3)
+    w = upsample.init_weights(spec, seed=1, scheme="icnr")
+    x, _ = inputs(spec, (3, 4))
+    small = keras.ops.conv(x, w.kernel[..., ::4], 1, "same", "channels_last")  # Keras's own convolution
+    nearest = np.repeat(np.repeat(keras.ops.convert_to_numpy(small), 2, axis=1), 2, axis=2)
+    layer = spec.build("keras", weights=w, data_format=data_format)
+    y = keras.ops.convert_to_numpy(layer(to_nchw(x) if data_format == "channels_first" else x))
+    np.testing.assert_allclose(to_nhwc(y) if data_format == "channels_first" else y, nearest, rtol=1e-5, atol=1e-6)
+
+
+def test_config_round_trip_and_weights() -> None:
+    for spec in (SWEEP[1], SWEEP[6]):
+        layer = spec.build("keras", weights=weights(spec), data_format="channels_first")
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.spec == spec and clone.data_format == "channels_first"
+        uk.set_weights(clone, uk.get_weights(layer))
+        assert uk.get_weights(clone).allclose(weights(spec), rtol=0)
+    with pytest.raises(TypeError, match="spec must be an upsample SubpixelSpec, got ResizeSpec"):
+        uk.Subpixel(ResizeSpec(2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="data_format=.channels_first.: it reads NCHW"):
+        SubpixelSpec(3).build("keras", data_format="channels_first")(np.zeros((1, 2, 2, 3), "float32"))
+
+
+@pytest.mark.parametrize("spec", [SubpixelSpec(2, 2, scale=2, kernel_size=3), SWEEP[6]], ids=case_id)
+def test_weights_trained_in_keras_give_keras_outputs_in_torch(spec: Spec) -> None:
+    require_backend("torch")
+    import torch
+
+    keras.utils.set_random_seed(0)
+    layer = spec.build("keras", weights=weights(spec), data_format="channels_first")
+    model = keras.Sequential([keras.Input((spec.in_channels, 3, 4)), layer])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x, _ = inputs(spec, (3, 4))
+    x = to_nchw(x)
+    model.fit(x, np.ones((2, spec.out_channels, *spec.output_size((3, 4))), "float32"), epochs=3, verbose=0)
+    want = keras.ops.convert_to_numpy(layer(x))
+    torch_layer = spec.build("torch", weights=uk.get_weights(layer))
+    np.testing.assert_allclose(torch_layer(torch.from_numpy(x)).detach().numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+def test_from_native_refuses_what_has_no_spec() -> None:
+    strided = keras.layers.Conv2D(8, 3, strides=2, padding="same")
+    strided.build((None, 4, 4, 2))
+    with pytest.raises(ValueError, match="conv.strides must be"):
+        uk.from_native(strided, scale=2)
+    valid = keras.layers.Conv2D(8, 3)
+    valid.build((None, 4, 4, 2))
+    with pytest.raises(ValueError, match="conv.padding must be 'same' to convert to a spec, got 'valid'"):
+        uk.from_native(valid, scale=2)
+    with pytest.raises(ValueError, match="is not built"):
+        uk.from_native(keras.layers.Conv2D(8, 3, padding="same"), scale=2)

@@ -1,0 +1,313 @@
+"""Flax layers (linen and NNX) for the sub-pixel and resize kinds, both over Flax's own ``Conv``.
+
+JAX and Flax have no pixel-shuffle op, so the shuffle is the canonical CRD reshape/transpose (torch
+``PixelShuffle``'s order, docs/choosing-an-upsampler.md) and weights convert without a permutation. The resize is
+``jnp.repeat`` (nearest) or ``jax.image.resize(..., "bilinear")`` (half-pixel, edges clamped for an
+integer upscale). The convolution takes the spec's explicit "same" pads, so even kernels pad as the spec.
+
+Modules (NHWC): linen ``Subpixel`` / ``ResizeConv`` (fields ``spec, dtype, param_dtype, fast_path``) and
+NNX ``SubpixelNNX`` / ``ResizeConvNNX`` (``spec, *, rngs, dtype, param_dtype, fast_path``). Parameters::
+
+    conv/kernel  (kh, kw, C_in, C_conv)  the canonical kernel itself (HWIO)
+    conv/bias    (C_conv,)               when spec.use_bias
+    skip/kernel  (C_in, C_out)           the canonical skip, when spec.residual == "projection"
+
+A sub-pixel layer on a 1x1 input (static shape) is one matmul with the kernel's centre tap (``fast_path``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from flax.linen.dtypes import promote_dtype
+from flax.linen.linear import canonicalize_padding
+
+from upsample import geometry, limits
+from upsample.backends.flax.transposed import _nearest
+from upsample.checks import check_input
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.messages import shown
+from upsample.spec import require_spec
+from upsample.weights import Weights, init_weights
+
+Array = Any
+Dtype = Any
+Spec = SubpixelSpec | ResizeSpec
+Tree = dict[str, dict[str, Any]]
+
+
+def _shuffle(z: Array, spec: SubpixelSpec) -> Array:
+    """CRD pixel shuffle of NHWC ``z``: channel ``c * r_h * r_w + i * r_w + j`` -> channel ``c`` at ``(i, j)``."""
+    batch, height, width, _ = z.shape
+    scale_h, scale_w = spec.scale
+    z = z.reshape(batch, height, width, spec.out_channels, scale_h, scale_w).transpose(0, 1, 4, 2, 5, 3)
+    return z.reshape(batch, height * scale_h, width * scale_w, spec.out_channels)
+
+
+def _resize(x: Array, spec: ResizeSpec) -> Array:
+    """Nearest (repeat) or half-pixel bilinear resize by the spec's integer scale."""
+    scale_h, scale_w = spec.scale
+    if spec.method == "nearest":
+        return jnp.repeat(jnp.repeat(x, scale_h, axis=1), scale_w, axis=2)
+    batch, height, width, channels = x.shape
+    return jax.image.resize(x, (batch, height * scale_h, width * scale_w, channels), "bilinear")
+
+
+def _forward(
+    spec: Spec,
+    x: Array,
+    *,
+    conv: Callable[[Array], Array],
+    stored: Callable[[], tuple[Array, Array | None]],
+    project: Callable[[Array], Array] | None,
+    dtype: Dtype | None,
+    fast_path: bool,
+) -> Array:
+    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)``."""
+    size = check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype))
+    if isinstance(spec, SubpixelSpec):
+        if fast_path and size == (1, 1):
+            (top, _), (left, _) = spec.padding
+            rows, kernel, bias = promote_dtype(x.reshape(x.shape[0], -1), *stored(), dtype=dtype)
+            z = rows @ kernel[top, left]
+            z = (z if bias is None else z + bias).reshape(x.shape[0], 1, 1, -1)
+        else:
+            z = conv(x)
+        y = _shuffle(z, spec)
+    else:
+        y = conv(_resize(x, spec))
+    if spec.residual is None:
+        return y
+    source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
+    return y + _nearest(source, y.shape[1:3])
+
+
+# --- linen --------------------------------------------------------------------------------------
+
+
+class _LinenKind(nn.Module):
+    """A kind's layer as a linen module (NHWC); parameters as in the module docstring."""
+
+    spec: Spec
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    fast_path: bool = True
+
+    def setup(self) -> None:
+        spec = self.spec
+        limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, Subpixel) else ResizeSpec))
+        common = {"dtype": self.dtype, "param_dtype": self.param_dtype}
+        self.conv = nn.Conv(
+            spec.conv_channels, spec.kernel_size, padding=spec.padding, use_bias=spec.use_bias, **common
+        )
+        if spec.residual == "projection":
+            self.skip = nn.Dense(spec.out_channels, use_bias=False, **common)
+
+    def __call__(self, x: Array) -> Array:
+        def stored() -> tuple[Array, Array | None]:
+            params = self.conv.variables["params"]
+            return params["kernel"], params.get("bias")
+
+        project = self.skip if self.spec.residual == "projection" else None
+        fast_path = self.fast_path and not self.is_initializing()  # the conv's params exist once it ran
+        return _forward(
+            self.spec, x, conv=self.conv, stored=stored, project=project, dtype=self.dtype, fast_path=fast_path
+        )
+
+
+class Subpixel(_LinenKind):
+    """Sub-pixel convolution exactly as a :class:`~upsample.SubpixelSpec` describes (linen, NHWC)."""
+
+
+class ResizeConv(_LinenKind):
+    """Resize-convolution exactly as a :class:`~upsample.ResizeSpec` describes (linen, NHWC)."""
+
+
+# --- NNX ----------------------------------------------------------------------------------------
+
+
+class _NNXKind(nnx.Module):
+    """A kind's layer as an NNX module (NHWC), initialised by Flax from ``rngs``; parameters as above."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        fast_path: bool = True,
+    ) -> None:
+        limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, SubpixelNNX) else ResizeSpec))
+        self.spec = spec
+        self.dtype = dtype
+        self.fast_path = fast_path
+        common = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
+        self.conv = nnx.Conv(
+            spec.in_channels,
+            spec.conv_channels,
+            spec.kernel_size,
+            padding=spec.padding,
+            use_bias=spec.use_bias,
+            **common,
+        )
+        self.skip = nnx.data(None)  # a pytree slot: the projection's Linear, or None without one
+        if spec.residual == "projection":
+            self.skip = nnx.Linear(spec.in_channels, spec.out_channels, use_bias=False, **common)
+
+    def __call__(self, x: Array) -> Array:
+        def stored() -> tuple[Array, Array | None]:
+            return self.conv.kernel[...], None if self.conv.bias is None else self.conv.bias[...]
+
+        return _forward(
+            self.spec, x, conv=self.conv, stored=stored, project=self.skip, dtype=self.dtype, fast_path=self.fast_path
+        )
+
+
+class SubpixelNNX(_NNXKind):
+    """Sub-pixel convolution exactly as a :class:`~upsample.SubpixelSpec` describes (NNX, NHWC)."""
+
+
+class ResizeConvNNX(_NNXKind):
+    """Resize-convolution exactly as a :class:`~upsample.ResizeSpec` describes (NNX, NHWC)."""
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+LINEN = (Subpixel, ResizeConv)
+NNX = (SubpixelNNX, ResizeConvNNX)
+Layer = Subpixel | ResizeConv | SubpixelNNX | ResizeConvNNX | tuple[Subpixel | ResizeConv, Any]
+
+
+def to_variables(spec: Spec, weights: Weights, param_dtype: Dtype = jnp.float32) -> dict[str, Tree]:
+    """Canonical ``weights`` as linen variables ``{"params": ...}`` (``apply``/``bind``)."""
+    weights.check(spec)  # type: ignore[arg-type]
+    as_param = lambda array: jnp.asarray(array, dtype=param_dtype)  # noqa: E731
+    params: Tree = {"conv": {"kernel": as_param(weights.kernel)}}
+    if spec.use_bias:
+        params["conv"]["bias"] = as_param(weights.bias)
+    if spec.residual == "projection":
+        params["skip"] = {"kernel": as_param(weights.skip)}
+    return {"params": params}
+
+
+def _from_params(spec: Spec, params: Tree) -> Weights:
+    """Inverse of :func:`to_variables` on the ``params`` tree (linen's, or NNX's as a pure dict)."""
+    conv, skip = params["conv"], params.get("skip")
+    return Weights(
+        kernel=np.array(conv["kernel"]),
+        bias=np.array(conv["bias"]) if spec.use_bias else None,
+        skip=np.array(skip["kernel"]) if skip is not None else None,
+    ).check(spec)  # type: ignore[arg-type]
+
+
+def get_weights(layer: Layer) -> Weights:
+    """Canonical weights of an NNX layer, a bound linen layer or a ``(module, variables)`` pair."""
+    if isinstance(layer, NNX):
+        return _from_params(layer.spec, nnx.to_pure_dict(nnx.state(layer, nnx.Param)))
+    if isinstance(layer, tuple):
+        module, variables = layer
+    elif isinstance(layer, LINEN) and layer.scope is not None:
+        module, variables = layer.unbind()
+    else:
+        raise ValueError(
+            f"layer must be an NNX layer, a bound linen layer or (module, variables), got {type(layer).__name__}"
+        )
+    return _from_params(module.spec, variables["params"])
+
+
+def set_weights(layer: Any, weights: Weights) -> Any:
+    """Put canonical ``weights`` into ``layer`` and return it (NNX in place; linen: a new bound module)."""
+    if isinstance(layer, NNX):
+        state = nnx.state(layer, nnx.Param)
+        nnx.replace_by_pure_dict(state, to_variables(layer.spec, weights, layer.conv.param_dtype)["params"])
+        nnx.update(layer, state)
+        return layer
+    if not isinstance(layer, LINEN):
+        raise TypeError(f"layer must be a Subpixel, ResizeConv or their NNX forms, got {type(layer).__name__}")
+    module, variables = layer.unbind() if layer.scope is not None else (layer, {})
+    return module.bind({**variables, **to_variables(module.spec, weights, module.param_dtype)})
+
+
+def build(spec: Spec, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
+    """The layer for ``spec`` holding ``weights`` (default ``init_weights(spec, seed=0)``, the same in both APIs);
+    ``api="linen"`` returns a bound linen module, ``api="nnx"`` an NNX module."""
+    weights = init_weights(spec, seed=0) if weights is None else weights  # type: ignore[arg-type]
+    sub = isinstance(spec, SubpixelSpec)
+    if api == "linen":
+        return set_weights((Subpixel if sub else ResizeConv)(spec, **kwargs), weights)
+    if api == "nnx":
+        # Abstract construction: Flax's initialisers would only compute values set_weights replaces.
+        cls = SubpixelNNX if sub else ResizeConvNNX
+        return set_weights(nnx.eval_shape(lambda: cls(spec, rngs=nnx.Rngs(0), **kwargs)), weights)
+    raise ValueError(f"api must be 'linen' or 'nnx', got {api!r}")
+
+
+# --- existing Flax layers -----------------------------------------------------------------------
+
+
+def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, int]) -> None:
+    """Refuse a ``Conv`` that is not a stride-1 "same" convolution as a spec has (naming the argument)."""
+    ones = lambda value: value is None or all(v == 1 for v in (value if isinstance(value, Sequence) else [value]))  # noqa: E731
+    refused = {
+        "strides": not ones(conv.strides),
+        "kernel_dilation": not ones(conv.kernel_dilation),
+        "input_dilation": not ones(conv.input_dilation),
+        "feature_group_count": conv.feature_group_count != 1,
+        "mask": conv.mask is not None,
+    }
+    for name, bad in refused.items():
+        if bad:
+            raise ValueError(f"conv.{name} must be the default to convert to a spec, got {shown(getattr(conv, name))}")
+    padding = canonicalize_padding(conv.padding, 2)
+    same = [geometry.same_padding(k) for k in kernel_size]
+    if padding != "SAME" and [tuple(axis) for axis in padding] != same:
+        raise ValueError(f"conv.padding must be 'SAME' (or {same}) to convert to a spec, got {shown(conv.padding)}")
+
+
+def from_native(
+    conv: nn.Conv | nnx.Conv,
+    params: Any = None,
+    *,
+    scale: int | tuple[int, int],
+    method: str | None = None,
+    order: str = "CRD",
+) -> tuple[Spec, Weights]:
+    """The spec and canonical weights of a Flax ``Conv`` (linen: bound, or with ``params``; or NNX) with
+    ``padding="SAME"``, followed by a pixel shuffle by ``scale`` that reads ``order`` (``method=None``; JAX
+    has no such op, so say which reshape your code does: ``"CRD"`` is einops ``"b h w (c i j) -> b (h i) (w j) c"``,
+    ``"DCR"`` is ``"(i j c)"``), or preceded by a resize by ``scale`` with ``method``."""
+    stored: tuple[Array, Array | None]
+    if isinstance(conv, nnx.Conv):
+        stored = conv.kernel[...], None if conv.bias is None else conv.bias[...]
+    elif isinstance(conv, nn.Conv):
+        if params is None:
+            if conv.scope is None:
+                raise ValueError("an unbound linen Conv holds no weights: call from_native(conv, params, scale=...)")
+            params = conv.variables
+        params = params.get("params", params)
+        stored = params["kernel"], params.get("bias")
+    else:
+        raise TypeError(f"conv must be a flax.linen.Conv or flax.nnx.Conv, got {type(conv).__name__}")
+    kernel = np.array(stored[0])
+    bias = None if stored[1] is None else np.array(stored[1])
+    if kernel.ndim != 4:
+        raise ValueError(f"only 2-D Conv layers are supported, got a kernel of shape {kernel.shape}")
+    kernel_size = (kernel.shape[0], kernel.shape[1])
+    _same(conv, kernel_size)
+    spec: Spec
+    if method is None:
+        blocks = SubpixelSpec(1, scale=scale).scale  # validated (h, w)
+        channels = kernel.shape[3] // (blocks[0] * blocks[1])
+        spec = SubpixelSpec(kernel.shape[2], channels, blocks, kernel_size, use_bias=bias is not None)
+        inverse = list(geometry.inverse_permutation(geometry.shuffle_permutation(order, channels, spec.scale)))
+        kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
+    else:
+        spec = ResizeSpec(kernel.shape[2], kernel.shape[3], scale, method, kernel_size, use_bias=bias is not None)
+    return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]

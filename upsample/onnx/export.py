@@ -1,0 +1,211 @@
+"""A spec and its weights as a standalone ONNX model (issue 18), built with ``onnx.helper``.
+
+One emitter per spec kind writes the layer's main path into a :class:`GraphBuilder`; the residual skip,
+shared by every kind, is added after it: identity or a bias-free 1x1 ``Conv`` (projection), gathered to
+the output size with constant ``Gather`` indices from :func:`upsample.geometry.nearest_gather` (not
+``Resize``, whose coordinate modes round differently for non-integer scales).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from upsample import geometry
+from upsample.onnx import padding
+from upsample.spec import IntOrPair, Pair, UpsampleSpec, _pair
+from upsample.weights import Weights
+
+DEFAULT_OPSET = 17
+"""Opset of exported models: every operator used here has had its current form since opset 13 at the
+latest, and 17 is what TensorRT 8.6+, onnxruntime >= 1.13 and mobile runtimes read."""
+MIN_OPSET = 13
+INPUT, OUTPUT = "x", "y"
+
+
+class GraphBuilder:
+    """Nodes and initializers of one graph, with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def constant(self, hint: str, array: Any, dtype: Any = np.float32) -> str:
+        """An initializer holding ``array`` as ``dtype``; returns its name."""
+        name = self._name(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        return name
+
+    def add(self, op: str, inputs: list[str], **attributes: Any) -> str:
+        """A node ``op(*inputs)`` with one output; returns the output's name."""
+        output = self._name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+
+Emitter = Callable[[Any, Weights, Pair, GraphBuilder, str], str]
+"""``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, NCHW."""
+
+
+def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+    """``ConvTranspose`` with the non-negative part of the crops as ``pads``, then ``Slice`` (only when a
+    window misses the full output), ``Pad`` for rows a negative crop adds, then the bias (so added rows
+    get it too, DESIGN.md)."""
+    axes = [padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a]) for a in (0, 1)]
+    adds_rows = any(axis.rows != (0, 0) for axis in axes)
+    inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
+    if spec.use_bias and not adds_rows:
+        inputs.append(graph.constant("bias", weights.bias))
+    y = graph.add(
+        "ConvTranspose",
+        inputs,
+        kernel_shape=list(spec.kernel_size),
+        strides=list(spec.stride),
+        pads=padding.onnx_pads([axis.pads for axis in axes]),
+    )
+    sliced = {a + 2: axis.slice for a, axis in enumerate(axes) if axis.slice is not None}
+    if sliced:
+        starts = graph.constant("starts", [window[0] for window in sliced.values()], np.int64)
+        ends = graph.constant("ends", [window[1] for window in sliced.values()], np.int64)
+        y = graph.add("Slice", [y, starts, ends, graph.constant("axes", list(sliced), np.int64)])
+    if adds_rows:
+        y = graph.add(
+            "Pad",
+            [y, graph.constant("pads", padding.onnx_pads([(0, 0), (0, 0), *(axis.rows for axis in axes)]), np.int64)],
+        )
+        if spec.use_bias:
+            y = graph.add("Add", [y, graph.constant("bias", np.asarray(weights.bias).reshape(-1, 1, 1))])
+    return y
+
+
+def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
+    """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical HWIO kernel as ONNX's
+    ``(C_conv, C_in, kh, kw)``, zero rows ``geometry.same_padding`` per axis."""
+    inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(3, 2, 0, 1))]
+    if spec.use_bias:
+        inputs.append(graph.constant("bias", weights.bias))
+    pads = padding.onnx_pads([geometry.same_padding(k) for k in spec.kernel_size])
+    return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads)
+
+
+def _emit_subpixel(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+    """``Conv``, then the CRD pixel shuffle: ``DepthToSpace`` mode CRD for a square scale, else the same
+    permutation as ``Reshape`` -> ``Transpose`` -> ``Reshape`` (``DepthToSpace`` has one block size)."""
+    y = _same_conv(spec, weights, graph, x)
+    (r_h, r_w), channels = spec.scale, spec.out_channels
+    if r_h == r_w:
+        return graph.add("DepthToSpace", [y], blocksize=r_h, mode="CRD")
+    split = graph.constant("shape", [0, channels, r_h, r_w, *size], np.int64)  # 0: keep the (dynamic) batch
+    y = graph.add("Transpose", [graph.add("Reshape", [y, split])], perm=[0, 1, 4, 2, 5, 3])
+    return graph.add("Reshape", [y, graph.constant("shape", [0, channels, size[0] * r_h, size[1] * r_w], np.int64)])
+
+
+def _emit_resize(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+    """``Resize`` by the integer scale, then ``Conv``. Nearest: ``asymmetric`` coordinates rounded down
+    (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (DESIGN.md, Round 2)."""
+    if spec.method == "nearest":
+        modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        modes = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    scales = graph.constant("scales", [1.0, 1.0, *spec.scale], np.float32)
+    return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
+
+
+EMITTERS: dict[str, Emitter] = {"transposed": _emit_transposed, "subpixel": _emit_subpixel, "resize": _emit_resize}
+"""Spec kind (``spec.to_dict()["kind"]``) -> its emitter."""
+
+
+def _emit_residual(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str, y: str) -> str:
+    """``y + nearest(skip(x))``; a length-1 axis broadcasts in ``Add`` and an identity gather is skipped."""
+    skip = x
+    if spec.residual == "projection":
+        skip = graph.add("Conv", [x, graph.constant("skip", np.asarray(weights.skip).T[:, :, None, None])])
+    for a, out_length in enumerate(spec.output_size(size)):
+        indices = geometry.nearest_gather(size[a], out_length)
+        if indices is not None:
+            skip = graph.add(
+                "Gather", [skip, graph.constant("rows" if a == 0 else "cols", indices, np.int64)], axis=a + 2
+            )
+    return graph.add("Add", [y, skip])
+
+
+def to_onnx(
+    spec: Any,
+    weights: Weights,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    input_size: IntOrPair = 1,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
+    """The layer as an ONNX model: input ``x`` ``(batch, C_in, H, W)`` float32 with a dynamic batch and
+    ``(H, W) = input_size``, output ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
+
+    The spatial size is fixed because the residual's gather indices and the crops' slices depend on it.
+    The model is checked with ``onnx.checker`` (shape inference included) before it is returned.
+    """
+    kind = spec.to_dict().get("kind") if hasattr(spec, "to_dict") else None
+    if kind not in EMITTERS:
+        raise TypeError(
+            f"spec must be one of the kinds {sorted(EMITTERS)} (an upsample spec), got {type(spec).__name__}"
+            + (f" of kind {kind!r}" if kind else "")
+        )
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
+    weights.check(spec)
+    size = _pair("input_size", input_size, 1)
+    out_h, out_w = spec.output_size(size)
+    graph = GraphBuilder()
+    y = EMITTERS[kind](spec, weights, size, graph, INPUT)
+    if spec.residual is not None:
+        y = _emit_residual(spec, weights, size, graph, INPUT, y)
+    graph.nodes.append(helper.make_node("Identity", [y], [OUTPUT], name=OUTPUT))
+    x_info = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.in_channels, *size])
+    y_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.out_channels, out_h, out_w])
+    model = helper.make_model(
+        helper.make_graph(graph.nodes, f"upsample_{kind}", [x_info], [y_info], graph.initializers),
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="upsample",
+    )
+    helper.set_model_props(model, {"upsample.spec": spec.to_json(), "upsample.input_size": f"{size[0]}x{size[1]}"})
+    onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        onnx.save(model, os.fspath(path))
+    return model
+
+
+def export_file(
+    source: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str],
+    *,
+    input_size: IntOrPair = 1,
+    opset: int = DEFAULT_OPSET,
+    seed: int = 0,
+) -> tuple[Any, Weights]:
+    """What ``upsample export SOURCE --onnx OUT`` does: ``source`` is a weights ``.safetensors`` file (spec
+    and trained weights) or a spec JSON file (then weights from ``init_weights(spec, seed)``). Returns
+    ``(spec, weights)`` as exported."""
+    from upsample.spec import load_spec
+    from upsample.weights import init_weights, load_weights
+
+    where = os.fspath(source)
+    if where.endswith(".safetensors"):
+        spec, weights = load_weights(where)
+    else:
+        try:
+            with open(where, encoding="utf-8") as handle:
+                spec = load_spec(handle.read())
+        except OSError as error:
+            raise ValueError(f"cannot read spec file {where!r}: {error.strerror}") from None
+        weights = init_weights(spec, seed=seed)
+    to_onnx(spec, weights, onnx_path, input_size=input_size, opset=opset)
+    return spec, weights

@@ -1,0 +1,201 @@
+"""ONNX ``ConvTranspose`` nodes as specs and canonical weights (issue 18), so an ONNX model's upsampling
+layer can be rebuilt in any framework, and checked for dead pixels (``upsample inspect model.onnx``).
+
+The node's weight ``W`` is ``(C_in, C_out, kh, kw)`` as in torch (canonical kernel ``W.transpose(2, 3, 0,
+1)``); its padding attributes become crops by :func:`upsample.onnx.padding.crop_from_onnx`, which follows
+onnxruntime where it and the operator text disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from upsample.onnx import padding
+from upsample.spec import IntOrPair, Pair, UpsampleSpec, _pair
+from upsample.weights import Weights
+
+ModelSource = onnx.ModelProto | str | os.PathLike[str] | bytes
+
+
+class OnnxLayer(NamedTuple):
+    """One ``ConvTranspose`` node of a model, as :func:`describe` reads it."""
+
+    name: str
+    """The node's name, or ``#n`` (its position among the model's ``ConvTranspose`` nodes) when unnamed."""
+    spec: UpsampleSpec | None
+    """``None`` when the node has no spec (``problem`` says why)."""
+    input_size: Pair | None
+    """The node's static input ``(H, W)`` from the model's shapes, if known."""
+    problem: str | None
+
+
+def _model(source: ModelSource) -> onnx.ModelProto:
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, bytes):
+        return onnx.load_model_from_string(source)
+    if isinstance(source, (str, os.PathLike)):
+        where = os.fspath(source)
+        if not os.path.isfile(where):
+            raise FileNotFoundError(f"ONNX model file {where!r} does not exist")
+        return onnx.load(where)
+    raise TypeError(f"model_or_path must be an onnx.ModelProto, a path or bytes, got {type(source).__name__}")
+
+
+def _conv_transposes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type == "ConvTranspose" and n.domain in ("", "ai.onnx")]
+
+
+def _label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"#{index}"
+
+
+def _select(nodes: list[onnx.NodeProto], node: str | int | None) -> onnx.NodeProto:
+    labels = [_label(n, i) for i, n in enumerate(nodes)]
+    if not nodes:
+        raise ValueError("the model has no ConvTranspose node")
+    if node is None:
+        if len(nodes) > 1:
+            raise ValueError(f"the model has {len(nodes)} ConvTranspose nodes {labels}; pick one with node=")
+        return nodes[0]
+    if isinstance(node, int) and not isinstance(node, bool):
+        if not 0 <= node < len(nodes):
+            raise ValueError(f"node index must be in 0..{len(nodes) - 1}, got {node}")
+        return nodes[node]
+    if isinstance(node, str) and node in labels:
+        return nodes[labels.index(node)]
+    raise ValueError(f"node must be the name or index of a ConvTranspose node, one of {labels}, got {node!r:.80}")
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and ``Constant`` node outputs, by name."""
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            values[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return values
+
+
+def _static_sizes(model: onnx.ModelProto) -> dict[str, Pair]:
+    """``(H, W)`` of every rank-4 tensor whose spatial size the model declares or shape inference finds."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # a model shape inference cannot handle still has its declared shapes
+        graph = model.graph
+    sizes = {}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) == 4 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
+            sizes[info.name] = (dims[2].dim_value, dims[3].dim_value)
+    return sizes
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if isinstance(values.get("auto_pad"), bytes):
+        values["auto_pad"] = values["auto_pad"].decode()
+    return values
+
+
+def _node_spec(
+    node: onnx.NodeProto, label: str, constants: dict[str, np.ndarray], size: Pair | None
+) -> tuple[UpsampleSpec, Weights]:
+    """The spec and weights of one node; ``size`` is its input ``(H, W)`` if known."""
+    if len(node.input) < 2 or node.input[1] not in constants:
+        raise ValueError(f"ConvTranspose node {label!r}: its weight is not a constant (initializer), so it has no spec")
+    kernel = constants[node.input[1]]
+    bias = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and bias is None:
+        raise ValueError(f"ConvTranspose node {label!r}: its bias is not a constant (initializer)")
+    if kernel.ndim != 4:
+        raise ValueError(
+            f"ConvTranspose node {label!r} is {kernel.ndim - 2}-D (weight shape {kernel.shape}); a spec is 2-D"
+        )
+    c_in, c_out, kh, kw = kernel.shape
+    attrs = _attributes(node)
+    refused = {"group": (attrs.get("group", 1), 1), "dilations": (list(attrs.get("dilations", [1, 1])), [1, 1])}
+    for name, (value, needed) in refused.items():
+        if value != needed:
+            raise ValueError(
+                f"ConvTranspose node {label!r} has {name}={value}; a spec needs {name}={needed} (no groups or dilation)"
+            )
+    if list(attrs.get("kernel_shape", [kh, kw])) != [kh, kw]:
+        raise ValueError(
+            f"ConvTranspose node {label!r}: kernel_shape {attrs['kernel_shape']} does not match its weight "
+            f"{kernel.shape}"
+        )
+    stride = list(attrs.get("strides", [1, 1]))
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    output_padding = list(attrs.get("output_padding", [0, 0]))
+    output_shape = list(attrs["output_shape"])[-2:] if "output_shape" in attrs else None
+    if output_shape is not None and size is None:
+        raise ValueError(
+            f"ConvTranspose node {label!r} sets output_shape={output_shape}, whose crops depend on the input size, "
+            f"and the model does not declare a static input size for it; pass input_size=(H, W)"
+        )
+    try:
+        crops = tuple(
+            padding.crop_from_onnx(
+                1 if size is None else size[a],
+                (kh, kw)[a],
+                stride[a],
+                pads=(pads[a], pads[a + 2]),
+                output_padding=output_padding[a],
+                auto_pad=attrs.get("auto_pad", "NOTSET"),
+                output_shape=None if output_shape is None else output_shape[a],
+            )
+            for a in (0, 1)
+        )
+    except ValueError as error:
+        raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
+    spec = UpsampleSpec(
+        c_in, c_out, kernel_size=(kh, kw), stride=tuple(stride), padding=crops, use_bias=bias is not None
+    )  # type: ignore[arg-type]
+    if size is not None:
+        try:
+            spec.output_size(size)
+        except ValueError as error:
+            raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
+    return spec, Weights(kernel.transpose(2, 3, 0, 1), bias)
+
+
+def from_onnx(
+    model_or_path: ModelSource, node: str | int | None = None, input_size: IntOrPair | None = None
+) -> tuple[UpsampleSpec, Weights]:
+    """The spec and canonical weights of a ``ConvTranspose`` node, computing what onnxruntime computes.
+
+    Args:
+        model_or_path: an ``onnx.ModelProto``, a path to a ``.onnx`` file, or its bytes.
+        node: the node's name or its index among the ``ConvTranspose`` nodes; ``None`` when there is one.
+        input_size: the node's input ``(H, W)``; only ``output_shape`` needs it, and by default it is read
+            from the model's static shapes.
+
+    Groups and dilations have no spec and are refused, as is anything onnxruntime refuses.
+    """
+    model = _model(model_or_path)
+    nodes = _conv_transposes(model)
+    chosen = _select(nodes, node)
+    size = _static_sizes(model).get(chosen.input[0]) if input_size is None else _pair("input_size", input_size, 1)
+    return _node_spec(chosen, _label(chosen, nodes.index(chosen)), _constants(model), size)
+
+
+def describe(model_or_path: ModelSource) -> list[OnnxLayer]:
+    """Every ``ConvTranspose`` node as an :class:`OnnxLayer` (what ``upsample inspect model.onnx`` lists)."""
+    model = _model(model_or_path)
+    sizes, constants = _static_sizes(model), _constants(model)
+    layers = []
+    for index, node in enumerate(_conv_transposes(model)):
+        label = _label(node, index)
+        size = sizes.get(node.input[0])
+        try:
+            spec, _ = _node_spec(node, label, constants, size)
+        except ValueError as error:
+            layers.append(OnnxLayer(label, None, size, str(error)))
+        else:
+            layers.append(OnnxLayer(label, spec, size, None))
+    return layers

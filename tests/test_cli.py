@@ -1,19 +1,52 @@
-"""The ``upsample`` command, run as a subprocess the way users run it."""
+"""The ``upsample`` command, run as a subprocess the way users run it (and, for the table of bad
+invocations, in this process: an exception escaping ``main`` fails the row with its traceback)."""
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from cases import required_backends
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-from upsample import UpsampleSpec, init_weights, save_weights
+import upsample
+from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, backends, cli, init_weights, plans, reference, save_weights
+
+MEMORY_LIMIT = 3 << 30
+"""Address space of a huge-value row's process: allocating what the input asks for would fail."""
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "upsample.cli", *args], capture_output=True, text=True, timeout=120)
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "upsample.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, input=stdin)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_limited(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``run`` under :data:`MEMORY_LIMIT` and a timeout; also the seconds it took."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "upsample.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_memory,
+    )
+    return result, time.perf_counter() - start
+
+
+# --- what works -----------------------------------------------------------------------------
 
 
 def test_plan_prints_spec_size_cost_and_verdict() -> None:
@@ -28,7 +61,24 @@ def test_plan_json_is_the_spec() -> None:
     result = run("plan", "--channels", "8", "--size", "8", "--input-size", "4", "--json")
     summary = json.loads(result.stdout)
     assert UpsampleSpec.from_dict(summary["spec"]) == UpsampleSpec(8, kernel_size=4, stride=2, padding=1)
-    assert summary["output_size"] == [8, 8] and summary["dead_pixels"] == 0
+    assert summary["output_size"] == [8, 8] and summary["dead_pixels"] == 0 and summary["input_size"] == [4, 4]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--mode", "subpixel", "--size", "8", "--input-size", "4"], SubpixelSpec(3, scale=2, kernel_size=3)),
+        (["--mode", "subpixel", "--size", "8x4"], SubpixelSpec(3, scale=(8, 4), kernel_size=1)),
+        (
+            ["--mode", "resize", "--method", "bilinear", "--size", "12", "--input-size", "4", "--kernel", "5"],
+            ResizeSpec(3, scale=3, method="bilinear", kernel_size=5),
+        ),
+    ],
+)
+def test_plan_modes_build_the_spec_of_their_kind(args: list[str], expected: object) -> None:
+    summary = json.loads(run("plan", "--channels", "3", *args, "--json").stdout)
+    assert upsample.load_spec(summary["spec"]) == expected
+    assert summary["output_size"] == list(expected.output_size(summary["input_size"]))  # type: ignore[attr-defined]
 
 
 def test_inspect_draws_the_keras_trap() -> None:
@@ -49,6 +99,13 @@ def test_inspect_json_coverage_equals_spec(tmp_path: Path) -> None:
     assert summary["coverage"] == spec.coverage((3, 2)).tolist()
 
 
+def test_inspect_resize_mode_from_flags() -> None:
+    spec = ResizeSpec(4, scale=(2, 3), method="bilinear", kernel_size=(3, 1), residual="nearest")
+    args = ["--mode", "resize", "--channels", "4", "--scale", "2x3", "--method", "bilinear", "--kernel", "3x1"]
+    summary = json.loads(run("inspect", *args, "--residual", "nearest", "--input-size", "3", "--json").stdout)
+    assert upsample.load_spec(summary["spec"]) == spec and summary["coverage"] == spec.coverage(3).tolist()
+
+
 def test_inspect_reads_a_weights_file_and_big_maps_fit(tmp_path: Path) -> None:
     spec = UpsampleSpec(2, kernel_size=3, stride=2)
     path = tmp_path / "w.safetensors"
@@ -56,6 +113,26 @@ def test_inspect_reads_a_weights_file_and_big_maps_fit(tmp_path: Path) -> None:
     result = run("inspect", str(path), "--input-size", "100")
     assert result.returncode == 0, result.stderr
     assert max(len(line) for line in result.stdout.splitlines()) <= 80 and "block" in result.stdout
+
+
+def test_input_size_comes_from_the_flag_else_the_file_else_1x1(tmp_path: Path) -> None:
+    spec = UpsampleSpec(2, kernel_size=4, stride=2, padding=1)
+    weights_path, wrapper_path, bare_path = tmp_path / "w.safetensors", tmp_path / "w.json", tmp_path / "s.json"
+    save_weights(weights_path, spec, init_weights(spec), input_size=(4, 6))
+    wrapper_path.write_text(json.dumps({"spec": spec.to_dict(), "input_size": [5, 3]}))
+    bare_path.write_text(spec.to_json())
+    for path, size in ((weights_path, [4, 6]), (wrapper_path, [5, 3]), (bare_path, [1, 1])):
+        summary = json.loads(run("inspect", str(path), "--json").stdout)
+        assert summary["input_size"] == size and summary["output_size"] == list(spec.output_size(size))
+        assert ("recorded in" in summary["input_size_from"]) == (size != [1, 1])
+        overridden = json.loads(run("inspect", str(path), "--input-size", "2x7", "--json").stdout)
+        assert overridden["input_size"] == [2, 7] and overridden["input_size_from"] == "--input-size"
+
+
+def test_spec_from_stdin() -> None:
+    planned = run("plan", "--channels", "4", "--size", "6", "--input-size", "3", "--json").stdout
+    summary = json.loads(run("inspect", "-", "--json", stdin=planned).stdout)
+    assert summary["input_size"] == [3, 3] and summary["output_size"] == [6, 6]
 
 
 def test_inspect_png(tmp_path: Path) -> None:
@@ -68,61 +145,77 @@ def test_inspect_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["plan", "--channels", "64", "--size", "16", "--kernel", "3"], "kernel_size >= 16"),
-        (["plan", "--channels", "0", "--size", "16"], "in_channels must be positive, got 0"),
-        (
-            ["inspect", "--channels", "4", "--kernel", "3", "--padding", "full"],
-            "expected same, valid, P, PHxPW or crops top,bottom,left,right, got 'full'",
-        ),
-        (["inspect", "--channels", "4", "--kernel", "3", "--padding", "5"], "output size would be"),
-        (["inspect", "missing.json"], "cannot read spec file 'missing.json'"),
-        (["inspect"], "give a spec file"),
-        (
-            ["inspect", "--channels", "4", "--out-channels", "3", "--kernel", "2", "--residual", "nearest"],
-            "use residual='projection'",
-        ),
-    ],
-)
-def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    result = run(*args)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"upsample {upsample.__version__}"
 
 
-def test_corrupt_weights_file_is_a_clean_error(tmp_path: Path) -> None:
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(b"not a safetensors file")
-    result = run("inspect", str(path))
-    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_a_reader_that_stops_early_is_no_traceback() -> None:
+    """``upsample inspect ... --json | head``: the output is far over a pipe's buffer."""
+    command = [sys.executable, "-m", "upsample.cli", "inspect", "--channels", "2", "--kernel", "3", "--json"]
+    process = subprocess.Popen(
+        [*command, "--input-size", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.read(10)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and stderr == ""
 
 
-def test_check_reports_every_backend() -> None:
-    import os
+def test_a_full_disk_is_one_line() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "upsample.cli", "plan", "--channels", "4", "--size", "4"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert (
+        result.returncode == 2
+        and result.stderr == "upsample plan: error: cannot write the output: No space left on device\n"
+    )
 
-    from upsample.check import TARGETS, installed
 
-    result = run("check", "--channels", "3", "--size", "4", "--residual", "projection", "--json")
+def test_plan_json_then_check_checks_the_planned_stage(tmp_path: Path) -> None:
+    """Issue 14's flow: ``plan --json > plan.json && check plan.json`` checks 4x4 -> 8x8, not 1x1 -> 2x2."""
+    from upsample.crosscheck import TARGETS, installed
+
+    plan = tmp_path / "plan.json"
+    planned = run("plan", "--channels", "3", "--size", "8", "--input-size", "4", "--residual", "projection", "--json")
+    plan.write_text(planned.stdout)
+    result = run("check", str(plan), "--quiet", "--json")
     summary = json.loads(result.stdout)
+    assert summary["input_size"] == [4, 4] and summary["input_size_from"] == f"recorded in {str(plan)!r}"
     assert [row["backend"] for row in summary["rows"]] == [t.label for t in TARGETS]
     required = os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "")
     for target, row in zip(TARGETS, summary["rows"], strict=True):
         if installed(target):
             assert row["status"] == "pass", row
-            assert row["error_output"] < 1e-4 and row["output_shape"] == [2, 4, 4, 3]
+            assert row["error_output"] < 1e-4 and row["output_shape"] == [2, 8, 8, 3]
         else:
             assert not required and row["status"] == "skipped" and "pip install" in row["note"]
-    assert summary["ok"] and result.returncode == 0
-    assert "ok: all 16 output pixels live" in summary["coverage"]
+    assert summary["ok"] and result.returncode == 0 and result.stderr == ""
+    assert "ok: all 64 output pixels live" in summary["coverage"]
+    text = run("check", str(plan), "--quiet", "--backends", "torch")
+    assert f"4x4 -> 8x8 (input size: recorded in {str(plan)!r})" in text.stdout
+
+
+@pytest.mark.parametrize(("mode", "backend"), [("subpixel", "torch"), ("resize", "flax-linen")])
+def test_check_modes_pass(mode: str, backend: str) -> None:
+    """``check --mode subpixel|resize`` (issue 15), one backend each here (every backend agrees with the
+    reference in tests/test_equivalence.py)."""
+    pytest.importorskip(backend.split("-")[0])
+    args = ["--mode", mode, "--channels", "3", "--size", "8", "--input-size", "4", "--residual", "projection"]
+    result = run("check", *args, "--backends", backend, "--quiet", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["spec"]["kind"] == mode and [row["status"] for row in summary["rows"]] == ["pass"]
+    assert summary["rows"][0]["output_shape"] == [2, 8, 8, 3] and result.returncode == 0
 
 
 def test_bench_quick_prints_ratios() -> None:
     pytest.importorskip("torch")
-    result = run("bench", "--quick", "--backends", "torch", "--repeats", "2", "--warmup", "1", "--json")
+    result = run("bench", "--quick", "--backends", "torch", "--json")
     rows = json.loads(result.stdout)
     assert {(r["mode"], r["backend"]) for r in rows} == {("forward", "torch"), ("forward_backward", "torch")}
     for row in rows:
@@ -130,6 +223,206 @@ def test_bench_quick_prints_ratios() -> None:
         assert row["ours_over_matmul"] == pytest.approx(row["ours_ms"] / row["matmul_ms"])
 
 
-def test_bench_rejects_unknown_backend() -> None:
-    result = run("bench", "--backends", "caffe")
-    assert result.returncode == 2 and "got unknown caffe" in result.stderr
+@pytest.mark.parametrize(
+    "spec",
+    [
+        UpsampleSpec(3, 5, kernel_size=4, stride=2, padding=1, use_bias=False),
+        SubpixelSpec(3, 5, scale=2, kernel_size=3, use_bias=False),
+        ResizeSpec(3, 5, scale=3, method="bilinear", kernel_size=(3, 1), use_bias=False),
+    ],
+)
+def test_bench_matmul_has_the_layers_flops(spec: object) -> None:
+    from upsample.runners import matmul_shape
+
+    m, k, n = matmul_shape(spec, 2, 4)
+    assert 2 * m * k * n == 2 * spec.flops(4)  # type: ignore[attr-defined]
+
+
+def test_bench_times_every_kind_against_torch_native_layers() -> None:
+    """``bench --mode``: the native comparator of each kind computes what ours computes."""
+    torch = pytest.importorskip("torch")
+    from upsample import bench
+    from upsample.runners import torch as runner
+
+    for kind in plans.MODES:
+        shape = bench.Shape(2, 4, 6, 8, input_size=4, kind=kind)
+        assert shape.spec.to_dict()["kind"] == kind and (kind in shape.label) == (kind != "transposed")
+        variants = runner.bench_callables(shape.spec, 2, 4)
+        with torch.no_grad():
+            native, ours = variants["native"][0](), variants["ours"][0]()
+        torch.testing.assert_close(ours, native, rtol=1e-4, atol=1e-5)
+        rows = bench.bench_target(bench.select("torch")[0], (shape,), repeats=1, warmup=0)
+        assert [row["mode"] for row in rows] == ["forward", "forward_backward"]
+
+
+@pytest.mark.parametrize("keras_backend", ["jax", "torch", None])
+def test_bench_quick_runs_keras_on_the_current_backend_only(monkeypatch, keras_backend: str | None) -> None:
+    from upsample import bench
+
+    if keras_backend is None:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("KERAS_BACKEND", keras_backend)
+    labels = [t.label for t in bench.chosen_targets(None, quick=True)]
+    assert labels == ["torch", f"keras/{keras_backend or 'tensorflow'}", "flax-linen", "flax-nnx"]
+    assert len(bench.chosen_targets(None, quick=False)) == 6 and len(bench.QUICK_SHAPES) == 1
+
+
+# --- bad invocations: exit code 2, one line naming the argument and showing the value ---------
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bad spec and weights files, and paths a picture cannot be written to."""
+    folder = tmp_path_factory.mktemp("bad")
+    spec = UpsampleSpec(2, kernel_size=3)
+    (folder / "not-utf8.json").write_bytes(b'{"in_channels": \xff\xfe}')
+    (folder / "not-json.json").write_text("in_channels: 4")
+    (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / "a-folder").mkdir()
+    (folder / "w.safetensors").mkdir()
+    (folder / "long-residual.json").write_text(json.dumps({**spec.to_dict(), "residual": "x" * 1_000_000}))
+    (folder / "long-int.json").write_text(
+        json.dumps(spec.to_dict()).replace('"in_channels": 2', '"in_channels": ' + "9" * 5000)
+    )
+    with open(folder / "huge.json", "wb") as handle:
+        handle.truncate(20 << 20)  # sparse: 20 MiB that take no disk
+    (folder / "plan.json").write_text(json.dumps({"spec": spec.to_dict(), "input_size": [4, 4]}))
+    (folder / "bad-size.json").write_text(json.dumps({"spec": spec.to_dict(), "input_size": [0, "x" * 10_000]}))
+    (folder / "bad-kind.json").write_text(json.dumps({**spec.to_dict(), "kind": "deconv"}))
+    far = UpsampleSpec(1, kernel_size=1, padding=((-(10**9), -(10**9)), (0, 0)))
+    save_weights(folder / "far-crops.safetensors", far, init_weights(far))
+    kernel = {"kernel": np.zeros((1, 1, 1, 1), np.float32)}
+    save_file(kernel, folder / "deep-spec.safetensors", {"upsample.format": "1", "upsample.spec": "[" * 5000})
+    save_weights(folder / "sized.safetensors", spec, init_weights(spec), input_size=4)
+    with safe_open(folder / "sized.safetensors", framework="numpy") as handle:
+        metadata = {**handle.metadata(), "upsample.input_size": "9" * 10_000 + "x4"}
+    arrays = init_weights(spec)
+    save_file({"kernel": arrays.kernel, "bias": arrays.bias}, folder / "bad-size.safetensors", metadata)
+    (folder / "full.png").symlink_to("/dev/full")
+    (folder / "a-file").write_text("")
+    locked = folder / "locked"
+    locked.mkdir(mode=0o500)
+    return folder
+
+
+def _unwritable(folder: Path) -> str:
+    """A .png path this process cannot create: a read-only folder, or for root (who may write there) /sys."""
+    return str(folder / "locked" / "map.png") if not os.access(folder / "locked", os.W_OK) else "/sys/map.png"
+
+
+INSPECT = ["inspect", "--channels", "4", "--kernel", "3"]
+BAD = [
+    # (argv with {dir} for the files fixture, substrings of the one error line)
+    (["plan", "--channels", "64", "--size", "16", "--kernel", "3"], ["kernel_size >= 16"]),
+    (["plan", "--channels", "0", "--size", "16"], ["in_channels must be positive, got 0"]),
+    (["plan", "--channels", "abc", "--size", "16"], ["--channels", "'abc'"]),
+    (["plan", "--channels", "4", "--size", "4x4x4"], ["--size", "'4x4x4'"]),
+    (["plan", "--channels", "4", "--size", "0"], ["--size", "expected a positive int or HxW, got '0'"]),
+    (
+        ["plan", "--mode", "subpixel", "--channels", "4", "--size", "10", "--input-size", "3"],
+        ["size 10", "input_size 3"],
+    ),
+    (["plan", "--mode", "subpixel", "--channels", "4", "--size", "8", "--method", "nearest"], ["--method"]),
+    (["plan", "--mode", "warp", "--channels", "4", "--size", "8"], ["--mode", "'warp'"]),
+    ([*INSPECT, "--padding", "full"], ["expected same, valid, P, PHxPW or crops", "'full'"]),
+    ([*INSPECT, "--padding", "5"], ["output size would be"]),
+    ([*INSPECT, "--out-channels", "3", "--residual", "nearest"], ["use residual='projection'"]),
+    (["inspect", "--mode", "resize", "--channels", "4", "--stride", "2"], ["--stride", "--mode resize"]),
+    (["inspect", "--channels", "4"], ["give a spec file"]),
+    (["inspect"], ["give a spec file"]),
+    (["inspect", "missing.json"], ["cannot read spec file 'missing.json'"]),
+    (["inspect", "{dir}/a-folder"], ["a-folder'", "is a directory"]),
+    (["check", "{dir}/w.safetensors"], ["w.safetensors'", "is a directory"]),
+    (["inspect", "{dir}/not-utf8.json"], ["not-utf8.json'", "not UTF-8", "0xff"]),
+    (["check", "{dir}/not-json.json"], ["not-json.json'", "not valid JSON"]),
+    (["check", "{dir}/deep.json"], ["deep.json'", "nested too deeply"]),
+    (["inspect", "{dir}/list.json"], ["list.json'", "JSON list"]),
+    (["inspect", "{dir}/long-residual.json"], ["long-residual.json'", "residual", "'xxxx"]),
+    (["inspect", "{dir}/long-int.json"], ["long-int.json'", "integer of over 4,300 digits"]),
+    (["inspect", "{dir}/huge.json"], ["huge.json'", "16,777,216 bytes"]),
+    (["inspect", "{dir}/bad-size.json"], ["bad-size.json'", "input_size [0, 'xxx"]),
+    (["inspect", "{dir}/bad-kind.json"], ["bad-kind.json'", "'deconv'"]),
+    (["inspect", "{dir}/deep-spec.safetensors"], ["deep-spec.safetensors'", "nested too deeply"]),
+    (["check", "{dir}/bad-size.safetensors"], ["bad-size.safetensors'", "invalid input size"]),
+    (["inspect", "{dir}/plan.json", "--channels", "5"], ["--channels", "plan.json'", "cannot be combined"]),
+    (["inspect", "{dir}/plan.json", "--no-bias", "--stride", "2"], ["--stride, --no-bias", "plan.json'"]),
+    (["check", "{dir}/plan.json", "--size", "8"], ["--size", "plan.json'", "cannot be combined"]),
+    ([*INSPECT, "--png", "{dir}/a-folder"], ["--png", "a-folder'", "is a directory"]),
+    ([*INSPECT, "--png", "{dir}/a-file/map.png"], ["--png", "a-file/map.png'", "is not a directory"]),
+    ([*INSPECT, "--png", "{dir}/map.jpg"], ["--png", "map.jpg'", "must end in .png"]),
+    ([*INSPECT, "--png", "{dir}/full.png"], ["--png", "full.png'", "No space left on device"]),
+    ([*INSPECT, "--png", "{unwritable}"], ["--png", "map.png'", "cannot write"]),
+    (["check", "--channels", "2", "--size", "4", "--batch", "-1"], ["--batch", "got -1"]),
+    (["check", "--channels", "2", "--size", "4", "--seed", "-3"], ["--seed", "got -3"]),
+    (["check", "--channels", "2", "--size", "4", "--backends", "caffe"], ["--backends", "'caffe'"]),
+    (["bench", "--repeats", "0"], ["--repeats", "got 0"]),
+    (["bench", "--warmup", "-1"], ["--warmup", "got -1"]),
+    (["bench", "--backends", "caffe"], ["--backends", "'caffe'"]),
+    (["bench", "--plot", "{dir}/a-folder"], ["--plot", "a-folder'", "is a directory"]),
+    (["plan", "--channels", "4" * 100_000, "--size", "4"], ["--channels", "'4444"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD, ids=[" ".join(argv)[:60] for argv, _ in BAD])
+def test_bad_invocation_is_exit_2_and_one_line(
+    argv: list[str], expected: list[str], files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [arg.format(dir=files, unwritable=_unwritable(files)) for arg in argv]
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.count("\n") == 1 and len(stderr) < 500, stderr
+    for part in expected:
+        assert part in stderr, stderr
+
+
+HUGE = [
+    # (argv, substrings): each would allocate GiB to TiB if the command did what it was asked
+    (["inspect", "--channels", "8", "--kernel", "1000000000"], ["1000000000x1000000000", "--kernel"]),
+    (["inspect", "--channels", "4", "--kernel", "3", "--input-size", "1000000"], ["1000000x1000000 input"]),
+    (["inspect", "--channels", "4", "--kernel", "3", "--input-size", "2000", "--png", "x.png"], ["--png picture"]),
+    (["inspect", "{dir}/far-crops.safetensors"], ["2000000001x1"]),
+    (["check", "{dir}/far-crops.safetensors"], ["output", "4,000,000,002 values"]),
+    (["check", "--channels", "100000", "--size", "64"], ["weights", "40,960,000,100,000 values", "--channels"]),
+    (["check", "--channels", "4", "--size", "4", "--batch", "1000000000"], ["input", "--batch"]),
+    (["plan", "--channels", "8", "--size", "1000000000"], ["1,000,000,000 pixels"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), HUGE, ids=[" ".join(argv)[:60] for argv, _ in HUGE])
+def test_huge_request_fails_fast_without_allocating(argv: list[str], expected: list[str], files: Path) -> None:
+    result, seconds = run_limited(*(arg.format(dir=files) for arg in argv))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "out of memory" not in result.stderr
+    for part in expected:
+        assert part in result.stderr, result.stderr
+    assert seconds < 30
+
+
+def test_export_onnx_then_inspect_the_model(tmp_path: Path) -> None:
+    """``upsample export`` writes the planned stage as ONNX (onnxruntime runs it like the reference), and
+    ``upsample inspect model.onnx`` lists its ConvTranspose node as that spec, at the model's input size."""
+    if backends.missing_packages(("onnx", "onnxruntime")) and "onnx" not in required_backends():
+        pytest.skip('onnx is not installed: pip install "upsample[onnx]"')
+    import onnxruntime
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(run("plan", "--channels", "4", "--size", "8", "--input-size", "4", "--json").stdout)
+    model = tmp_path / "stage.onnx"
+    result = run("export", str(plan), "--onnx", str(model), "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    spec = UpsampleSpec.for_size(4, 8, input_size=4)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 4)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(model))
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})
+    expected = reference.forward(spec, init_weights(spec, seed=3), x)
+    np.testing.assert_allclose(y.transpose(0, 2, 3, 1), expected, rtol=1e-4, atol=1e-5)
+    listed = json.loads(run("inspect", str(model), "--json").stdout)
+    assert [UpsampleSpec.from_dict(entry["spec"]) for entry in listed] == [spec]
+    assert listed[0]["input_size"] == [4, 4] and listed[0]["dead_pixels"] == 0
+    bad = run("export", str(plan), "--onnx", str(tmp_path / "stage.txt"))
+    assert bad.returncode == 2 and "--onnx" in bad.stderr and len(bad.stderr.splitlines()) == 1

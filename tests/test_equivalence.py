@@ -22,7 +22,7 @@ from cases import ATOL, assert_close, cases, random_input, random_weights, requi
 from hypothesis import HealthCheck, given, settings
 
 from upsample import UpsampleSpec, Weights, reference
-from upsample.check import TARGETS, Outcome
+from upsample.crosscheck import TARGETS, Outcome
 
 KERAS_BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # backend name for require_backend -> target

@@ -111,12 +111,11 @@ def check_against_reference(
 
 @pytest.mark.parametrize(("spec", "size"), sweep(), ids=sweep_ids())
 def test_sweep_linen_forward_and_grads(spec: upsample.UpsampleSpec, size: tuple[int, int]) -> None:
-    """Both paths (fast_path only changes anything for a 1x1 input) against the reference."""
+    """Both paths (native ``ConvTranspose``; 1x1 matmul or phase split) against the reference."""
     weights = random_weights(spec, seed=7)
     x = random_input(spec, batch=2, size=size, seed=7)
     gy = grad_output(spec, x, seed=7)
-    paths = (False, True) if size == (1, 1) else (False,)
-    for result in vjps([linen(spec, weights, fast_path=fast) for fast in paths], x, gy):
+    for result in vjps([linen(spec, weights, fast_path=fast) for fast in (False, True)], x, gy):
         check_against_reference(spec, weights, x, gy, *result)
 
 
@@ -413,8 +412,57 @@ def test_input_checks(api: str) -> None:
         layer(jnp.ones((2, 3, 1, 1)))
     with pytest.raises(TypeError, match="floating dtype, got int32"):
         layer(jnp.ones((2, 1, 1, 3), jnp.int32))
-    with pytest.raises(ValueError, match="rank-4 NHWC"):
-        jax.jit(layer.__call__)(jnp.ones((1, 1, 3)))
+    with pytest.raises(ValueError, match=r"rank-4 NHWC \(or rank-3 HWC, unbatched\)"):
+        jax.jit(layer.__call__)(jnp.ones((1, 1, 1, 1, 3)))
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_unbatched_empty_batch_and_infinite_bias(api: str, fast_path: bool) -> None:
+    """Issue 13: an unbatched ``(H, W, C)`` input as Flax layers take it; a batch of 0 (the 1x1 fast path
+    divided by it); a ``+inf`` bias stays ``+inf`` on rows that negative crops add (``0 * inf`` was NaN)."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=2, stride=2, padding=((-1, 0), (1, -2)))
+    weights = random_weights(spec, 31)
+    layer = uf.build(spec, weights=weights, api=api, fast_path=fast_path)
+    for size in [(1, 1), (2, 3)]:
+        x = random_input(spec, 1, size, 31)
+        assert_close(
+            np.asarray(quiet(layer, jnp.asarray(x[0])))[None], reference.forward(spec, weights, x), "unbatched", spec
+        )
+        empty = quiet(layer, jnp.zeros((0, *size, 3)))
+        assert empty.shape == (0, *spec.output_size(size), 4)
+    infinite = upsample.Weights(weights.kernel, np.array([np.inf, -np.inf, 1, 2], np.float32))
+    layer = uf.build(spec, weights=infinite, api=api, fast_path=fast_path)
+    for size in [(1, 1), (2, 3)]:
+        x = random_input(spec, 2, size, 32)
+        y = np.asarray(quiet(layer, jnp.asarray(x)))
+        expected = reference.forward(spec, infinite, x)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+        np.testing.assert_array_equal(y[..., :2], expected[..., :2])  # +-inf channels exactly
+
+
+def test_linen_interceptors_see_the_conv_on_1x1() -> None:
+    """Issue 14: method interceptors (``nn.intercept_methods``) see the conv called, so the fast path steps
+    aside while one is active, as it does for hooks in torch."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=2)
+    layer = uf.build(spec, weights=random_weights(spec, 33))
+    seen = []
+
+    def interceptor(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        seen.append(type(context.module).__name__)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        layer(jnp.ones((2, 1, 1, 3)))
+    assert "ConvTranspose" in seen
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_warning_points_at_the_callers_line(api: str) -> None:
+    spec = upsample.UpsampleSpec(20 if api == "linen" else 21, 2, kernel_size=2, stride=4, padding="same")
+    with pytest.warns(upsample.UpsampleWarning, match="dead") as record:
+        uf.build(spec, api=api)(jnp.ones((1, 1, 1, spec.in_channels)))
+    assert record[0].filename == __file__
 
 
 @pytest.mark.parametrize("api", ["linen", "nnx"])
@@ -433,3 +481,10 @@ def test_dead_pixel_warning_once_per_input_size(api: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", upsample.UpsampleWarning)
         uf.build(full, api=api)(jnp.ones((1, 1, 1, 18)))
+
+
+@pytest.mark.parametrize("api", ["flax", "nnx"])
+def test_build_without_weights_is_the_canonical_init(api: str) -> None:
+    """Issue 14: one rule in every backend: ``spec.build(backend)`` holds ``init_weights(spec, seed=0)``."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, residual="projection")
+    assert uf.get_weights(spec.build(api)).allclose(upsample.init_weights(spec, seed=0))

@@ -138,3 +138,32 @@ def test_interior_overlap_is_uniform_iff_kernel_divisible_by_stride() -> None:
             continue
         spec = upsample.UpsampleSpec(1, kernel_size=k, stride=s)
         assert bool(spec.diagnose(6).uneven_axes) == (k % s != 0), (k, s)
+
+
+def _phase_forward(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """The full 1-D transposed convolution of ``x (i, C_in)`` by the phase split (one product, shifted adds),
+    written with NumPy from ``geometry.phases`` and ``geometry.phase_shift`` alone."""
+    split = geometry.phases(len(kernel), stride)
+    padded = np.concatenate([kernel, np.zeros((split.pad, *kernel.shape[1:]))])
+    product = np.einsum("ji,tio->jto", x, padded).reshape(len(x), split.steps, stride, -1)
+    planes = sum(
+        np.pad(product[:, m], (geometry.phase_shift(m, split.steps), (0, 0), (0, 0))) for m in range(split.steps)
+    )
+    assert planes.shape[0] == split.length(len(x))
+    interleaved = planes.reshape(-1, kernel.shape[-1])
+    return interleaved[: geometry.full_length(len(x), len(kernel), stride)]
+
+
+@pytest.mark.parametrize("k", range(1, 8))
+@pytest.mark.parametrize("s", range(1, 6))
+def test_phase_split_is_the_transposed_convolution(k: int, s: int) -> None:
+    """Exhaustive over small kernels, strides and lengths: the phase formulation equals the reference's
+    tap loop, and the interleaved tail past the full output holds only the padded taps' zeros."""
+    rng = np.random.default_rng(k * 10 + s)
+    for i in range(1, 6):
+        x, kernel = rng.normal(size=(i, 2)), rng.normal(size=(k, 2, 3))
+        spec = upsample.UpsampleSpec(2, 3, kernel_size=(k, 1), stride=(s, 1), use_bias=False)
+        expected = upsample.reference.forward(spec, upsample.Weights(kernel[:, None]), x[None, :, None])[0, :, 0]
+        np.testing.assert_allclose(_phase_forward(x, kernel, s), expected, rtol=1e-12, atol=1e-12)
+        split = geometry.phases(k, s)
+        assert split.length(i) * s - geometry.full_length(i, k, s) == split.pad

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "flax", "keras", "optax")
+FRAMEWORKS = ("torch", "tensorflow", "jax", "flax", "keras", "optax", "onnx", "onnxruntime")
 
 
 def loaded_after(code: str) -> dict[str, bool]:

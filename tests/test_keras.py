@@ -47,6 +47,7 @@ from cases import assert_close, cases, random_input, random_weights, sweep, swee
 import upsample  # noqa: E402
 from upsample import reference  # noqa: E402
 from upsample.backends import keras as uk  # noqa: E402
+from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS  # noqa: E402
 
 BACKEND = keras.backend.backend()
 HERE = Path(__file__).resolve().parent
@@ -144,14 +145,16 @@ def has_output(spec: upsample.UpsampleSpec, size: tuple[int, int]) -> bool:
 def check_against_reference(spec: upsample.UpsampleSpec, size: tuple[int, int], batch: int, seed: int) -> None:
     """Forward pass and every gradient of an NHWC layer against ``reference.forward`` / ``reference.vjp``.
 
-    A 1x1 input is checked with ``fast_path`` on and off; larger inputs take the same code either way.
+    Checked with ``fast_path`` on and off where it changes the code: a 1x1 input, and a larger one on the
+    backends that take the phase split (``PHASE_SPLIT_BACKENDS``).
     """
     weights = random_weights(spec, seed)
     x = random_input(spec, batch, size, seed)
     grad_y = np.random.default_rng(seed + 2).normal(size=(batch, *spec.output_size(size), spec.out_channels))
+    both = size == (1, 1) or keras.backend.backend() in PHASE_SPLIT_BACKENDS
     layers = [
         uk.Upsample(spec, weights=weights, data_format="channels_last", fast_path=fast_path)
-        for fast_path in ((True, False) if size == (1, 1) else (True,))
+        for fast_path in ((True, False) if both else (True,))
     ]
     results = vjp(layers, x, grad_y.astype(np.float32))
     expected_y = reference.forward(spec, weights, x)
@@ -203,6 +206,16 @@ def test_batch_of_one_with_one_channel(spec: upsample.UpsampleSpec, size: tuple[
     """Issue 13: on the torch backend the native layer's backward raised "grad_weight needs to be
     contiguous" for a batch of 1 with one input channel; ours must train there on every backend."""
     check_against_reference(spec, size, batch=1, seed=3)
+
+
+@pytest.mark.parametrize(("seed", "spec", "size"), [(i, *case) for i, case in enumerate(sweep())][1::6])
+def test_phase_split_on_every_backend(
+    seed: int, spec: upsample.UpsampleSpec, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The phase split is written with ``keras.ops`` alone: forced on this backend, it matches the reference
+    (it is chosen only where it measured faster, so the sweep above runs it on JAX only)."""
+    monkeypatch.setattr(uk.transposed, "PHASE_SPLIT_BACKENDS", (keras.backend.backend(),))
+    check_against_reference(spec, size if size != (1, 1) else (2, 3), batch=2, seed=seed)
 
 
 def test_symmetric_same_runs_natively() -> None:
@@ -452,14 +465,62 @@ def test_input_errors_name_the_problem() -> None:
         layer(np.zeros((2, 3), np.float32))
     with pytest.raises(TypeError, match="floating dtype, got int32"):
         layer(np.zeros((1, 2, 2, 3), np.int32))
-    with pytest.raises(ValueError, match="static spatial"):
-        layer(keras.Input((None, None, 3)))
     with pytest.raises(ValueError, match="data_format must be"):
         uk.Upsample(spec, data_format="NHWC")
-    with pytest.raises(TypeError, match="spec must be an UpsampleSpec"):
+    with pytest.raises(TypeError, match="spec must be an upsample UpsampleSpec, got dict.*load_spec"):
         uk.Upsample({"in_channels": 3})
     with pytest.raises(TypeError, match="upsample.backends.keras.Upsample"):
         uk.get_weights(keras.layers.Conv2DTranspose(3, 2))
+    with pytest.raises(TypeError, match="weights must be an upsample.Weights, got dict"):
+        uk.set_weights(layer, {"kernel": np.zeros((2, 2, 3, 4))})
+    with pytest.raises(TypeError, match="weights must be an upsample.Weights, got dict"):
+        spec.build("keras", weights={"kernel": np.zeros((2, 2, 3, 4))})
+    with pytest.raises(ValueError, match="weights of UpsampleSpec would be"):
+        uk.Upsample(upsample.UpsampleSpec(10**5, 10**5, kernel_size=64))
+
+
+UNKNOWN_SIZE = [
+    upsample.UpsampleSpec(3, 4, kernel_size=4, stride=2, padding=1),  # native "same"
+    upsample.UpsampleSpec(3, 3, kernel_size=3, stride=2, padding=((1, -1), (0, 2)), residual="nearest"),
+    upsample.UpsampleSpec(3, 2, kernel_size=(2, 3), stride=(3, 2), padding="same", residual="projection"),
+]
+
+
+@pytest.mark.parametrize("spec", UNKNOWN_SIZE, ids=lambda spec: f"{spec.kernel_size}-{spec.crops}-{spec.residual}")
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_unknown_spatial_size_in_a_functional_model(spec: upsample.UpsampleSpec, data_format: str) -> None:
+    """Issue 13: a fully convolutional decoder takes ``keras.Input((None, None, C))``, as with the native
+    ``Conv2DTranspose``; the model then runs on any size, each against the reference."""
+    weights = random_weights(spec, 21)
+    shape = (None, None, spec.in_channels) if data_format == "channels_last" else (spec.in_channels, None, None)
+    inputs = keras.Input(shape)
+    outputs = uk.Upsample(spec, weights=weights, data_format=data_format)(inputs)
+    assert outputs.shape[1:3] == (None, None) if data_format == "channels_last" else outputs.shape[2:] == (None, None)
+    model = keras.Model(inputs, outputs)
+    for size in [(1, 1), (3, 5), (4, 4)]:
+        x = random_input(spec, 2, size, 21)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)
+            y = model(x if data_format == "channels_last" else to_nchw(x))
+        y = keras.ops.convert_to_numpy(y)
+        y = y if data_format == "channels_last" else to_nhwc(y)
+        assert_close(y, reference.forward(spec, weights, x), f"unknown size, {size}", spec)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a graph traced with unknown sizes: TensorFlow")
+@pytest.mark.parametrize("spec", UNKNOWN_SIZE, ids=lambda spec: f"{spec.kernel_size}-{spec.crops}-{spec.residual}")
+def test_traced_with_unknown_spatial_size(spec: upsample.UpsampleSpec) -> None:
+    """A ``tf.function`` traced once for ``(None, None, None, C)`` (as a SavedModel signature is) gives the
+    reference's numbers on every size it is then called with: the crops and the residual's gather run on
+    sizes known only at run time."""
+    import tensorflow as tf
+
+    weights = random_weights(spec, 22)
+    layer = uk.Upsample(spec, weights=weights)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, spec.in_channels), tf.float32)])
+    for size in [(2, 3), (5, 4)]:
+        x = random_input(spec, 2, size, 22)
+        assert_close(traced(x).numpy(), reference.forward(spec, weights, x), f"traced, {size}", spec)
 
 
 def test_dead_pixel_warning_once_per_input_size() -> None:
@@ -468,8 +529,37 @@ def test_dead_pixel_warning_once_per_input_size() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", upsample.UpsampleWarning)
         layer(random_input(spec, 1, (1, 1), 0))
-    with pytest.warns(upsample.UpsampleWarning, match="dead"):
+    with pytest.warns(upsample.UpsampleWarning, match="dead") as record:
         layer(random_input(spec, 1, (3, 3), 0))
+    assert record[0].filename == __file__  # the user's call, not Keras's traceback filtering
     with warnings.catch_warnings():
         warnings.simplefilter("error", upsample.UpsampleWarning)
         layer(random_input(spec, 2, (3, 3), 0))
+
+
+def test_build_without_weights_is_the_canonical_init() -> None:
+    """Issue 14: one rule in every backend: ``spec.build(backend)`` holds ``init_weights(spec, seed=0)``."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, residual="projection")
+    assert uk.get_weights(spec.build("keras")).allclose(upsample.init_weights(spec, seed=0))
+
+
+def test_kernel_regularizer_and_constraint_apply_on_every_path() -> None:
+    """Issue 14 (the class of torch's hook bypass): a regularizer and a constraint set on ``conv.kernel``
+    act on the variable, which the 1x1 fast path reads, so fast and native paths train alike."""
+    spec = upsample.UpsampleSpec(3, 2, kernel_size=3, stride=2)
+    weights = random_weights(spec, 41)
+    x = random_input(spec, 4, (1, 1), 41)
+    y = np.random.default_rng(41).normal(size=(4, 3, 3, 2)).astype(np.float32)
+    kernels, losses = [], []
+    for fast_path in (True, False):
+        layer = uk.Upsample(spec, weights=weights, fast_path=fast_path, data_format="channels_last")
+        layer.conv.kernel.regularizer = keras.regularizers.L2(0.5)
+        layer.conv.kernel.constraint = keras.constraints.NonNeg()
+        model = keras.Sequential([keras.Input((1, 1, 3)), layer])
+        losses.append(float(keras.ops.convert_to_numpy(sum(model.losses))))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, epochs=3, batch_size=4, verbose=0, shuffle=False)
+        kernels.append(uk.get_weights(layer).kernel)
+    assert losses[0] == losses[1] > 0
+    np.testing.assert_allclose(kernels[0], kernels[1], rtol=1e-5, atol=1e-6)
+    assert kernels[0].min() >= 0  # the constraint ran

@@ -16,7 +16,39 @@ from upsample import UpsampleSpec
 def test_torch_trap_gives_1x1_from_1x1() -> None:
     spec = UpsampleSpec(64, 64, kernel_size=3, stride=32, padding=1)
     assert spec.output_size((1, 1)) == (1, 1)
-    assert spec.diagnose(1).idle_strides == ("height", "width")
+    report = spec.diagnose(1)
+    assert report.idle_strides == ("height", "width") and report.not_upsampling
+    assert not report.ok  # issue 14: the seed's own trap was reported as ok
+    assert not report.verdict.startswith("ok")
+    assert "UpsampleSpec.for_size(64, 32)" in report.verdict  # what the user probably meant
+    meant = UpsampleSpec.for_size(64, 32)
+    assert meant.output_size(1) == (32, 32) and meant.diagnose(1).ok
+
+
+@pytest.mark.parametrize(
+    ("spec", "size"),
+    [
+        (UpsampleSpec(4, kernel_size=1), 1),  # 1x1 -> 1x1
+        (UpsampleSpec(4, kernel_size=3, padding=1), 5),  # 5x5 -> 5x5
+        (UpsampleSpec(4, kernel_size=4, stride=2, padding=1), 1),  # DCGAN's stage on 1x1: 2x2, stride idle
+    ],
+)
+def test_layers_that_do_not_upsample_are_not_ok(spec: UpsampleSpec, size: int) -> None:
+    report = spec.diagnose(size)
+    assert not report.ok and not report.verdict.startswith("ok"), report.verdict
+
+
+def test_replace_and_dataclasses_replace() -> None:
+    import dataclasses
+
+    spec = UpsampleSpec(4, 8, kernel_size=3, stride=2, padding="same", residual="projection")
+    assert spec.replace(out_channels=4) == UpsampleSpec(
+        4, 4, kernel_size=3, stride=2, padding="same", residual="projection"
+    )
+    assert dataclasses.replace(spec, use_bias=False).use_bias is False
+    assert spec.replace(padding=0).crops == ((0, 0), (0, 0)) == spec.replace(crops=((0, 0), (0, 0))).crops
+    with pytest.raises(ValueError, match="give crops or padding"):
+        dataclasses.replace(spec, padding=0)  # not silently ignored
 
 
 def test_keras_trap_gives_16x16_with_247_dead() -> None:

@@ -238,7 +238,8 @@ def test_native_arguments_and_fast_path_choice() -> None:
     assert sliced.conv.padding == (0, 1) and sliced.conv.output_padding == (0, 0)  # only width is native
 
     calls = []
-    native.conv.register_forward_hook(lambda *_: calls.append(1))
+    conv_forward = native.conv.forward  # wrapped, not hooked: a hook makes the 1x1 input go through conv
+    native.conv.forward = lambda x: calls.append(1) or conv_forward(x)  # type: ignore[method-assign]
     native(torch.randn(1, 2, 1, 1))
     assert calls == []
     native.fast_path = False
@@ -307,11 +308,11 @@ def test_input_errors() -> None:
     layer = ut.Upsample(upsample.UpsampleSpec(64, 8, kernel_size=4))
     with pytest.raises(ValueError, match=r"expected NCHW with C=64, got shape \(1, 1, 1, 64\): is this NHWC\?"):
         layer(torch.zeros(1, 1, 1, 64))
-    with pytest.raises(ValueError, match=r"rank-4 NCHW tensor, got shape \(2, 64\).*\(B, 64, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"rank-4 NCHW \(or rank-3 CHW, unbatched\) tensor, got shape \(2, 64\)"):
         layer(torch.zeros(2, 64))
     with pytest.raises(TypeError, match="floating dtype, got torch.int64"):
         layer(torch.zeros(1, 64, 1, 1, dtype=torch.int64))
-    with pytest.raises(TypeError, match="spec must be an UpsampleSpec, got dict"):
+    with pytest.raises(TypeError, match="spec must be an upsample UpsampleSpec, got dict"):
         ut.Upsample({"in_channels": 64})
 
 
@@ -347,3 +348,116 @@ def test_training_lowers_loss() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], losses
+
+
+# --- hooks, unbatched input, dtypes and bad input (issues 13, 14) ------------------------------
+
+HOOKS = ["spectral_norm", "weight_norm", "forward_hook", "forward_pre_hook"]
+
+
+def _hook(conv: nn.ConvTranspose2d, hook: str) -> None:
+    """Put ``hook`` on ``conv`` in place (legacy spectral and weight norm recompute ``conv.weight`` in a forward
+    pre-hook); the power iteration's random vector is drawn from a fixed seed."""
+    torch.manual_seed(0)
+    if hook == "spectral_norm":
+        torch.nn.utils.spectral_norm(conv)
+    elif hook == "weight_norm":
+        torch.nn.utils.weight_norm(conv)
+    elif hook == "forward_hook":
+        conv.register_forward_hook(lambda module, args, out: out * 2.0)
+    else:
+        conv.register_forward_pre_hook(lambda module, args: (args[0] * 0.5,))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates the legacy weight_norm
+@pytest.mark.parametrize("hook", HOOKS)
+@pytest.mark.parametrize("size", [(1, 1), (3, 2)])
+def test_hooks_on_conv_run_and_train_alike(hook: str, size: tuple[int, int]) -> None:
+    """Issue 14: the 1x1 fast path read ``conv.weight`` and skipped ``conv``'s hooks, so legacy spectral norm
+    trained the wrong weight. Three SGD steps with each hook give the same parameters on both paths as a
+    plain ``nn.ConvTranspose2d`` with the same hook (the framework's own layer is the oracle)."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=4, stride=2, padding=1)
+    weights = random_weights(spec, 11)
+    x = to_nchw(random_input(spec, 2, size, 11))
+    native = nn.ConvTranspose2d(3, 4, 4, 2, 1)
+    modules: list[nn.Module] = [native]
+    for fast_path in (True, False):
+        modules.append(ut.Upsample(spec, weights=weights, fast_path=fast_path))
+    native.load_state_dict(modules[1].conv.state_dict())
+    results = []
+    for module in modules:
+        _hook(module if module is native else module.conv, hook)
+        optimiser = torch.optim.SGD(module.parameters(), lr=0.1)
+        for _ in range(3):
+            optimiser.zero_grad()
+            quiet(module, x).square().mean().backward()
+            optimiser.step()
+        results.append({name.removeprefix("conv."): value.detach() for name, value in module.named_parameters()})
+    expected, fast, slow = results
+    assert set(fast) == set(expected) and len(expected) >= 2
+    for name, value in expected.items():
+        torch.testing.assert_close(fast[name], value, rtol=1e-5, atol=1e-6, msg=f"fast path, {name}")
+        torch.testing.assert_close(slow[name], value, rtol=1e-5, atol=1e-6, msg=f"native path, {name}")
+
+
+def test_hooks_choose_the_native_path_only_while_registered() -> None:
+    spec = upsample.UpsampleSpec(2, 2, kernel_size=3)
+    layer = ut.Upsample(spec)
+    calls: list[int] = []
+    handle = layer.conv.register_forward_hook(lambda *_: calls.append(1))
+    layer(torch.randn(1, 2, 1, 1))
+    assert calls == [1]
+    handle.remove()
+    layer(torch.randn(1, 2, 1, 1))
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2)])
+def test_unbatched_input_as_torch_layers_take_it(size: tuple[int, int]) -> None:
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, padding=((1, -1), (0, 2)), residual="projection")
+    weights = random_weights(spec, 12)
+    x = random_input(spec, 1, size, 12)
+    layer = ut.Upsample(spec, weights=weights)
+    y = quiet(layer, to_nchw(x)[0])
+    assert y.dim() == 3
+    assert_close(to_nhwc(y[None]), reference.forward(spec, weights, x), "unbatched", spec)
+
+
+def test_dtype_mismatch_is_our_error_unless_autocast() -> None:
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=2)
+    layer = ut.Upsample(spec)
+    for size in [(1, 1), (2, 2)]:
+        with pytest.raises(TypeError, match=r"x has dtype torch.float64 but this Upsample's parameters are"):
+            layer(torch.randn(1, 3, *size, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert quiet(layer, torch.randn(1, 3, 2, 2)).dtype == torch.bfloat16
+
+
+def test_bad_inputs_name_the_argument() -> None:
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=2)
+    layer = ut.Upsample(spec)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
+        layer(np.zeros((1, 3, 1, 1), np.float32))
+    with pytest.raises(TypeError, match="weights must be an upsample.Weights, got dict"):
+        ut.set_weights(layer, {"kernel": np.zeros((2, 2, 3, 4))})
+    with pytest.raises(TypeError, match="weights must be an upsample.Weights, got dict"):
+        spec.build("torch", weights={"kernel": np.zeros((2, 2, 3, 4))})
+    with pytest.raises(ValueError, match="not initialised yet"):
+        ut.from_native(nn.LazyConvTranspose2d(4, 3))
+    with pytest.raises(ValueError, match=r"x: expected NCHW with C=3"):  # checked while Dynamo traces
+        torch.compile(layer)(torch.randn(1, 5, 2, 2))
+    with pytest.raises(Exception, match=r"x: expected NCHW with C=3"):  # fullgraph: Dynamo wraps our message
+        torch.compile(layer, fullgraph=True)(torch.randn(1, 5, 2, 2))
+
+
+def test_from_native_documented_call() -> None:
+    conv = nn.ConvTranspose2d(3, 4, 3, 2, 1, 1)
+    spec, weights = ut.from_native(conv)
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(ut.Upsample(spec, weights=weights)(x), conv(x), rtol=1e-6, atol=1e-6)
+
+
+def test_build_without_weights_is_the_canonical_init() -> None:
+    """Issue 14: one rule in every backend: ``spec.build(backend)`` holds ``init_weights(spec, seed=0)``."""
+    spec = upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, residual="projection")
+    assert ut.get_weights(spec.build("torch")).allclose(upsample.init_weights(spec, seed=0))

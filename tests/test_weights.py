@@ -154,3 +154,20 @@ def test_mismatched_and_foreign_files_fail_cleanly(tmp_path: Path) -> None:
             load_weights(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_weights(tmp_path / "missing.safetensors")
+
+
+def test_repr_shows_shapes_and_dtypes_not_values() -> None:
+    spec = UpsampleSpec(64, 32, kernel_size=16, residual="projection")
+    text = repr(init_weights(spec))
+    assert text == "Weights(kernel=float32[16, 16, 64, 32], bias=float32[32], skip=float32[64, 32])"
+
+
+def test_input_size_is_recorded_when_given(tmp_path: Path) -> None:
+    from upsample.weights import saved_input_size
+
+    spec = UpsampleSpec.for_size(3, 8, input_size=4)
+    save_weights(tmp_path / "a.safetensors", spec, init_weights(spec), input_size=4)
+    save_weights(tmp_path / "b.safetensors", spec, init_weights(spec))
+    assert saved_input_size(tmp_path / "a.safetensors") == (4, 4)
+    assert saved_input_size(tmp_path / "b.safetensors") is None
+    assert load_weights(tmp_path / "a.safetensors")[0] == spec

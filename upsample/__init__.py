@@ -20,6 +20,11 @@ _LAZY = {
     "load_spec": "upsample.spec",
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
+    "StackSpec": "upsample.stack",
+    "StackWeights": "upsample.stack_weights",
+    "plan": "upsample.stack",
+    "save_head": "upsample.stack_weights",
+    "load_head": "upsample.stack_weights",
     "UpsampleWarning": "upsample.checks",
     "Weights": "upsample.weights",
     "WeightsFileError": "upsample.weights",
@@ -55,6 +60,11 @@ if TYPE_CHECKING:
     from upsample.spec import CoverageReport as CoverageReport
     from upsample.spec import UpsampleSpec as UpsampleSpec
     from upsample.spec import load_spec as load_spec
+    from upsample.stack import StackSpec as StackSpec
+    from upsample.stack import plan as plan
+    from upsample.stack_weights import StackWeights as StackWeights
+    from upsample.stack_weights import load_head as load_head
+    from upsample.stack_weights import save_head as save_head
     from upsample.weights import Weights as Weights
     from upsample.weights import WeightsFileError as WeightsFileError
     from upsample.weights import init_weights as init_weights

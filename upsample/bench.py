@@ -17,41 +17,58 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from upsample.check import TARGETS, Target, installed
-from upsample.spec import UpsampleSpec
+from upsample import plans
+from upsample.crosscheck import TARGETS, Target, installed, select
+from upsample.spec import UpsampleSpec, load_spec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 VARIANTS = ("native", "ours", "matmul")
 MODES = ("forward", "forward_backward")
+# Ratio axis ticks of the plot, written as plain numbers.
+PLOT_TICKS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100)
 
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """A benchmark case: batch, channels, input size and output size (spec chosen by ``for_size``)."""
+    """A benchmark case: batch, channels, input size, output size and spec kind (spec chosen by ``for_size``)."""
 
     batch: int
     in_channels: int
     out_channels: int
     size: int
     input_size: int = 1
+    kind: str = "transposed"
+    """The spec kind (``bench --mode``): see :func:`upsample.plans.for_size`."""
+    spec_json: str | None = None
+    """A spec of its own instead of the ``for_size`` one (its kernel and stride join the label)."""
 
     @property
-    def spec(self) -> UpsampleSpec:
-        return UpsampleSpec.for_size(
-            self.in_channels, self.size, out_channels=self.out_channels, input_size=self.input_size
+    def spec(self) -> Any:
+        if self.spec_json is not None:
+            return load_spec(self.spec_json)
+        return plans.for_size(
+            self.kind, self.in_channels, self.size, out_channels=self.out_channels, input_size=self.input_size
         )
 
     @property
     def label(self) -> str:
+        own = ""
+        if self.spec_json is not None:
+            spec = self.spec
+            own = f" k{spec.kernel_size[0]} s{spec.stride[0]}"
         return (
-            f"B{self.batch} {self.in_channels}->{self.out_channels} "
-            f"{self.input_size}x{self.input_size}->{self.size}x{self.size}"
+            ("" if self.kind == "transposed" else f"{self.kind} ")
+            + f"B{self.batch} {self.in_channels}->{self.out_channels} "
+            f"{self.input_size}x{self.input_size}->{self.size}x{self.size}{own}"
         )
 
 
-# The five shapes of issue 7 (kernel N, stride 1 from 1x1), DCGAN's projection (z=100 -> 4x4x1024),
-# and a non-1x1 case (DCGAN-style k4 s2 p1, 8x8 -> 16x16).
+# Dense projections from 1x1 (kernel N, stride 1; DCGAN's z=100 -> 4x4x1024 among them); the stages of
+# the PyTorch DCGAN generator (k4 s2 p1) and a k3 s2 "same" stage, where most of a head's FLOPs are.
 SHAPES = (
     Shape(64, 100, 512, 4),
     Shape(64, 256, 256, 8),
@@ -60,8 +77,38 @@ SHAPES = (
     Shape(64, 512, 512, 4),
     Shape(64, 100, 1024, 4),
     Shape(16, 256, 128, 16, input_size=8),
+    Shape(64, 512, 256, 8, input_size=4),
+    Shape(64, 256, 128, 16, input_size=8),
+    Shape(64, 128, 64, 32, input_size=16),
+    Shape(64, 64, 3, 64, input_size=32),
+    Shape(16, 256, 128, 16, input_size=8, spec_json=UpsampleSpec(256, 128, 3, 2, "same").to_json()),
 )
-QUICK_SHAPES = (Shape(4, 8, 8, 4), Shape(2, 8, 4, 8, input_size=4))
+GENERATOR_CHANNELS = (100, 512, 256, 128, 64, 3)
+"""The PyTorch DCGAN generator (nz=100, ngf=64, nc=3), 1x1 -> 64x64, without its normalisation."""
+GENERATOR_BATCH = 64
+
+
+def generator_specs() -> list[UpsampleSpec]:
+    """The DCGAN generator's stages: 1 -> 4 (k4 s1 p0), then k4 s2 p1 doublings to 64x64."""
+    specs, size = [UpsampleSpec.for_size(GENERATOR_CHANNELS[0], 4, out_channels=GENERATOR_CHANNELS[1])], 4
+    for c_in, c_out in zip(GENERATOR_CHANNELS[1:-1], GENERATOR_CHANNELS[2:], strict=True):
+        specs.append(UpsampleSpec.for_size(c_in, 2 * size, out_channels=c_out, input_size=size))
+        size *= 2
+    return specs
+
+
+QUICK_SHAPES = (Shape(2, 8, 8, 4),)
+"""``bench --quick``: a smoke test of every code path in seconds (issue 14), not a measurement."""
+REPEATS, WARMUP, QUICK_REPEATS, QUICK_WARMUP = 30, 5, 3, 1
+
+
+def chosen_targets(names: str | None, quick: bool) -> tuple[Target, ...]:
+    """The targets ``--backends`` names; by default all, but for ``--quick`` Keras only on ``$KERAS_BACKEND``
+    (Keras's default, tensorflow, when unset): each Keras backend costs a new process and its imports."""
+    if names is not None or not quick:
+        return select(names)
+    keras_now = os.environ.get("KERAS_BACKEND") or "tensorflow"
+    return tuple(t for t in TARGETS if t.keras_backend in (None, keras_now))
 
 
 def interleaved_medians(callables: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
@@ -80,10 +127,28 @@ def interleaved_medians(callables: dict[str, Callable[[], Any]], repeats: int, w
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_target(target: Target, shapes: tuple[Shape, ...], repeats: int, warmup: int) -> list[dict[str, Any]]:
-    """Rows for one target in this process: one per (shape, mode), times of all three variants."""
+def bench_generator(target: Target, repeats: int, warmup: int) -> dict[str, Any]:
+    """The end-to-end row: one SGD step of the DCGAN generator head built from the framework's own layers
+    vs from specs, interleaved (no matmul variant: the step is many products)."""
     runner = importlib.import_module(f"upsample.runners.{target.runner}")
-    rows = []
+    steps = runner.generator_step_callables(generator_specs(), GENERATOR_BATCH, **target.options)
+    seconds = interleaved_medians(steps, repeats, warmup)
+    return {
+        "backend": target.label,
+        "shape": f"DCGAN generator B{GENERATOR_BATCH} 1x1->64x64",
+        "mode": "train_step",
+        **{f"{v}_ms": seconds[v] * 1e3 for v in ("native", "ours")},
+        "ours_over_native": seconds["ours"] / seconds["native"],
+    }
+
+
+def bench_target(
+    target: Target, shapes: tuple[Shape, ...], repeats: int, warmup: int, generator: bool = False
+) -> list[dict[str, Any]]:
+    """Rows for one target in this process: one per (shape, mode), times of all three variants, and the
+    generator step when asked."""
+    runner = importlib.import_module(f"upsample.runners.{target.runner}")
+    rows = [bench_generator(target, repeats, warmup)] if generator else []
     for shape in shapes:
         spec = shape.spec
         variants = runner.bench_callables(spec, shape.batch, shape.input_size, **target.options)
@@ -106,7 +171,12 @@ def bench_target(target: Target, shapes: tuple[Shape, ...], repeats: int, warmup
 
 
 def run(
-    targets: tuple[Target, ...], shapes: tuple[Shape, ...], repeats: int, warmup: int, progress: Callable[[str], None]
+    targets: tuple[Target, ...],
+    shapes: tuple[Shape, ...],
+    repeats: int,
+    warmup: int,
+    progress: Callable[[str], None],
+    generator: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows for every installed target; Keras targets each in a subprocess."""
     rows: list[dict[str, Any]] = []
@@ -116,7 +186,7 @@ def run(
             continue
         progress(f"benchmarking {target.label}" + (" in a subprocess" if target.keras_backend else ""))
         if target.keras_backend is None:
-            rows += bench_target(target, shapes, repeats, warmup)
+            rows += bench_target(target, shapes, repeats, warmup, generator)
             continue
         env = {**os.environ, "KERAS_BACKEND": target.keras_backend}
         arguments = json.dumps(
@@ -125,6 +195,7 @@ def run(
                 "shapes": [dataclasses.asdict(s) for s in shapes],
                 "repeats": repeats,
                 "warmup": warmup,
+                "generator": generator,
             }
         )
         done = subprocess.run(
@@ -154,13 +225,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         (
             r["backend"],
             r["shape"],
-            "fwd" if r["mode"] == "forward" else "fwd+bwd",
+            {"forward": "fwd", "forward_backward": "fwd+bwd"}.get(r["mode"], "step"),
             f"{r['native_ms']:.3f}",
             f"{r['ours_ms']:.3f}",
-            f"{r['matmul_ms']:.3f}",
-            f"{r['ours_gflops']:.1f}",
+            f"{r['matmul_ms']:.3f}" if "matmul_ms" in r else "-",
+            f"{r['ours_gflops']:.1f}" if "ours_gflops" in r else "-",
             f"{r['ours_over_native']:.2f}",
-            f"{r['ours_over_matmul']:.2f}",
+            f"{r['ours_over_matmul']:.2f}" if "ours_over_matmul" in r else "-",
         )
         for r in rows
     ]
@@ -173,30 +244,64 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def plot(rows: list[dict[str, Any]], path: str) -> None:
-    """Bar chart of ours/native and ours/matmul per backend and shape (forward and fwd+bwd panels)."""
-    try:
-        import matplotlib
+def figure(rows: list[dict[str, Any]]) -> Figure:
+    """Horizontal bars of ours/native and ours/matmul, one row per backend and shape, one panel per mode.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    ``rows`` are those of ``run`` (or ``bench --json``'s output read back), so a saved run can be
+    re-drawn without timing it again.
+    """
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
     except ImportError:
         raise ImportError('--plot needs matplotlib: pip install "upsample[plot]"') from None
-    fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharey=True)
+    rows = [r for r in rows if r["mode"] in MODES]  # the generator step has no matmul to compare with
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    # One heading row per backend (bold), then its shapes, top to bottom.
+    labels: list[str] = []
+    position: dict[tuple[str, str], int] = {}
+    for backend in backends:
+        labels.append(backend)
+        for shape in shapes:
+            position[backend, shape] = len(labels)
+            labels.append(shape)
+    ratios = [r[key] for r in rows for key in ("ours_over_native", "ours_over_matmul")]
+    ticks = [t for t in PLOT_TICKS if min(ratios) / 3 <= t <= max(ratios) * 3]
+    fig = Figure(figsize=(10, 0.24 * len(labels) + 1.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, mode in zip(axes, MODES, strict=True):
         selected = [r for r in rows if r["mode"] == mode]
-        positions = range(len(selected))
-        ax.bar([p - 0.2 for p in positions], [r["ours_over_native"] for r in selected], 0.4, label="ours / native")
-        ax.bar([p + 0.2 for p in positions], [r["ours_over_matmul"] for r in selected], 0.4, label="ours / matmul")
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks(list(positions), [f"{r['backend']}\n{r['shape']}" for r in selected], rotation=90, fontsize=6)
-        ax.set_ylabel("time ratio (lower is faster)")
-        ax.set_yscale("log")
+        where = [position[r["backend"], r["shape"]] for r in selected]
+        # Bars start at 1 (equal time): to the left where ours is faster, to the right where slower.
+        for offset, key, label in (
+            (-0.2, "ours_over_native", "ours / native"),
+            (0.2, "ours_over_matmul", "ours / matmul"),
+        ):
+            ratio = [r[key] for r in selected]
+            ax.barh([y + offset for y in where], [v - 1 for v in ratio], 0.4, left=1, label=label)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.grid(axis="x", color="0.85", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlabel("time ratio (log scale; below 1 is faster)")
         ax.set_title("forward" if mode == "forward" else "forward + backward")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=9)
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=9)
+    for label in axes[0].get_yticklabels():
+        if label.get_text() in backends:
+            label.set_fontweight("bold")
+    axes[0].tick_params(axis="y", length=0)
+    axes[0].set_ylim(len(labels) - 0.5, -0.5)
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    """Save ``figure(rows)`` as a PNG (``bench --plot``)."""
+    figure(rows).savefig(path, dpi=100)
 
 
 def _worker(arguments: str) -> None:
@@ -204,7 +309,7 @@ def _worker(arguments: str) -> None:
     options = json.loads(arguments)
     target = next(t for t in TARGETS if t.label == options["label"])
     shapes = tuple(Shape(**s) for s in options["shapes"])
-    print(json.dumps(bench_target(target, shapes, options["repeats"], options["warmup"])))
+    print(json.dumps(bench_target(target, shapes, options["repeats"], options["warmup"], options["generator"])))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Checks every backend runs on a layer's input before its framework sees it, and the warning
-for outputs with dead pixels. Errors name the argument, the value received and what was expected.
+for outputs with dead pixels or no upsampling. Errors name the argument, the value received and
+what was expected.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from upsample.spec import UpsampleSpec
+from upsample import limits
 
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -17,19 +21,31 @@ class UpsampleWarning(UserWarning):
 
 
 def check_input(
-    spec: UpsampleSpec, shape: Sequence[int | None], layout: str, floating: bool, dtype: str
-) -> tuple[int, int]:
+    spec: Any,
+    shape: Sequence[int | None],
+    layout: str,
+    floating: bool,
+    dtype: str,
+    *,
+    unbatched: bool = False,
+    dynamic: bool = False,
+) -> tuple[int | None, int | None]:
     """Check an input's shape and dtype against ``spec``; return its ``(H, W)``.
 
     ``layout`` is ``"NHWC"`` or ``"NCHW"``; ``floating`` says whether the dtype is a floating type
-    and ``dtype`` names it for the message. Unknown (``None``) batch sizes are allowed.
+    and ``dtype`` names it for the message. Unknown (``None``) batch sizes are allowed; unknown
+    spatial sizes only with ``dynamic`` (then returned as ``None``), and a rank-3 unbatched input
+    (``CHW`` / ``HWC``) only with ``unbatched``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     shape = tuple(shape)
-    if len(shape) != 4:
+    if unbatched and len(shape) == 3:
+        shape = (1, *shape)
+    elif len(shape) != 4:
+        ranks = f"rank-4 {layout}" + (f" (or rank-3 {layout[1:]}, unbatched)" if unbatched else "")
         raise ValueError(
-            f"x must be a rank-4 {layout} tensor, got shape {shape} (rank {len(shape)}); "
+            f"x must be a {ranks} tensor, got shape {_shape(shape)} (rank {len(shape)}); "
             f"a pooled vector (B, C) needs reshaping to {_example(spec, layout)}"
         )
     channel_axis, other_axis = (3, 1) if layout == "NHWC" else (1, 3)
@@ -39,37 +55,66 @@ def check_input(
         if shape[other_axis] == spec.in_channels:
             other = "NCHW" if layout == "NHWC" else "NHWC"
             hint = f": is this {other}?"
-        raise ValueError(f"expected {layout} with C={spec.in_channels}, got shape {shape}{hint}")
+        raise ValueError(f"x: expected {layout} with C={spec.in_channels}, got shape {_shape(shape)}{hint}")
     if not floating:
         raise TypeError(f"x must have a floating dtype, got {dtype}")
     height, width = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
     if height is None or width is None:
-        raise ValueError(f"x must have static spatial dimensions, got shape {shape}")
-    spec.output_size((height, width))
+        if not dynamic:
+            raise ValueError(f"x must have static spatial dimensions, got shape {_shape(shape)}")
+        return height, width
+    for axis, length in zip(("height", "width"), spec.output_size((height, width)), strict=True):
+        limits.check_count(f"the output along {axis}", length, limits.MAX_AXIS, "pixels")
     return height, width
 
 
-def _example(spec: UpsampleSpec, layout: str) -> str:
+def _shape(shape: tuple[Any, ...]) -> str:
+    return str(shape) if len(shape) <= 8 else f"{str(shape[:8])[:-1]}, ...) "
+
+
+def _example(spec: Any, layout: str) -> str:
     return f"(B, 1, 1, {spec.in_channels})" if layout == "NHWC" else f"(B, {spec.in_channels}, 1, 1)"
 
 
 class DeadPixelGuard:
-    """Warns (once per input size, per layer) when an output would have pixels the input never reaches."""
+    """Warns (once per input size, per layer) when :meth:`diagnose` finds what the user probably did not
+    mean: output pixels the input never reaches, or an output no larger than the input."""
 
-    def __init__(self, spec: UpsampleSpec) -> None:
+    def __init__(self, spec: Any) -> None:
         self._spec = spec
         self._seen: set[tuple[int, int]] = set()
 
-    def __call__(self, input_size: tuple[int, int], stacklevel: int = 3) -> None:
-        if input_size in self._seen:
+    def __call__(self, input_size: tuple[int | None, int | None]) -> None:
+        if input_size in self._seen or None in input_size:
             return
-        self._seen.add(input_size)
+        self._seen.add(input_size)  # type: ignore[arg-type]
         report = self._spec.diagnose(input_size)
-        if report.dead:
+        if report.dead or report.not_upsampling:
+            describe = getattr(self._spec, "describe", lambda: type(self._spec).__name__)
             warnings.warn(
-                f"UpsampleSpec(kernel_size={self._spec.kernel_size}, stride={self._spec.stride}, "
-                f"crops={self._spec.crops}) on a {input_size[0]}x{input_size[1]} input: {report.verdict}. "
-                f"UpsampleSpec.for_size() picks parameters with every pixel live.",
+                f"{describe()} on a {input_size[0]}x{input_size[1]} input: {report.verdict}",
                 UpsampleWarning,
-                stacklevel=stacklevel,
+                stacklevel=_user_stacklevel(),
             )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_FRAMEWORKS = ("torch", "keras", "flax", "jax", "jaxlib", "tensorflow", "optree", "treescope")
+
+
+def _internal(filename: str) -> bool:
+    """Whether a frame's file belongs to upsample, a framework or Python itself (not to the user)."""
+    if filename.startswith(_PACKAGE) or filename.startswith("<"):
+        return True
+    parts = filename.replace("\\", "/").split("/")
+    return any(part in _FRAMEWORKS for part in parts) or os.path.dirname(filename) == os.path.dirname(os.__file__)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` for a warning raised in the caller's caller that points at the user's own line:
+    the first frame outside upsample and the frameworks (a layer call passes through several of theirs,
+    e.g. Keras's traceback filtering or Flax's module wrappers, and through ``jax.jit`` while tracing)."""
+    frame, level = sys._getframe(2), 2
+    while frame.f_back is not None and _internal(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -2,7 +2,7 @@
 
 Everything here is pure Python on ints, one spatial axis at a time, so every backend derives its
 native arguments, slices and pads from the same numbers (the way Keras keeps its padding arithmetic
-in ``backend_utils.py``). Conventions are those of DESIGN.md: the *full* output of an axis has
+in ``backend_utils.py``). Conventions are those of docs/conventions.md: the *full* output of an axis has
 ``(i - 1) * s + k`` pixels, input pixel ``j`` reaches full pixel ``j * s + t`` through tap ``t``,
 and a crop ``(begin, end)`` removes pixels from each side of the full output (a negative crop adds
 rows that only the bias reaches).
@@ -103,7 +103,7 @@ def split_for_keras(crop: Crop, stride: int) -> NativeSplit:
 def keras_same(crop: Crop, kernel: int, stride: int) -> bool:
     """Whether Keras ``padding="same"`` (no ``output_padding``) is exactly ``crop``, used natively only
     when it crops both sides alike (``k >= s``, ``k - s`` even): the one-pixel-shift cases are where the
-    frameworks' "same" disagree (DESIGN.md), so they stay on the ``"valid"`` + slice path."""
+    frameworks' "same" disagree (docs/padding.md), so they stay on the ``"valid"`` + slice path."""
     symmetric = kernel >= stride and (kernel - stride) % 2 == 0
     return symmetric and crop == crop_from_keras("same", kernel, stride, None)
 
@@ -157,10 +157,58 @@ def slice_and_pad(crop: Crop, length: int) -> tuple[tuple[int, int], tuple[int, 
     return (start, stop), (pad_lo, pad_hi)
 
 
+def slice_and_pad_unknown(crop: Crop) -> tuple[tuple[int, int | None], tuple[int, int]]:
+    """:func:`slice_and_pad` for an axis whose length is known only at run time: keep ``[start, stop)``
+    with ``stop`` counted from the end (``None``: to the end), then pad ``(pad_lo, pad_hi)``.
+
+    Equal to :func:`slice_and_pad` whenever the crop's window overlaps the full axis (a crop of at most
+    ``length`` on each side leaving at least one pixel), which any layer with an output has on the sizes
+    it is used with.
+    """
+    begin, end = crop
+    return (max(begin, 0), -end if end > 0 else None), (max(-begin, 0), max(-end, 0))
+
+
 def adds_rows(crops: tuple[Crop, Crop]) -> bool:
     """Whether :func:`slice_and_pad` pads any axis, i.e. some crop is negative: the added rows and
-    columns get the bias alone (DESIGN.md), so a backend cannot fold the bias in before cropping."""
+    columns get the bias alone (docs/conventions.md), so a backend cannot fold the bias in before cropping."""
     return any(side < 0 for crop in crops for side in crop)
+
+
+# --- phase decomposition: a transposed convolution as one matmul and shifted adds -------------
+
+
+class Phases(NamedTuple):
+    """One axis of a transposed convolution split into its ``stride`` phases.
+
+    Full output pixel ``q * s + p`` (phase ``p``) is ``sum_m x[q - m] @ W[p + m * s]`` over the
+    ``steps = ceil(k / s)`` taps of that phase, so with the kernel padded by ``pad`` zero taps to
+    ``steps * s`` taps, every phase is the sum of ``steps`` shifted planes of the product
+    ``x @ W`` (no multiply by the zeros of a dilated input). The phases interleave into
+    ``(input + steps - 1) * s`` pixels, of which the first ``full_length`` are the full output
+    (the rest only ever hold the padded taps' zeros).
+    """
+
+    steps: int
+    """Taps per phase, ``ceil(k / s)``: the shifted planes summed into each phase."""
+    pad: int
+    """Zero taps appended to the kernel, ``steps * s - k``."""
+
+    def length(self, input_length: int) -> int:
+        """Pixels of each phase plane: ``input + steps - 1``."""
+        return input_length + self.steps - 1
+
+
+def phases(kernel: int, stride: int) -> Phases:
+    """The phase split of an axis with ``kernel`` taps and ``stride``."""
+    steps = -(-kernel // stride)
+    return Phases(steps, steps * stride - kernel)
+
+
+def phase_shift(step: int, steps: int) -> tuple[int, int]:
+    """Zero rows ``(before, after)`` that put the plane of step ``m`` at offset ``m`` of a phase plane
+    (input pixel ``q - m`` lands on phase pixel ``q``)."""
+    return step, steps - 1 - step
 
 
 # --- residual and coverage -------------------------------------------------------------------
@@ -184,14 +232,24 @@ def nearest_gather(input_length: int, output_length: int) -> tuple[int, ...] | N
 
 
 def coverage(input_length: int, kernel: int, stride: int, crop: Crop) -> list[int]:
-    """Number of (input pixel, tap) pairs that reach each output pixel of one axis."""
+    """Number of (input pixel, tap) pairs that reach each output pixel of one axis.
+
+    Input pixel ``j`` reaches the ``kernel`` consecutive positions from ``j * stride - begin``: each
+    such run is added as a +1 / -1 pair and summed once, so the work is ``O(input + output)``, not
+    ``O(input * kernel)``.
+    """
     begin = crop[0]
-    counts = [0] * output_length(input_length, kernel, stride, crop)
+    length = output_length(input_length, kernel, stride, crop)
+    steps = [0] * (max(length, 0) + 1)
     for j in range(input_length):
-        for t in range(kernel):
-            position = j * stride + t - begin
-            if 0 <= position < len(counts):
-                counts[position] += 1
+        first = min(max(j * stride - begin, 0), length)
+        last = min(max(j * stride + kernel - begin, 0), length)
+        steps[first] += 1
+        steps[last] -= 1
+    counts, running = [], 0
+    for step in steps[:-1]:
+        running += step
+        counts.append(running)
     return counts
 
 
@@ -203,3 +261,81 @@ def interior(input_length: int, kernel: int, stride: int, crop: Crop) -> range:
     """
     n = output_length(input_length, kernel, stride, crop)
     return range(max(kernel - 1 - crop[0], 0), min(input_length * stride - crop[0], n))
+
+
+# --- stride-1 "same" convolution, pixel shuffle and resize -------------------------------------
+
+
+def same_padding(kernel: int) -> tuple[int, int]:
+    """Zero rows ``(before, after)`` of a stride-1 "same" convolution: ``(k - 1) // 2`` before, the rest
+    after (torch ``padding="same"``, TF/Keras/Flax ``"SAME"`` at stride 1)."""
+    before = (kernel - 1) // 2
+    return before, kernel - 1 - before
+
+
+def same_coverage(length: int, kernel: int) -> list[int]:
+    """Per output pixel of a stride-1 "same" convolution, how many taps read the input (not padding)."""
+    before = same_padding(kernel)[0]
+    return [sum(0 <= position + tap - before < length for tap in range(kernel)) for position in range(length)]
+
+
+SHUFFLE_ORDERS = ("CRD", "DCR")
+
+
+def shuffle_channel(order: str, channel: int, row: int, col: int, channels: int, scale: tuple[int, int]) -> int:
+    """The channel a pixel shuffle of ``order`` reads for output channel ``channel`` at sub-pixel ``(row, col)``.
+
+    CRD (torch ``PixelShuffle``, ONNX ``DepthToSpace`` mode CRD): ``c * r_h * r_w + i * r_w + j``;
+    DCR (``tf.nn.depth_to_space``): ``(i * r_w + j) * C + c``.
+    """
+    scale_h, scale_w = scale
+    if order == "CRD":
+        return (channel * scale_h + row) * scale_w + col
+    if order == "DCR":
+        return (row * scale_w + col) * channels + channel
+    raise ValueError(f"order must be one of {SHUFFLE_ORDERS}, got {order!r}")
+
+
+def shuffle_permutation(order: str, channels: int, scale: tuple[int, int]) -> tuple[int, ...]:
+    """For each channel of a shuffle that reads ``order``, the canonical (CRD) channel it must hold:
+    ``native = canonical[..., permutation]`` converts a kernel's output channels (and the bias) once."""
+    permutation = [0] * (channels * scale[0] * scale[1])
+    for channel in range(channels):
+        for row in range(scale[0]):
+            for col in range(scale[1]):
+                native = shuffle_channel(order, channel, row, col, channels, scale)
+                permutation[native] = shuffle_channel("CRD", channel, row, col, channels, scale)
+    return tuple(permutation)
+
+
+def inverse_permutation(permutation: tuple[int, ...]) -> tuple[int, ...]:
+    """``inverse[permutation[n]] = n``: undoes :func:`shuffle_permutation` (native -> canonical)."""
+    inverse = [0] * len(permutation)
+    for native, canonical in enumerate(permutation):
+        inverse[canonical] = native
+    return tuple(inverse)
+
+
+class LinearTap(NamedTuple):
+    """One output pixel of a bilinear resize along an axis: ``(1 - weight) * x[low] + weight * x[high]``."""
+
+    low: int
+    high: int
+    weight: float
+
+
+def bilinear_taps(input_length: int, scale: int) -> tuple[LinearTap, ...]:
+    """Half-pixel linear interpolation by an integer ``scale``, edges clamped (no ``align_corners``, no
+    antialias; torch ``F.interpolate(align_corners=False)``, ``tf.image.resize``, ``jax.image.resize``).
+
+    The source of output pixel ``o`` is ``(o + 0.5) / r - 0.5 = (2o + 1 - r) / (2r)``, taken in integers
+    so the split into index and weight is exact.
+    """
+    taps = []
+    for position in range(input_length * scale):
+        numerator, denominator = 2 * position + 1 - scale, 2 * scale
+        low = numerator // denominator
+        weight = (numerator - low * denominator) / denominator
+        clamp = lambda index: min(max(index, 0), input_length - 1)  # noqa: E731
+        taps.append(LinearTap(clamp(low), clamp(low + 1), weight))
+    return tuple(taps)

@@ -1,6 +1,6 @@
 """``UpsampleSpec``: one backend-neutral description of an upsampling layer.
 
-A spec is checked when it is made and normalised to explicit per-axis crops (DESIGN.md), so torch
+A spec is checked when it is made and normalised to explicit per-axis crops (docs/conventions.md), so torch
 style (``padding``/``output_padding``), Keras style (``"same"``/``"valid"``) and explicit crops all
 land on one canonical form, and two specs that mean the same layer compare equal.
 """
@@ -13,7 +13,8 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from upsample import geometry
+from upsample import geometry, limits
+from upsample.messages import shown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,55 +31,69 @@ RESIDUAL_MODES = ("nearest", "projection")
 PADDING_MODES = ("same", "valid")
 SPEC_FORMAT_VERSION = 1
 KIND = "transposed"
-_DICT_KEYS = ("version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias")
+_DICT_KEYS = (
+    "version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias"
+)  # fmt: skip
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
     """``value`` as an int (not a bool) that is at least ``minimum``; errors repeat what was given."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        kind = "a bool" if isinstance(value, bool) else type(value).__name__
-        raise TypeError(f"{name} must be an int, got {value!r} ({kind})")
-    number = operator.index(value)
+    if getattr(value, "ndim", 0) != 0 or isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
+        kind = "a bool" if isinstance(value, bool) or type(value).__name__ == "bool_" else type(value).__name__
+        raise TypeError(f"{name} must be an int, got {shown(value)} ({kind})")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {shown(value)} ({type(value).__name__})") from None
     if minimum is not None and number < minimum:
         allowed = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {allowed}, got {number}")
+        raise ValueError(f"{name} must be {allowed}, got {shown(number)}")
     return number
 
 
-def _pair(name: str, value: Any, minimum: int | None) -> Pair:
-    """An int or an ``(h, w)`` pair of ints as an ``(h, w)`` pair."""
+def _items(value: Any) -> list[Any] | None:
+    """A tuple, list or 1-d array as a list; ``None`` for anything else (a scalar)."""
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r} with {len(value)} items")
-        return (_int(f"{name}[0]", value[0], minimum), _int(f"{name}[1]", value[1], minimum))
+        return list(value)
+    if getattr(value, "ndim", None) == 1 and hasattr(value, "tolist"):
+        return list(value.tolist())
+    return None
+
+
+def _pair(name: str, value: Any, minimum: int | None) -> Pair:
+    """An int or an ``(h, w)`` pair of ints (tuple, list or 1-d array) as an ``(h, w)`` pair."""
+    items = _items(value)
+    if items is not None:
+        if len(items) != 2:
+            raise ValueError(f"{name} must be an int or an (h, w) pair, got {shown(value)} with {len(items)} items")
+        return (_int(f"{name}[0]", items[0], minimum), _int(f"{name}[1]", items[1], minimum))
     number = _int(name, value, minimum)
     return (number, number)
 
 
 def _is_explicit_crops(padding: Any) -> bool:
-    return (
-        isinstance(padding, (tuple, list))
-        and len(padding) == 2
-        and all(isinstance(axis, (tuple, list)) for axis in padding)
-    )
+    items = _items(padding)
+    return items is not None and len(items) == 2 and all(_items(axis) is not None for axis in items)
 
 
 def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, stride: Pair) -> Crops:
-    """Normalise every accepted padding form to per-axis crops (DESIGN.md, "Mapping")."""
+    """Normalise every accepted padding form to per-axis crops (docs/conventions.md has the mapping)."""
     op = None if output_padding is None else _pair("output_padding", output_padding, 0)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode not in PADDING_MODES:
             raise ValueError(
                 f"padding must be an int, an (h, w) pair, 'same', 'valid' or crops ((top, bottom), "
-                f"(left, right)), got {padding!r}"
+                f"(left, right)), got {shown(padding)}"
             )
         return tuple(  # type: ignore[return-value]
             geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in (0, 1)
         )
     extra = op or (0, 0)
     if _is_explicit_crops(padding):
-        axes = tuple(_pair(f"padding[{a}] (crop)", padding[a], None) for a in (0, 1))  # type: ignore[index]
+        items = _items(padding)
+        assert items is not None
+        axes = tuple(_pair(f"padding[{a}] (crop)", items[a], None) for a in (0, 1))
         return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
     torch_padding = _pair("padding", padding, 0)
     return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in (0, 1))  # type: ignore[return-value]
@@ -94,11 +109,14 @@ class UpsampleSpec:
         kernel_size: int or ``(kh, kw)``.
         stride: int or ``(sh, sw)``.
         padding: torch-style int or ``(h, w)`` pair, Keras-style ``"same"``/``"valid"``, or explicit
-            crops ``((top, bottom), (left, right))`` taken off the full output (negative adds rows).
+            crops ``((top, bottom), (left, right))`` taken off the full output (negative adds rows);
+            ``None`` (the default) means 0.
         output_padding: extra rows added at the bottom/right, as in torch and Keras. ``None`` means
             the padding form's own default (for ``"same"``/``"valid"`` this differs from 0, as in Keras).
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the layer adds a bias.
+        crops: the stored form itself, instead of ``padding``/``output_padding`` (so that
+            ``dataclasses.replace`` and :meth:`replace` work).
 
     The stored form is ``kernel_size``, ``stride`` and ``crops``; ``padding`` and ``output_padding``
     are only construction arguments.
@@ -118,10 +136,12 @@ class UpsampleSpec:
         out_channels: int | None = None,
         kernel_size: IntOrPair = 1,
         stride: IntOrPair = 1,
-        padding: Padding = 0,
+        padding: Padding | None = None,
         output_padding: IntOrPair | None = None,
         residual: Residual | None = None,
         use_bias: bool = True,
+        *,
+        crops: Padding | None = None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", _int("in_channels", in_channels, 1))
@@ -129,9 +149,15 @@ class UpsampleSpec:
         set_field("out_channels", out)
         set_field("kernel_size", _pair("kernel_size", kernel_size, 1))
         set_field("stride", _pair("stride", stride, 1))
-        set_field("crops", _crops(padding, output_padding, self.kernel_size, self.stride))
-        if residual is not None and residual not in RESIDUAL_MODES:
-            raise ValueError(f"residual must be None, 'nearest' or 'projection', got {residual!r}")
+        if crops is not None:
+            if not _is_explicit_crops(crops):
+                raise ValueError(f"crops must be ((top, bottom), (left, right)), got {shown(crops)}")
+            if padding is not None or output_padding is not None:
+                raise ValueError("give crops or padding/output_padding, not both (replace() takes either)")
+            padding = crops
+        set_field("crops", _crops(0 if padding is None else padding, output_padding, self.kernel_size, self.stride))
+        if residual is not None and (not isinstance(residual, str) or residual not in RESIDUAL_MODES):
+            raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
         if residual == "nearest" and self.in_channels != self.out_channels:
             raise ValueError(
                 f"residual='nearest' is an identity skip and needs in_channels == out_channels, got "
@@ -139,9 +165,20 @@ class UpsampleSpec:
                 f"residual='projection' for a learned 1x1 map between channel counts"
             )
         set_field("residual", residual)
-        if not isinstance(use_bias, bool) and type(use_bias).__name__ != "bool_":
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r} ({type(use_bias).__name__})")
+        if not isinstance(use_bias, bool) and type(use_bias).__name__ not in ("bool_", "bool"):  # NumPy 1 and 2
+            raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")
         set_field("use_bias", bool(use_bias))
+
+    def replace(self, **changes: Any) -> UpsampleSpec:
+        """A copy with ``changes`` (constructor arguments) applied, like ``dataclasses.replace``; a new
+        ``padding``/``output_padding`` replaces the crops."""
+        if "padding" in changes or "output_padding" in changes:
+            changes.setdefault("crops", None)
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """The layer in one short line, for messages."""
+        return f"UpsampleSpec(kernel_size={self.kernel_size}, stride={self.stride}, crops={self.crops})"
 
     # --- geometry ------------------------------------------------------------------------------
 
@@ -167,29 +204,60 @@ class UpsampleSpec:
         import numpy as np
 
         size = _pair("input_size", input_size, 1)
-        self.output_size(size)
-        rows, cols = (geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
+        height, width = self.output_size(size)
+        limits.check_count("the coverage map", height * width, limits.MAX_PIXELS, "pixels")
+        rows, cols = self._axis_coverage(size)
         return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
 
+    def _axis_coverage(self, size: Pair) -> tuple[list[int], list[int]]:
+        """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
+        out = self.output_size(size)
+        for a, axis in enumerate(("height", "width")):
+            limits.check_count(f"the output along {axis}", out[a], limits.MAX_AXIS, "pixels")
+        rows, cols = (geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
+        return rows, cols
+
     def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
-        """Dead pixels and uneven interior overlap (checkerboard risk) for ``input_size``."""
+        """Dead pixels, uneven interior overlap (checkerboard risk), and strides or sizes that do no
+        upsampling, for ``input_size``; work and memory ``O(H + W)``."""
         size = _pair("input_size", input_size, 1)
-        counts = self.coverage(size)
+        axes = self._axis_coverage(size)
         uneven = []
-        for a in (0, 1):
-            axis = geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+        for a, axis in enumerate(axes):
             positions = geometry.interior(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
             inner = {axis[p] for p in positions if axis[p] > 0}
             uneven.append(len(inner) > 1)
+        live_rows, live_cols = (sum(1 for count in axis if count) for axis in axes)
+        out = (len(axes[0]), len(axes[1]))
+        idle = tuple(name for a, name in enumerate(("height", "width")) if size[a] == 1 and self.stride[a] > 1)
+        not_upsampling = out[0] <= size[0] and out[1] <= size[1]
+        suggestion = ""
+        if idle or not_upsampling:
+            meant = (size[0] * self.stride[0], size[1] * self.stride[1])
+            if meant[0] > size[0] or meant[1] > size[1]:
+                suggestion = self._suggest(size, meant)
         return CoverageReport(
             input_size=size,
-            output_size=counts.shape,  # type: ignore[arg-type]
-            dead=int((counts == 0).sum()),
-            live=int((counts > 0).sum()),
+            output_size=out,
+            dead=out[0] * out[1] - live_rows * live_cols,
+            live=live_rows * live_cols,
             uneven_axes=tuple(name for name, flag in zip(("height", "width"), uneven, strict=True) if flag),
-            idle_strides=tuple(
-                name for a, name in enumerate(("height", "width")) if size[a] == 1 and self.stride[a] > 1
-            ),
+            idle_strides=idle,
+            not_upsampling=not_upsampling,
+            suggestion=suggestion,
+        )
+
+    def _suggest(self, size: Pair, meant: Pair) -> str:
+        """What a user who expected ``input * stride`` pixels probably meant, as a ``for_size`` call."""
+        target = meant[0] if meant[0] == meant[1] else meant
+        source = "" if size == (1, 1) else f", input_size={size[0] if size[0] == size[1] else size}"
+        try:
+            better = UpsampleSpec.for_size(self.in_channels, meant, out_channels=self.out_channels, input_size=size)
+        except ValueError:
+            return ""
+        return (
+            f"for {size[0]}x{size[1]} -> {meant[0]}x{meant[1]} use UpsampleSpec.for_size({self.in_channels}, "
+            f"{target}{source}) (kernel_size={better.kernel_size}, stride={better.stride})"
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
@@ -287,30 +355,30 @@ class UpsampleSpec:
         """Inverse of :meth:`to_dict`; rejects unknown keys and versions."""
         if not isinstance(data, Mapping):
             raise TypeError(f"a spec dict must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(_DICT_KEYS))
+        unknown = sorted(map(str, set(data) - set(_DICT_KEYS)))
         if unknown:
-            raise ValueError(f"unknown spec keys {unknown}; a spec dict has exactly {list(_DICT_KEYS)}")
+            raise ValueError(f"unknown spec keys {shown(unknown)}; a spec dict has exactly {list(_DICT_KEYS)}")
         missing = sorted(set(_DICT_KEYS) - set(data) - {"kind"})  # files written before kinds existed lack it
         if missing:
             raise ValueError(f"spec dict is missing keys {missing}")
         if data["version"] != SPEC_FORMAT_VERSION:
             raise ValueError(
-                f"spec format version {data['version']!r} is not supported; this upsample reads version "
+                f"spec format version {shown(data['version'])} is not supported; this upsample reads version "
                 f"{SPEC_FORMAT_VERSION}"
             )
         if data.get("kind", KIND) != KIND:
-            raise ValueError(f"spec kind must be {KIND!r} for an UpsampleSpec, got {data['kind']!r}; use upsample.load_spec")
+            raise ValueError(f"spec kind must be {KIND!r} for an UpsampleSpec, got {shown(data['kind'])}")
         crops = data["crops"]
         if not _is_explicit_crops(crops):
-            raise ValueError(f"spec 'crops' must be [[top, bottom], [left, right]], got {crops!r}")
+            raise ValueError(f"spec 'crops' must be [[top, bottom], [left, right]], got {shown(crops)}")
         return cls(
             data["in_channels"],
             data["out_channels"],
-            kernel_size=tuple(data["kernel_size"]),  # type: ignore[arg-type]
-            stride=tuple(data["stride"]),  # type: ignore[arg-type]
-            padding=tuple(tuple(axis) for axis in crops),  # type: ignore[arg-type]
+            kernel_size=data["kernel_size"],
+            stride=data["stride"],
             residual=data["residual"],
             use_bias=data["use_bias"],
+            crops=crops,
         )
 
     def to_json(self) -> str:
@@ -320,11 +388,7 @@ class UpsampleSpec:
     @classmethod
     def from_json(cls, text: str) -> UpsampleSpec:
         """Inverse of :meth:`to_json`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"spec JSON is not valid JSON: {error}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text))
 
     # --- building ------------------------------------------------------------------------------
 
@@ -348,10 +412,15 @@ class CoverageReport:
     """Axes whose interior overlap is not uniform (checkerboard risk: kernel not divisible by stride)."""
     idle_strides: tuple[str, ...] = ()
     """Axes with one input pixel and a stride > 1: the stride has no effect there (the torch trap)."""
+    not_upsampling: bool = False
+    """The output is no larger than the input along either axis: no upsampling at all."""
+    suggestion: str = ""
+    """What the user probably meant, when the stride or the size says so (empty otherwise)."""
 
     @property
     def ok(self) -> bool:
-        return self.dead == 0 and not self.uneven_axes
+        """No dead pixels, even overlap, and a layer that upsamples with every stride in effect."""
+        return self.dead == 0 and not self.uneven_axes and not self.idle_strides and not self.not_upsampling
 
     @property
     def verdict(self) -> str:
@@ -365,13 +434,20 @@ class CoverageReport:
                 f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
                 f"divisible by stride)"
             )
-        if not parts:
-            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap")
+        if self.not_upsampling:
+            (h, w), (out_h, out_w) = self.input_size, self.output_size
+            parts.append(f"not upsampling: a {h}x{w} input gives a {out_h}x{out_w} output")
         if self.idle_strides:
             parts.append(
-                f"note: the stride has no effect along {' and '.join(self.idle_strides)} for a 1-pixel input "
+                f"the stride has no effect along {' and '.join(self.idle_strides)} for a 1-pixel input "
                 f"(output = kernel - crops)"
             )
+        if not parts:
+            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap")
+        elif self.dead and not self.suggestion:
+            parts.append("UpsampleSpec.for_size() picks parameters with every pixel live")
+        if self.suggestion:
+            parts.append(self.suggestion)
         return "; ".join(parts)
 
 
@@ -407,6 +483,7 @@ SPEC_KINDS: dict[str, str] = {
     KIND: "upsample.spec:UpsampleSpec",
     "subpixel": "upsample.conv_specs:SubpixelSpec",
     "resize": "upsample.conv_specs:ResizeSpec",
+    "stack": "upsample.stack:StackSpec",
 }
 """Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
 
@@ -416,15 +493,45 @@ def load_spec(source: str | Mapping[str, Any]) -> Any:
     before kinds existed)."""
     import importlib
 
-    if isinstance(source, str):
-        try:
-            source = json.loads(source)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"spec JSON is not valid JSON: {error}") from None
+    if isinstance(source, (str, bytes, bytearray)):
+        source = parse_json(source)
     if not isinstance(source, Mapping):
         raise TypeError(f"a spec must be a JSON object or mapping, got {type(source).__name__}")
     kind = source.get("kind", KIND)
     if not isinstance(kind, str) or kind not in SPEC_KINDS:
-        raise ValueError(f"spec kind must be one of {sorted(SPEC_KINDS)}, got {kind!r}")
+        raise ValueError(f"spec kind must be one of {sorted(SPEC_KINDS)}, got {shown(kind)}")
     module, name = SPEC_KINDS[kind].split(":")
     return getattr(importlib.import_module(module), name).from_dict(source)
+
+
+MAX_JSON_CHARS = 1 << 20
+"""Longest spec JSON text read (a spec is a few hundred characters; a head of many stages a few KB)."""
+
+
+def parse_json(text: Any) -> Any:
+    """JSON text as Python values, with ``ValueError`` (never ``RecursionError``) for text that is not
+    JSON, too long, or nested too deeply for Python's parser."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(f"spec JSON must be text, got {type(text).__name__}")
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"spec JSON is {len(text):,} characters long; at most {MAX_JSON_CHARS:,} are read")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("spec JSON is nested too deeply to be a spec") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"spec JSON is not valid JSON: {shown(str(error))}") from None
+
+
+def require_spec(value: Any, kind: type | None = None, name: str = "spec") -> Any:
+    """``value`` if it is a spec (of class ``kind``, when given); a ``TypeError`` naming ``name`` otherwise
+    (a dict from ``to_dict()`` included: :func:`load_spec` reads that)."""
+    wanted = "an upsample spec (e.g. UpsampleSpec)" if kind is None else f"an upsample {kind.__name__}"
+    if (
+        isinstance(value, Mapping)
+        or not callable(getattr(value, "weight_shapes", None))
+        or (kind is not None and not isinstance(value, kind))
+    ):
+        hint = "; a dict from to_dict() reads back with upsample.load_spec(d)" if isinstance(value, Mapping) else ""
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}{hint}")
+    return value

@@ -1,6 +1,6 @@
 """Canonical weights: the container, seeded initialisation and safetensors files.
 
-Canonical layout (DESIGN.md): ``kernel`` ``(kh, kw, C_in, C_out)`` in torch orientation, ``bias``
+Canonical layout (docs/conventions.md): ``kernel`` ``(kh, kw, C_in, C_out)`` in torch orientation, ``bias``
 ``(C_out,)`` or absent, projection ``skip`` ``(C_in, C_out)`` or absent. Every backend converts
 to and from this layout, so weights move between frameworks through it.
 """
@@ -14,10 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from upsample.spec import UpsampleSpec
+from upsample import limits
+from upsample.messages import shown
+from upsample.spec import UpsampleSpec, _pair, load_spec, require_spec
 
 WEIGHTS_FORMAT_VERSION = "1"
 SCHEMES = ("he_uniform", "glorot_uniform", "lecun_normal", "zeros", "bilinear")
+SUBPIXEL_SCHEMES = ("icnr",)
+"""Schemes for sub-pixel specs only, beside :data:`SCHEMES`."""
 
 
 class WeightsFileError(ValueError):
@@ -31,6 +35,12 @@ class Weights:
     kernel: np.ndarray
     bias: np.ndarray | None = None
     skip: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        def describe(array: Any) -> str:
+            return "None" if array is None else f"{np.asarray(array).dtype}{list(np.shape(array))}"
+
+        return f"Weights(kernel={describe(self.kernel)}, bias={describe(self.bias)}, skip={describe(self.skip)})"
 
     def check(self, spec: UpsampleSpec) -> Weights:
         """Return ``self`` if every array has the shape ``spec`` needs, else raise ``ValueError``."""
@@ -69,6 +79,15 @@ class Weights:
         return True
 
 
+def checked(weights: Any, spec: Any) -> Weights:
+    """``weights`` checked against ``spec``; a ``TypeError`` naming the argument for anything but
+    :class:`Weights` (a dict of arrays, say), before a framework sees it."""
+    if not isinstance(weights, Weights):
+        hint = ": wrap the arrays as upsample.Weights(kernel, bias, skip)" if isinstance(weights, dict) else ""
+        raise TypeError(f"weights must be an upsample.Weights, got {type(weights).__name__}{hint}")
+    return weights.check(require_spec(spec))
+
+
 # --- seeded initialisation -------------------------------------------------------------------
 
 
@@ -102,21 +121,23 @@ class _Stream:
         return out[:count]
 
 
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Fans of a canonical kernel as Keras and PyTorch count them for a transposed convolution.
+def _fans(shape: tuple[int, ...], transposed: bool = True) -> tuple[int, int]:
+    """Fans of a canonical kernel as Keras and PyTorch count them.
 
-    Both see ``C_out`` as the kernel's input axis: ``fan_in = kh*kw*C_out``, ``fan_out = kh*kw*C_in``.
+    For a transposed convolution both see ``C_out`` as the kernel's input axis: ``fan_in = kh*kw*C_out``,
+    ``fan_out = kh*kw*C_in``; for a convolution (``transposed=False``, the sub-pixel and resize kinds'
+    HWIO kernel) ``fan_in = kh*kw*C_in``, ``fan_out = kh*kw*C_conv``.
     A skip ``(C_in, C_out)`` is a dense map: ``fan_in = C_in``, ``fan_out = C_out``.
     """
     if len(shape) == 2:
         return shape[0], shape[1]
     kh, kw, c_in, c_out = shape
-    return kh * kw * c_out, kh * kw * c_in
+    return (kh * kw * c_out, kh * kw * c_in) if transposed else (kh * kw * c_in, kh * kw * c_out)
 
 
-def _draw(stream: _Stream, scheme: str, shape: tuple[int, ...]) -> np.ndarray:
+def _draw(stream: _Stream, scheme: str, shape: tuple[int, ...], transposed: bool = True) -> np.ndarray:
     count = math.prod(shape)
-    fan_in, fan_out = _fans(shape)
+    fan_in, fan_out = _fans(shape, transposed)
     if scheme == "he_uniform":
         limit = math.sqrt(6.0 / fan_in)
         values = (2.0 * stream.uniform(count) - 1.0) * limit
@@ -138,19 +159,40 @@ def bilinear_kernel(size: int) -> np.ndarray:
     return 1.0 - np.abs(np.arange(size) - center) / factor
 
 
+def icnr_kernel(kernel: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """ICNR (Aitken et al. 2017): a ``(kh, kw, C_in, C_out)`` kernel with each output channel repeated
+    ``r_h * r_w`` times consecutively, the canonical CRD order (as fastai's and MONAI's ``icnr_init`` in
+    torch order), so a sub-pixel convolution starts as nearest upsampling of the convolution ``kernel``
+    in every framework (the backends fold their shuffle order into the weight conversion)."""
+    return np.repeat(kernel, scale[0] * scale[1], axis=3)
+
+
 def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", dtype: Any = np.float32) -> Weights:
     """Canonical weights for ``spec``, deterministic for ``seed`` on every platform.
 
-    Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"`` and
-    ``"bilinear"`` (the FCN bilinear kernel on the channel diagonal, identity skip; needs equal
-    channel counts). Biases start at zero.
+    Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``,
+    ``"bilinear"`` (transposed specs: the FCN bilinear kernel on the channel diagonal, identity skip; needs
+    equal channel counts) and ``"icnr"`` (sub-pixel specs: :func:`icnr_kernel`). Biases start at zero.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+    from upsample.stack import StackSpec
+    from upsample.stack_weights import init_head
+
+    if isinstance(spec, StackSpec):  # a whole head: per-stage weights plus norms (issue 16)
+        return init_head(spec, seed, scheme, dtype)  # type: ignore[return-value]
+    limits.check_weights(require_spec(spec))
+    if scheme not in (*SCHEMES, *SUBPIXEL_SCHEMES):
+        raise ValueError(f"scheme must be one of {[*SCHEMES, *SUBPIXEL_SCHEMES]}, got {scheme!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    from upsample.conv_specs import SubpixelSpec
+
     kh, kw = spec.kernel_size
     c_in, c_out = spec.in_channels, spec.out_channels
+    transposed = isinstance(spec, UpsampleSpec)
+    kernel_shape: tuple[int, ...] = spec.weight_shapes()["kernel"]  # type: ignore[assignment]
+    if (scheme == "bilinear" and not transposed) or (scheme == "icnr" and not isinstance(spec, SubpixelSpec)):
+        allowed = "an UpsampleSpec (transposed)" if scheme == "bilinear" else "a SubpixelSpec"
+        raise ValueError(f"scheme={scheme!r} needs {allowed}, got a {type(spec).__name__}")
     if scheme == "bilinear":
         if c_in != c_out:
             raise ValueError(
@@ -162,11 +204,14 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
         skip = np.eye(c_in)
     else:
         stream = _Stream(int(seed))
-        kernel = _draw(stream, scheme, (kh, kw, c_in, c_out))
-        skip = _draw(stream, scheme, (c_in, c_out))
+        if scheme == "icnr" and isinstance(spec, SubpixelSpec):
+            kernel = icnr_kernel(_draw(stream, "he_uniform", (kh, kw, c_in, c_out), transposed=False), spec.scale)
+        else:
+            kernel = _draw(stream, scheme, kernel_shape, transposed)
+        skip = _draw(stream, "he_uniform" if scheme == "icnr" else scheme, (c_in, c_out))
     return Weights(
         kernel=kernel.astype(dtype),
-        bias=np.zeros(c_out, dtype=dtype) if spec.use_bias else None,
+        bias=np.zeros(kernel_shape[3], dtype=dtype) if spec.use_bias else None,
         skip=skip.astype(dtype) if spec.residual == "projection" else None,
     )
 
@@ -174,18 +219,56 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
 # --- safetensors files -----------------------------------------------------------------------
 
 
-def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weights) -> None:
-    """Write ``weights`` and ``spec`` (as JSON metadata, with a format version) to a safetensors file."""
+def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weights, *, input_size: Any = None) -> None:
+    """Write ``weights`` and ``spec`` (as JSON metadata, with a format version) to a safetensors file.
+
+    ``input_size`` (int or ``(h, w)``), when given, records the input size the layer is meant for
+    (:func:`saved_input_size` reads it; ``upsample check`` and ``inspect`` use it).
+    """
     from safetensors.numpy import save_file
 
-    weights.check(spec)
+    checked(weights, spec)
     tensors = {
         name: np.ascontiguousarray(array)
         for name, array in zip(("kernel", "bias", "skip"), weights.arrays(), strict=True)
         if array is not None
     }
     metadata = {"upsample.format": WEIGHTS_FORMAT_VERSION, "upsample.spec": spec.to_json()}
+    if input_size is not None:
+        size = _pair("input_size", input_size, 1)
+        spec.output_size(size)  # refuses a size the layer cannot take
+        metadata["upsample.input_size"] = f"{size[0]}x{size[1]}"
     save_file(tensors, os.fspath(path), metadata=metadata)
+
+
+def saved_input_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The input size a weights file records (``save_weights(..., input_size=...)``), or ``None``."""
+    from safetensors import safe_open
+
+    where = _readable(path)
+    try:
+        with safe_open(where, framework="numpy") as handle:
+            text = (handle.metadata() or {}).get("upsample.input_size")
+    except Exception as error:  # safetensors raises several types for malformed files
+        raise WeightsFileError(f"{shown(where)} is not a readable safetensors file: {shown(str(error))}") from None
+    if text is None:
+        return None
+    parts = text.split("x")
+    if len(parts) != 2 or not all(
+        part.isdigit() and len(part) < 8 and 0 < int(part) <= limits.MAX_AXIS for part in parts
+    ):
+        raise WeightsFileError(f"{shown(where)} records an invalid input size {shown(text)}; expected HxW")
+    return int(parts[0]), int(parts[1])
+
+
+def _readable(path: Any) -> str:
+    """``path`` as a string, refusing a missing file and a directory with the reason."""
+    where = os.fspath(path)
+    if os.path.isdir(where):
+        raise WeightsFileError(f"weights file {shown(where)} is a directory, not a safetensors file")
+    if not os.path.isfile(where):
+        raise FileNotFoundError(f"weights file {shown(where)} does not exist")
+    return where
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
@@ -196,28 +279,26 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
     """
     from safetensors import safe_open
 
-    where = os.fspath(path)
-    if not os.path.isfile(where):
-        raise FileNotFoundError(f"weights file {where!r} does not exist")
+    where = _readable(path)
     try:
         with safe_open(where, framework="numpy") as handle:
             metadata: dict[str, Any] = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as error:  # safetensors raises several types for malformed files
-        raise WeightsFileError(f"{where!r} is not a readable safetensors file: {error}") from None
+        raise WeightsFileError(f"{shown(where)} is not a readable safetensors file: {shown(str(error))}") from None
     version = metadata.get("upsample.format")
     if version != WEIGHTS_FORMAT_VERSION:
-        found = "no upsample metadata" if version is None else f"format version {version!r}"
+        found = "no upsample metadata" if version is None else f"format version {shown(version)}"
         raise WeightsFileError(
             f"{where!r} has {found}; expected an upsample weights file (format version {WEIGHTS_FORMAT_VERSION})"
         )
     try:
-        spec = UpsampleSpec.from_json(metadata.get("upsample.spec", ""))
+        spec = load_spec(metadata.get("upsample.spec", ""))
     except (ValueError, TypeError) as error:
         raise WeightsFileError(f"{where!r} carries an invalid spec: {error}") from None
     unknown = sorted(set(tensors) - {"kernel", "bias", "skip"})
     if unknown:
-        raise WeightsFileError(f"{where!r} has unexpected tensors {unknown}; expected kernel, bias, skip")
+        raise WeightsFileError(f"{where!r} has unexpected tensors {shown(unknown)}; expected kernel, bias, skip")
     if "kernel" not in tensors:
         raise WeightsFileError(f"{where!r} has no 'kernel' tensor")
     weights = Weights(tensors["kernel"], tensors.get("bias"), tensors.get("skip"))

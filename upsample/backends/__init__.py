@@ -70,8 +70,16 @@ def load(name: str) -> ModuleType:
 
 
 def build(spec: UpsampleSpec, name: str, *, weights: Weights | None = None, **kwargs: Any) -> Any:
-    """The native layer for ``spec`` in backend ``name``, holding ``weights`` if given."""
+    """The native layer for ``spec`` in backend ``name``, holding ``weights``.
+
+    Without ``weights`` every backend gets the same canonical ``init_weights(spec, seed=0)``, so one spec
+    builds the same layer everywhere (the layer classes themselves, called directly, keep their
+    framework's own seeded initialisation, as every layer of that framework does).
+    """
+    from upsample.weights import checked, init_weights
+
     backend = _lookup(name)
+    weights = init_weights(spec, seed=0) if weights is None else checked(weights, spec)
     return load(name).build(spec, weights=weights, **{**backend.build_kwargs, **kwargs})
 
 

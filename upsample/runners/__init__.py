@@ -2,11 +2,13 @@
 
 Each module (``torch``, ``keras``, ``flax``) has the same two functions:
 
-- ``run(spec, weights, x, grad_y, **options) -> upsample.check.Outcome``: forward and backward with
+- ``run(spec, weights, x, grad_y, **options) -> upsample.crosscheck.Outcome``: forward and backward with
   NHWC NumPy input and upstream gradient; output, input gradient and weight gradients come back as
   float64 NumPy in the canonical layout, with the median seconds of a forward call.
 - ``bench_callables(spec, batch, input_size, **options)``: ``{"native" | "ours" | "matmul": (forward,
-  forward_backward)}``, zero-argument callables that block until the result is computed.
+  forward_backward)}``, zero-argument callables that block until the result is computed. "native" is
+  the framework's own layers for the same computation (a transposed convolution; a convolution and a
+  pixel shuffle; a resize and a convolution), "matmul" a product of :func:`matmul_shape`.
 
 Used by ``upsample check``, ``upsample bench`` and the cross-framework equivalence tests.
 """
@@ -14,6 +16,7 @@ Used by ``upsample check``, ``upsample bench`` and the cross-framework equivalen
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -25,3 +28,21 @@ def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def matmul_shape(spec: Any, batch: int, input_size: int) -> tuple[int, int, int]:
+    """``(M, K, N)`` of the plain matmul with the layer's FLOPs, the ``"matmul"`` variant of the bench.
+
+    A transposed convolution is ``(B*H*W, C_in) @ (C_in, C_out*kh*kw)`` (one product per input pixel);
+    a stride-1 convolution is ``(B*H*W, kh*kw*C_in) @ (kh*kw*C_in, C_conv)`` (im2col) on the size it
+    reads: the input for sub-pixel, the resized input for resize-convolution.
+    """
+    from upsample.conv_specs import ResizeSpec, SubpixelSpec
+
+    kh, kw = spec.kernel_size
+    if isinstance(spec, SubpixelSpec):
+        return batch * input_size * input_size, kh * kw * spec.in_channels, spec.conv_channels
+    if isinstance(spec, ResizeSpec):
+        height, width = spec.output_size(input_size)
+        return batch * height * width, kh * kw * spec.in_channels, spec.conv_channels
+    return batch * input_size * input_size, spec.in_channels, spec.out_channels * kh * kw

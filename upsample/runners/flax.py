@@ -8,7 +8,7 @@ structure and are read with the adapter's ``get_weights``, like the parameters t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -19,8 +19,9 @@ from flax import nnx
 
 from upsample import geometry
 from upsample.backends import flax as adapter
-from upsample.check import Outcome
-from upsample.runners import seconds_per_call
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.crosscheck import Outcome
+from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
@@ -32,11 +33,10 @@ def _pure(
 ) -> tuple[Pure, Any, Callable[[Any], Weights]]:
     """``(fn(params, x), params, grads -> canonical Weights)`` for one API."""
     if api == "linen":
-        module = adapter.Upsample(spec, fast_path=fast_path)
-        params = adapter.to_variables(spec, weights)["params"]
+        module, variables = adapter.build(spec, weights=weights, api="linen", fast_path=fast_path).unbind()
         return (
             (lambda p, x: module.apply({"params": p}, x)),
-            params,
+            variables["params"],
             lambda g: adapter.get_weights((module, {"params": g})),
         )
     layer = adapter.build(spec, weights=weights, api="nnx", fast_path=fast_path)
@@ -77,20 +77,46 @@ def run(
     )
 
 
+def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
+    """Flax's own layers for the same computation, ``(fn(params, x), params)``: a ``ConvTranspose``; a
+    ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` and a ``Conv``."""
+    if isinstance(spec, SubpixelSpec | ResizeSpec):
+        conv = nn.Conv(spec.conv_channels, spec.kernel_size, padding="SAME", use_bias=spec.use_bias)
+        (scale_h, scale_w), channels = spec.scale, spec.out_channels
+        if isinstance(spec, SubpixelSpec):
+
+            def subpixel(p: Any, xs: Any) -> Any:
+                z: Any = conv.apply({"params": p}, xs)
+                b, h, w, _ = z.shape
+                z = z.reshape(b, h, w, channels, scale_h, scale_w).transpose(0, 1, 4, 2, 5, 3)
+                return z.reshape(b, h * scale_h, w * scale_w, channels)
+
+            return subpixel, conv.init(jax.random.key(1), x)["params"]
+
+        def resize(xs: Any) -> Any:
+            b, h, w, c = xs.shape
+            return jax.image.resize(xs, (b, h * scale_h, w * scale_w, c), spec.method)
+
+        return (lambda p, xs: conv.apply({"params": p}, resize(xs))), conv.init(jax.random.key(1), resize(x))["params"]
+    pads = tuple(geometry.crop_to_lax(spec.crops[a], spec.kernel_size[a]) for a in (0, 1))
+    transposed = nn.ConvTranspose(
+        spec.out_channels, spec.kernel_size, spec.stride, padding=pads, use_bias=spec.use_bias
+    )
+    return (lambda p, xs: transposed.apply({"params": p}, xs)), transposed.init(jax.random.key(1), x)["params"]
+
+
 def bench_callables(
-    spec: UpsampleSpec, batch: int, input_size: int, *, api: str = "linen"
+    spec: Any, batch: int, input_size: int, *, api: str = "linen"
 ) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     from upsample.weights import init_weights
 
     weights = init_weights(spec, seed=0)
     x = jax.random.normal(jax.random.key(0), (batch, input_size, input_size, spec.in_channels))
     ours, params, _ = _pure(spec, weights, api, fast_path=True)
-    pads = tuple(geometry.crop_to_lax(spec.crops[a], spec.kernel_size[a]) for a in (0, 1))
-    conv = nn.ConvTranspose(spec.out_channels, spec.kernel_size, spec.stride, padding=pads, use_bias=spec.use_bias)
-    native_params = conv.init(jax.random.key(1), x)["params"]
-    kh, kw = spec.kernel_size
-    rows = x.reshape(-1, spec.in_channels)
-    matrix = jax.random.normal(jax.random.key(2), (spec.in_channels, spec.out_channels * kh * kw))
+    native, native_params = _native(spec, x)
+    m, k, n = matmul_shape(spec, batch, input_size)
+    rows = jax.random.normal(jax.random.key(2), (m, k))
+    matrix = jax.random.normal(jax.random.key(2), (k, n))
 
     def pair(fn: Pure, p: Any, inputs: Any) -> tuple[Callable[[], object], Callable[[], object]]:
         # grad_y is an argument, not a captured constant XLA could fold into the gradient
@@ -103,7 +129,49 @@ def bench_callables(
         )
 
     return {
-        "native": pair(lambda p, xs: conv.apply({"params": p}, xs), native_params, x),
+        "native": pair(native, native_params, x),
         "ours": pair(ours, params, x),
         "matmul": pair(lambda m, xs: xs @ m, matrix, rows),
     }
+
+
+def generator_step_callables(
+    specs: Sequence[Any], batch: int, *, api: str = "linen"
+) -> dict[str, Callable[[], object]]:
+    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a ``(batch, 1, 1, C)``
+    latent, jitted as a JAX user writes it: ``{"native": Flax's own layers, "ours": our layers}``."""
+    from upsample.weights import init_weights
+
+    x = jax.random.normal(jax.random.key(0), (batch, 1, 1, specs[0].in_channels))
+    native, ours = [], []
+    size = 1
+    for spec in specs:
+        inputs = jnp.zeros((1, size, size, spec.in_channels))
+        native.append(_native(spec, inputs))
+        ours.append(_pure(spec, init_weights(spec, seed=0), api, fast_path=True)[:2])
+        size = spec.output_size(size)[0]
+
+    def step(layers: list[tuple[Pure, Any]]) -> Callable[[], object]:
+        functions = [fn for fn, _ in layers]
+
+        def loss(params: list[Any]) -> Any:
+            y = x
+            for index, (fn, p) in enumerate(zip(functions, params, strict=True)):
+                y = fn(p, y)
+                y = jnp.tanh(y) if index == len(functions) - 1 else jax.nn.relu(y)
+            return jnp.mean(y**2)
+
+        @jax.jit
+        def update(params: list[Any]) -> tuple[list[Any], Any]:
+            value, grads = jax.value_and_grad(loss)(params)
+            return jax.tree_util.tree_map(lambda p, g: p - 1e-3 * g, params, grads), value
+
+        state = {"params": [p for _, p in layers]}
+
+        def one() -> object:
+            state["params"], value = update(state["params"])
+            return value.block_until_ready()
+
+        return one
+
+    return {"native": step(native), "ours": step(ours)}

@@ -16,8 +16,9 @@ import numpy as np
 
 from upsample import geometry
 from upsample.backends import keras as adapter
-from upsample.check import Outcome
-from upsample.runners import seconds_per_call
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.crosscheck import Outcome
+from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
@@ -104,7 +105,7 @@ def run(
     fast_path: bool = True,
     repeats: int = 5,
 ) -> Outcome:
-    layer = adapter.Upsample(spec, weights=weights.astype(np.float32), fast_path=fast_path)
+    layer = adapter.build(spec, weights=weights.astype(np.float32), fast_path=fast_path)
     x = x.astype(np.float32)
     layer.build(x.shape)
     values = [v.value for v in layer.trainable_variables]
@@ -114,13 +115,16 @@ def run(
     return Outcome(numpy(y).astype(np.float64), numpy(grad_x).astype(np.float64), _as_weights(layer, grads), seconds)
 
 
-def bench_callables(
-    spec: UpsampleSpec, batch: int, input_size: int
-) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
-    keras.utils.set_random_seed(0)
-    x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
-    ours = adapter.Upsample(spec)
-    ours.build(x.shape)
+def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
+    """Keras's own layers for the same computation (square scales), built for ``input_shape``."""
+    if isinstance(spec, SubpixelSpec | ResizeSpec):
+        conv = keras.layers.Conv2D(spec.conv_channels, spec.kernel_size, padding="same", use_bias=spec.use_bias)
+        if isinstance(spec, SubpixelSpec):
+            shuffle = keras.layers.Lambda(lambda z: keras.ops.depth_to_space(z, spec.scale[0]))
+            layers = [conv, shuffle]
+        else:
+            layers = [keras.layers.UpSampling2D(spec.scale, interpolation=spec.method), conv]
+        return keras.Sequential([keras.Input(input_shape[1:]), *layers])
     args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
     native = keras.layers.Conv2DTranspose(
         spec.out_channels,
@@ -130,10 +134,21 @@ def bench_callables(
         output_padding=args.output_padding,
         use_bias=spec.use_bias,
     )
-    native.build(x.shape)
-    kh, kw = spec.kernel_size
-    rows = keras.ops.reshape(x, (-1, spec.in_channels))
-    matrix = keras.random.normal((spec.in_channels, spec.out_channels * kh * kw))
+    native.build(input_shape)
+    return native
+
+
+def bench_callables(
+    spec: Any, batch: int, input_size: int
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    keras.utils.set_random_seed(0)
+    x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
+    ours = adapter.build(spec)
+    ours.build(x.shape)
+    native = _native(spec, tuple(x.shape))
+    m, k, n = matmul_shape(spec, batch, input_size)
+    rows = keras.random.normal((m, k))
+    matrix = keras.random.normal((k, n))
 
     def matmul(values: Sequence[Any], inputs: Any) -> Any:
         return keras.ops.matmul(inputs, values[0])
@@ -158,3 +173,29 @@ def bench_callables(
         "ours": pair(_pure(ours), [v.value for v in ours.trainable_variables], x),
         "matmul": pair(matmul, [matrix], rows),
     }
+
+
+def generator_step_callables(specs: Sequence[Any], batch: int) -> dict[str, Callable[[], object]]:
+    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a ``(batch, 1, 1, C)``
+    latent, as a Keras user runs it (``train_on_batch`` of a compiled ``Sequential``): ``{"native": Keras's
+    own layers, "ours": our layers}``."""
+    keras.utils.set_random_seed(0)
+    x = keras.random.normal((batch, 1, 1, specs[0].in_channels))
+    size = 1
+    native, ours = [], []
+    for spec in specs:
+        native.append(_native(spec, (batch, size, size, spec.in_channels)))
+        ours.append(adapter.build(spec))
+        size = spec.output_size(size)[0]
+    target = keras.ops.zeros((batch, size, size, specs[-1].out_channels))
+
+    def step(layers: list[keras.layers.Layer]) -> Callable[[], object]:
+        activations = ["relu"] * (len(layers) - 1) + ["tanh"]
+        body = [
+            m for layer, name in zip(layers, activations, strict=True) for m in (layer, keras.layers.Activation(name))
+        ]
+        model = keras.Sequential([keras.Input(x.shape[1:]), *body])
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+        return lambda: model.train_on_batch(x, target)
+
+    return {"native": step(native), "ours": step(ours)}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from upsample.backends import torch as adapter
-from upsample.check import Outcome
-from upsample.runners import seconds_per_call
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.crosscheck import Outcome
+from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
@@ -24,7 +26,7 @@ def _nhwc(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().double().numpy().transpose(0, 2, 3, 1)
 
 
-def _gradients(layer: adapter.Upsample) -> Weights:
+def _gradients(layer: nn.Module) -> Weights:
     """The parameters' gradients, converted to the canonical layout like the parameters themselves."""
     holder = copy.deepcopy(layer)
     with torch.no_grad():
@@ -43,7 +45,7 @@ def run(
     fast_path: bool = True,
     repeats: int = 5,
 ) -> Outcome:
-    layer = adapter.Upsample(spec, weights=weights.astype(np.float32), fast_path=fast_path)
+    layer = adapter.build(spec, weights=weights.astype(np.float32), fast_path=fast_path)
     inputs = _nchw(x.astype(np.float32)).requires_grad_(True)
     y = layer(inputs)
     y.backward(_nchw(grad_y.astype(np.float32)))
@@ -53,16 +55,27 @@ def run(
     return Outcome(_nhwc(y), _nhwc(inputs.grad), _gradients(layer), seconds)
 
 
+def _native(spec: Any, ours: nn.Module) -> nn.Module:
+    """torch's own modules for the same computation, with our layer's ``conv`` weights (square scales)."""
+    conv: nn.Module = copy.deepcopy(ours.conv)  # type: ignore[assignment]  # the adapter's (transposed) conv
+    if isinstance(spec, SubpixelSpec):
+        return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0]))
+    if isinstance(spec, ResizeSpec):
+        corners = None if spec.method == "nearest" else False
+        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=spec.method, align_corners=corners), conv)
+    return conv
+
+
 def bench_callables(
-    spec: UpsampleSpec, batch: int, input_size: int
+    spec: Any, batch: int, input_size: int
 ) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     torch.manual_seed(0)
-    ours = adapter.Upsample(spec)
-    native = copy.deepcopy(ours.conv)  # the nn.ConvTranspose2d the adapter built, same arguments and weights
+    ours = adapter.build(spec)
+    native = _native(spec, ours)
     x = torch.randn(batch, spec.in_channels, input_size, input_size, requires_grad=True)
-    (kh, kw) = spec.kernel_size
-    matrix = nn.Parameter(torch.randn(spec.in_channels, spec.out_channels * kh * kw))
-    rows = x.detach().permute(0, 2, 3, 1).reshape(-1, spec.in_channels).requires_grad_(True)
+    m, k, n = matmul_shape(spec, batch, input_size)
+    matrix = nn.Parameter(torch.randn(k, n))
+    rows = torch.randn(m, k, requires_grad=True)
 
     def pair(fn: Callable[[], torch.Tensor], inputs: torch.Tensor, params: list[torch.Tensor]):
         grad = torch.randn_like(fn())
@@ -81,3 +94,28 @@ def bench_callables(
         "ours": pair(lambda: ours(x), x, list(ours.parameters())),
         "matmul": pair(lambda: rows @ matrix, rows, [matrix]),
     }
+
+
+def generator_step_callables(specs: Sequence[Any], batch: int) -> dict[str, Callable[[], object]]:
+    """One SGD step (forward, backward, update) of a head of ``specs`` (ReLU between stages, Tanh at the end)
+    from a ``(batch, C, 1, 1)`` latent: ``{"native": torch's own layers, "ours": our layers}``."""
+    torch.manual_seed(0)
+    ours = [adapter.build(spec) for spec in specs]
+    native = [_native(spec, layer) for spec, layer in zip(specs, ours, strict=True)]
+    x = torch.randn(batch, specs[0].in_channels, 1, 1)
+
+    def step(layers: list[nn.Module]) -> Callable[[], object]:
+        activations = [nn.ReLU() for _ in layers[1:]] + [nn.Tanh()]
+        model = nn.Sequential(*(m for pair in zip(layers, activations, strict=True) for m in pair))
+        optimiser = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+        def one() -> object:
+            optimiser.zero_grad()
+            loss = model(x).square().mean()
+            loss.backward()
+            optimiser.step()
+            return loss
+
+        return one
+
+    return {"native": step(native), "ours": step(ours)}

@@ -1,14 +1,63 @@
 """Flax (linen and NNX) layers for every spec kind, one module per kind; the names below are the adapter's
-interface (the same in every backend package: see :mod:`upsample.backends`)."""
+interface (the same in every backend package: see :mod:`upsample.backends`). ``build``, ``get_weights``,
+``set_weights`` and ``to_variables`` pick the kind's module from the spec or layer."""
 
-from upsample.backends.flax.transposed import (
-    Upsample,
-    UpsampleNNX,
-    build,
-    from_native,
-    get_weights,
-    set_weights,
-    to_variables,
-)
+from __future__ import annotations
 
-__all__ = ["Upsample", "UpsampleNNX", "build", "from_native", "get_weights", "set_weights", "to_variables"]
+from typing import Any
+
+import jax.numpy as jnp
+
+from upsample.backends.flax import conv, transposed
+from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
+from upsample.backends.flax.transposed import Upsample, UpsampleNNX
+from upsample.conv_specs import CONV_SPEC_TYPES
+from upsample.weights import Weights
+
+__all__ = [
+    "ResizeConv",
+    "ResizeConvNNX",
+    "Subpixel",
+    "SubpixelNNX",
+    "Upsample",
+    "UpsampleNNX",
+    "build",
+    "from_native",
+    "get_weights",
+    "set_weights",
+    "to_variables",
+]
+
+_CONV_LAYERS = (*conv.LINEN, *conv.NNX)
+
+
+def _is_conv_layer(layer: Any) -> bool:
+    module = layer[0] if isinstance(layer, tuple) else layer
+    return isinstance(module, _CONV_LAYERS)
+
+
+def build(spec: Any, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
+    """The layer for ``spec`` of any kind (``api="linen" | "nnx"``): the registry's entry point."""
+    kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
+    return kind.build(spec, weights=weights, api=api, **kwargs)
+
+
+def get_weights(layer: Any) -> Weights:
+    """Canonical weights of a layer of any kind (NNX, bound linen, or ``(module, variables)``)."""
+    return (conv if _is_conv_layer(layer) else transposed).get_weights(layer)
+
+
+def set_weights(layer: Any, weights: Weights) -> Any:
+    """Put canonical ``weights`` into a layer of any kind and return it."""
+    return (conv if _is_conv_layer(layer) else transposed).set_weights(layer, weights)
+
+
+def to_variables(spec: Any, weights: Weights, param_dtype: Any = jnp.float32) -> dict[str, Any]:
+    """Canonical ``weights`` as linen variables for a layer of ``spec``'s kind."""
+    return (conv if isinstance(spec, CONV_SPEC_TYPES) else transposed).to_variables(spec, weights, param_dtype)
+
+
+def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Weights]:
+    """Spec and canonical weights of a ``ConvTranspose`` (transposed), or of a ``Conv`` with ``scale=`` (and
+    ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`)."""
+    return (conv if "scale" in kwargs else transposed).from_native(layer, params, **kwargs)

@@ -19,11 +19,14 @@ pytrees for ``jax.jit``/``grad``/``vmap``, optax and orbax::
     skip/kernel  (C_in, C_out)          the canonical skip, when spec.residual == "projection"
 
 Each crop, clamped to ``0..k-1`` per side, becomes ``ConvTranspose``'s explicit pads ``(k - 1 - begin,
-k - 1 - end)``; what is left is sliced off, or padded with rows that get the bias alone (DESIGN.md), after
+k - 1 - end)``; what is left is sliced off, or padded with rows that get the bias alone (docs/conventions.md), after
 the conv. Larger or negative crops are not passed to lax as pads: negative lax pads are exact in theory,
 but XLA:CPU computes them wrongly (openxla/xla#48713), and zero pads on both sides can crash the
-XLA compiler (see ``geometry.split_for_lax``). A 1x1 input (static shape)
-takes matrix products over the stored kernel instead (``fast_path``), with the same parameters.
+XLA compiler (see ``geometry.split_for_lax``). That native path runs with ``fast_path=False``; by
+default (``fast_path=True``, same parameters) a 1x1 input takes matrix products over the stored kernel,
+and a larger one the phase formulation of :mod:`upsample.phase_split` (one matmul and shifted adds),
+whose gradient is matmuls too, where XLA's transposed convolution and its gradient convolve a
+zero-dilated input.
 
 Conversion: ``to_variables(spec, weights)`` (linen variables), ``get_weights``, ``set_weights`` (linen
 modules are immutable: it returns a new bound module) and ``from_native`` for an existing Flax
@@ -44,10 +47,10 @@ from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-from upsample import geometry
+from upsample import geometry, limits, phase_split
 from upsample.checks import DeadPixelGuard, check_input
-from upsample.spec import UpsampleSpec
-from upsample.weights import Weights, init_weights
+from upsample.spec import UpsampleSpec, require_spec
+from upsample.weights import Weights, checked, init_weights
 
 Array = Any
 Dtype = Any
@@ -76,9 +79,12 @@ def _rest(spec: UpsampleSpec) -> Crops:
 
 def _input_size(spec: UpsampleSpec, x: Array) -> tuple[int, int]:
     """``check_input`` on the static shape (runs once per trace under jit), then the dead-pixel guard."""
-    size = check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype))
-    _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size, stacklevel=4)
-    return size
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be an array, got {type(x).__name__}")
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    size = check_input(spec, x.shape, "NHWC", floating, str(x.dtype), unbatched=True)
+    _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size)
+    return size  # type: ignore[return-value]
 
 
 def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
@@ -89,8 +95,8 @@ def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
     y = jnp.pad(kept, ((0, 0), row_pad, col_pad, (0, 0)))
     if bias is None or y.shape == kept.shape:
         return y
-    added = np.pad(np.zeros(kept.shape[1:3]), (row_pad, col_pad), constant_values=1)[..., None]
-    return y + jnp.asarray(added, y.dtype) * bias.astype(y.dtype)
+    added = np.pad(np.zeros(kept.shape[1:3], bool), (row_pad, col_pad), constant_values=True)[..., None]
+    return jnp.where(added, bias.astype(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
 
 
 TAPS_PER_STEP = 4
@@ -104,8 +110,8 @@ def _taps_times(rows: Array, kernel: Array) -> Array:
     groups of taps, each group a batched matmul on its slice of the kernel, never transposed. A single
     ``einsum`` over the 4-d kernel makes XLA:CPU copy the whole kernel into a ``(C_in, kh*kw*C_out)``
     matrix on every call and back again for its gradient: 1.9-3.1x a plain matmul forward + backward in
-    a bare-JAX measurement here, where groups of four taps took 1.2-2.0x (issue 7,
-    ``docs/performance.md``, which also says why neither reaches the matmul).
+    a bare-JAX measurement here, where groups of four taps took 1.2-2.0x
+    (``docs/performance.md``, which also says why neither reaches the matmul).
     """
     kh, kw, in_channels, out_channels = kernel.shape
     taps = kh * kw
@@ -122,8 +128,16 @@ def _one_by_one(x: Array, kernel: Array, bias: Array | None, crops: Crops, dtype
     """The transposed conv of a 1x1 input (``(B, C_in)`` times each tap, taps un-flipped), cropped, plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
     kh, kw, _, out_channels = kernel.shape
-    products = _taps_times(x.reshape(x.shape[0], -1), kernel).reshape(kh, kw, -1, out_channels)
+    products = _taps_times(x.reshape(x.shape[0], x.shape[-1]), kernel).reshape(kh, kw, x.shape[0], out_channels)
     y = _crop(jnp.transpose(products, (2, 0, 1, 3))[:, ::-1, ::-1], crops, None)
+    return y if bias is None else y + bias
+
+
+def _by_phases(x: Array, kernel: Array, bias: Array | None, spec: UpsampleSpec, dtype: Dtype | None) -> Array:
+    """The layer (without residual) on a larger input as one matmul and shifted adds
+    (:mod:`upsample.phase_split`), over the stored kernel un-flipped; cropped, plus bias."""
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    y = _crop(phase_split.full_output(jnp, x, kernel[::-1, ::-1], spec.stride), spec.crops, None)
     return y if bias is None else y + bias
 
 
@@ -146,10 +160,15 @@ def _forward(
     dtype: Dtype | None,
     fast_path: bool,
 ) -> Array:
-    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran)."""
+    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran).
+    An unbatched ``(H, W, C)`` input gives an unbatched output, as Flax's own layers do."""
     size = _input_size(spec, x)
+    if x.ndim == 3:
+        return _forward(spec, x[None], conv=conv, stored=stored, project=project, dtype=dtype, fast_path=fast_path)[0]
     if fast_path and size == (1, 1):
         y = _one_by_one(x, *stored(), spec.crops, dtype)
+    elif fast_path:
+        y = _by_phases(x, *stored(), spec, dtype)
     else:
         y = conv(x)
         y = _crop(y, _rest(spec), stored()[1])
@@ -169,6 +188,10 @@ class Upsample(nn.Module):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
     fast_path: bool = True
+
+    def __post_init__(self) -> None:
+        limits.check_weights(require_spec(self.spec, UpsampleSpec))
+        super().__post_init__()
 
     def setup(self) -> None:
         spec = self.spec
@@ -190,8 +213,9 @@ class Upsample(nn.Module):
             return params["kernel"], params.get("bias")
 
         project = self.skip if self.spec.residual == "projection" else None
-        # During init the conv's params do not exist until the native path creates them.
-        fast_path = self.fast_path and not self.is_initializing()
+        # During init the conv's params do not exist until the native path creates them; method interceptors
+        # (nn.intercept_methods) must see the conv called, so they turn the fast path off too.
+        fast_path = self.fast_path and not self.is_initializing() and not nn.module._global_interceptor_stack
         return _forward(
             self.spec, x, conv=self.conv, stored=stored, project=project, dtype=self.dtype, fast_path=fast_path
         )
@@ -212,7 +236,8 @@ class UpsampleNNX(nnx.Module):
         param_dtype: Dtype = jnp.float32,
         fast_path: bool = True,
     ) -> None:
-        self.spec = spec
+        self.spec = require_spec(spec, UpsampleSpec)
+        limits.check_weights(spec)
         self.dtype = dtype
         self.fast_path = fast_path
         self.conv = nnx.ConvTranspose(
@@ -248,7 +273,7 @@ Layer = UpsampleNNX | Upsample | tuple[Upsample, Any]
 
 def to_variables(spec: UpsampleSpec, weights: Weights, param_dtype: Dtype = jnp.float32) -> dict[str, Tree]:
     """Canonical ``weights`` as linen variables ``{"params": ...}`` for :class:`Upsample` (``apply``/``bind``)."""
-    weights.check(spec)
+    checked(weights, spec)
     as_param = lambda array: jnp.asarray(array, dtype=param_dtype)  # noqa: E731
     params: Tree = {"conv": {"kernel": as_param(np.asarray(weights.kernel)[::-1, ::-1])}}
     if spec.use_bias:
@@ -284,6 +309,10 @@ def get_weights(layer: Layer) -> Weights:
     """Canonical weights of an ``UpsampleNNX``, a bound linen ``Upsample`` or a ``(Upsample, variables)`` pair."""
     if isinstance(layer, UpsampleNNX):
         return _from_params(layer.spec, nnx.to_pure_dict(nnx.state(layer, nnx.Param)))
+    if not isinstance(layer, (Upsample, tuple)):
+        raise TypeError(
+            f"layer must be an UpsampleNNX, a bound linen Upsample or (Upsample, variables), got {type(layer).__name__}"
+        )
     module, variables = _linen(layer)
     return _from_params(module.spec, variables["params"])
 
@@ -294,6 +323,10 @@ def set_weights(layer: UpsampleNNX | Upsample, weights: Weights) -> UpsampleNNX 
     An ``UpsampleNNX`` is updated in place. A linen module is immutable, so a bound (or unbound) linen
     ``Upsample`` comes back as a new module bound to the weights, its other variables kept.
     """
+    if not isinstance(layer, (UpsampleNNX, Upsample)):
+        raise TypeError(
+            f"layer must be an upsample.backends.flax UpsampleNNX or linen Upsample, got {type(layer).__name__}"
+        )
     if isinstance(layer, UpsampleNNX):
         state = nnx.state(layer, nnx.Param)
         nnx.replace_by_pure_dict(state, to_variables(layer.spec, weights, layer.conv.param_dtype)["params"])

@@ -1,7 +1,38 @@
 """Keras 3 layers for every spec kind, one module per kind; the names below are the adapter's interface
-(the same in every backend package: see :mod:`upsample.backends`). Importing this package registers the
-layers with Keras, so saved ``.keras`` models load back."""
+(the same in every backend package: see :mod:`upsample.backends`). ``build``, ``get_weights``,
+``set_weights`` and ``from_native`` pick the kind's module from the spec or layer. Importing this
+package registers the layers with Keras, so saved ``.keras`` models load back."""
 
-from upsample.backends.keras.transposed import Upsample, build, from_native, get_weights, set_weights
+from __future__ import annotations
 
-__all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
+from typing import Any
+
+from upsample.backends.keras import conv, transposed
+from upsample.backends.keras.conv import ResizeConv, Subpixel
+from upsample.backends.keras.transposed import Upsample
+from upsample.conv_specs import CONV_SPEC_TYPES
+from upsample.weights import Weights
+
+__all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_weights", "set_weights"]
+
+
+def build(spec: Any, *, weights: Weights | None = None, **kwargs: Any) -> Any:
+    """The layer for ``spec`` of any kind: the registry's entry point."""
+    kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
+    return kind.build(spec, weights=weights, **kwargs)
+
+
+def get_weights(layer: Any) -> Weights:
+    """The layer's weights in the canonical layout of its kind."""
+    return (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).get_weights(layer)
+
+
+def set_weights(layer: Any, weights: Weights) -> None:
+    """Assign canonical ``weights`` to a layer of any kind."""
+    (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).set_weights(layer, weights)
+
+
+def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Weights]:
+    """Spec and canonical weights of a ``Conv2DTranspose`` (transposed), or of a ``Conv2D`` with ``scale=``
+    (and ``method=`` for a resize-convolution: see :func:`upsample.backends.keras.conv.from_native`)."""
+    return (conv if "scale" in kwargs else transposed).from_native(layer, **kwargs)

@@ -6,12 +6,13 @@ layer holds a real ``keras.layers.Conv2DTranspose`` named ``conv`` (kernel in Ke
 ``keras.layers.Conv2D`` named ``skip``, so ``layer.weights`` are ``[conv/kernel, conv/bias, skip/kernel]``
 as a Keras user expects. The weights are created in ``__init__`` (the spec fixes their shapes).
 Crops that Keras's ``padding="valid"`` + ``output_padding`` or a symmetric ``"same"`` express run
-through ``conv`` itself;
-any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the full output, then
-slices and pads, then adds the bias (padded rows get it too, DESIGN.md). A 1x1 input takes a
-matmul fast path. Internally everything runs channels-last (TensorFlow has no NCHW transposed
-convolution on CPU, not even for Keras's own layer); ``data_format="channels_first"`` transposes the
-input and output around it, and the weights are the same in both layouts.
+through ``conv`` itself; any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the
+full output, then slices and pads, then adds the bias (padded rows get it too: docs/conventions.md).
+A 1x1 input takes a matmul fast path, and on the JAX backend a larger input the phase formulation of
+:mod:`upsample.phase_split` (see :data:`PHASE_SPLIT_BACKENDS`). Internally everything runs
+channels-last (TensorFlow has no NCHW transposed convolution on CPU, not even for Keras's own layer);
+``data_format="channels_first"`` transposes the input and output around it, and the weights are the
+same in both layouts.
 
 Saved ``.keras`` models load back without ``custom_objects`` once this module is imported
 (``import upsample.backends.keras``, or any ``spec.build("keras")``): Keras itself only imports
@@ -25,14 +26,19 @@ from typing import Any
 import keras
 import numpy as np
 
-from upsample import geometry
+from upsample import geometry, limits, phase_split
 from upsample.checks import DeadPixelGuard, check_input
-from upsample.spec import Crops, UpsampleSpec
-from upsample.weights import Weights
+from upsample.spec import Crops, UpsampleSpec, require_spec
+from upsample.weights import Weights, checked
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
 
 DATA_FORMATS = ("channels_last", "channels_first")
+PHASE_SPLIT_BACKENDS = ("jax",)
+"""Keras backends whose inputs larger than 1x1 take :mod:`upsample.phase_split` (with ``fast_path``). Measured
+for DCGAN's k4 s2 stage (B16 256->128 8x8, ms, native / phase split): JAX forward 24 / 23, forward + backward
+1047 / 50 (XLA convolves a zero-dilated input); TensorFlow 22 / 31 and 43 / 162; torch 46 / 98 and 216 / 323
+(oneDNN's deconvolution wins there): ``docs/performance.md``."""
 
 
 @keras.saving.register_keras_serializable(package="upsample")
@@ -45,8 +51,9 @@ class Upsample(keras.layers.Layer):
             initialisation (seeded by ``keras.utils.set_random_seed``, like every Keras layer).
         data_format: ``"channels_last"`` (NHWC) or ``"channels_first"`` (NCHW); default
             ``keras.config.image_data_format()``.
-        fast_path: compute a 1x1 input as one matmul over the stored kernel (same parameters, same
-            result); ``False`` always uses the transposed convolution.
+        fast_path: compute a 1x1 input as one matmul over the stored kernel, and on the JAX backend a
+            larger input as one matmul and shifted adds (same parameters, same result); ``False`` always
+            uses the transposed convolution.
         **layer_kwargs: ``name``, ``dtype`` (a dtype policy such as ``"mixed_bfloat16"``), ``trainable``.
     """
 
@@ -60,8 +67,7 @@ class Upsample(keras.layers.Layer):
         **layer_kwargs: Any,
     ) -> None:
         super().__init__(**layer_kwargs)
-        if not isinstance(spec, UpsampleSpec):
-            raise TypeError(f"spec must be an UpsampleSpec, got {type(spec).__name__}")
+        limits.check_weights(require_spec(spec, UpsampleSpec))
         data_format = keras.config.image_data_format() if data_format is None else data_format
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS} or None, got {data_format!r}")
@@ -98,17 +104,22 @@ class Upsample(keras.layers.Layer):
         if weights is not None:
             set_weights(self, weights)
 
-    def _check(self, shape: tuple[int | None, ...], floating: bool = True, dtype: str = "") -> tuple[int, int]:
-        """``checks.check_input`` in this layer's layout; shape errors also name ``data_format``."""
+    def _check(
+        self, shape: tuple[int | None, ...], floating: bool = True, dtype: str = ""
+    ) -> tuple[int | None, int | None]:
+        """``checks.check_input`` in this layer's layout (spatial sizes may be unknown, as in
+        ``keras.Input((None, None, C))``); shape errors also name ``data_format``."""
         try:
-            return check_input(self.spec, shape, self._layout, floating, dtype)
+            return check_input(self.spec, shape, self._layout, floating, dtype, dynamic=True)
         except ValueError as error:
             hint = f"Upsample has data_format={self.data_format!r}: it reads {self._layout}"
             raise ValueError(f"{error} ({hint})") from None
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        """Exact output shape; the batch may be ``None``, the spatial size must be known."""
-        height, width = self.spec.output_size(self._check(tuple(input_shape)))
+        """Exact output shape; the batch and spatial sizes may be ``None`` (unknown stays unknown)."""
+        size = self._check(tuple(input_shape))
+        known = self.spec.output_size(tuple(1 if n is None else n for n in size))  # each axis on its own
+        height, width = (None if n is None else out for n, out in zip(size, known, strict=True))
         batch, channels = input_shape[0], self.spec.out_channels
         if self.data_format == "channels_first":
             return (batch, channels, height, width)
@@ -123,18 +134,21 @@ class Upsample(keras.layers.Layer):
             return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
         return self._forward(x, size)
 
-    def _forward(self, x: Any, size: tuple[int, int]) -> Any:
-        """The layer on NHWC ``x`` of spatial ``size``."""
+    def _forward(self, x: Any, size: tuple[int | None, int | None]) -> Any:
+        """The layer on NHWC ``x`` of spatial ``size`` (``None`` where known only at run time)."""
         trap = _torch_weight_grad_trap(x)
         if self.fast_path and size == (1, 1):
             y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
+        elif self.fast_path and keras.backend.backend() in PHASE_SPLIT_BACKENDS and None not in size:
+            kernel = keras.ops.transpose(self.conv.kernel, (0, 1, 3, 2))  # canonical (kh, kw, C_in, C_out)
+            y = self._with_bias(_crop(phase_split.full_output(keras.ops, x, kernel, self.spec.stride), self.spec.crops))
         elif self._native and not trap:
             y = self.conv(x)
         else:  # the full output (output_padding 0 with "valid"), then the spec's crops
             kernel = _torch_contiguous(self.conv.kernel) if trap else self.conv.kernel
             y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0, 0), "channels_last")
             y = self._with_bias(_crop(y, self.spec.crops))
-        return y + self._residual(x, y.shape) if self.spec.residual else y
+        return y + self._residual(x, y) if self.spec.residual else y
 
     def _matmul_1x1(self, x: Any) -> Any:
         """The full output of a 1x1 input: ``(B, C_in) @ kernel.T``.
@@ -144,7 +158,7 @@ class Upsample(keras.layers.Layer):
         kernel is the left operand and the output (``B*kh*kw*C_out`` values) is transposed, except on
         TensorFlow with a batch of at least ``C_in / 2``: there the kernel as a transposed right operand
         (which TensorFlow re-lays out, ``C_in*kh*kw*C_out`` values) measured faster, while on JAX and
-        torch the left-operand order was as fast or faster on every shape (issue 7, ``docs/performance.md``).
+        torch the left-operand order was as fast or faster on every shape (measured: ``docs/performance.md``).
         """
         spec = self.spec
         matrix = keras.ops.reshape(self.conv.kernel, (-1, spec.in_channels))
@@ -159,16 +173,18 @@ class Upsample(keras.layers.Layer):
     def _with_bias(self, y: Any) -> Any:
         return y if self.conv.bias is None else y + self.conv.bias
 
-    def _residual(self, x: Any, out_shape: tuple[int | None, ...]) -> Any:
-        """The skip (identity or projection, on the small input) gathered to the output size by nearest index.
+    def _residual(self, x: Any, y: Any) -> Any:
+        """The skip (identity or projection, on the small input) gathered to ``y``'s size by nearest index.
 
         An axis of length 1 is left to broadcasting, so a 1x1 input costs no gather.
         """
         skip = x if self.skip is None else self.skip(x)
         for axis in (1, 2):
-            out_length = out_shape[axis]
-            assert out_length is not None  # spatial sizes are static: check_input refuses unknown ones
-            indices = geometry.nearest_gather(skip.shape[axis], out_length)
+            in_length, out_length = skip.shape[axis], y.shape[axis]
+            if in_length is None or out_length is None:  # known at run time only: the same rule in ops
+                skip = keras.ops.take(skip, _nearest_indices(skip, y, axis), axis=axis)
+                continue
+            indices = geometry.nearest_gather(in_length, out_length)
             if indices is not None:
                 skip = keras.ops.take(skip, keras.ops.convert_to_tensor(indices, dtype="int32"), axis=axis)
         return skip
@@ -202,9 +218,21 @@ def _torch_contiguous(kernel: Any) -> Any:
     return torch.permute(torch.permute(keras.ops.convert_to_tensor(kernel), (3, 2, 0, 1)).contiguous(), (2, 3, 1, 0))
 
 
+def _nearest_indices(skip: Any, y: Any, axis: int) -> Any:
+    """``geometry.nearest_indices`` as ops, for sizes known only at run time: ``((2 d + 1) in) // (2 out)``."""
+    in_length, out_length = (keras.ops.cast(keras.ops.shape(t)[axis], "int32") for t in (skip, y))
+    destination = keras.ops.arange(out_length, dtype="int32")
+    return (2 * destination + 1) * in_length // (2 * out_length)
+
+
 def _crop(y: Any, crops: Crops) -> Any:
     """Slice positive crops off the spatial axes of NHWC ``y`` and zero-pad negative ones."""
-    (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[1 + a]) for a in (0, 1))
+    (rows, row_pad), (cols, col_pad) = (
+        geometry.slice_and_pad(crops[a], y.shape[1 + a])
+        if y.shape[1 + a] is not None
+        else geometry.slice_and_pad_unknown(crops[a])
+        for a in (0, 1)
+    )
     y = y[:, rows[0] : rows[1], cols[0] : cols[1], :]
     return keras.ops.pad(y, ((0, 0), row_pad, col_pad, (0, 0))) if any(row_pad + col_pad) else y
 
@@ -241,7 +269,7 @@ def get_weights(layer: Upsample) -> Weights:
 def set_weights(layer: Upsample, weights: Weights) -> None:
     """Assign canonical ``weights`` to the layer's variables (cast to each variable's dtype)."""
     layer = _require_layer(layer)
-    weights.check(layer.spec)
+    checked(weights, layer.spec)
     layer.conv.kernel.assign(np.asarray(weights.kernel).transpose(0, 1, 3, 2))
     if layer.conv.bias is not None:
         layer.conv.bias.assign(np.asarray(weights.bias))

@@ -4,7 +4,7 @@ The layer holds a real ``nn.ConvTranspose2d`` named ``conv`` (so ``state_dict``,
 ``torch.nn.init`` see the usual parameters) and, for ``residual="projection"``, a bias-free 1x1
 ``nn.Conv2d`` named ``skip``. Crops that torch's ``padding``/``output_padding`` express run natively;
 any other crop runs the same weights through ``conv_transpose2d`` on the full output, then slices and
-pads, then adds the bias (padded rows get it too, DESIGN.md). A 1x1 input takes a matmul fast path.
+pads, then adds the bias (padded rows get it too: docs/conventions.md). A 1x1 input takes a matmul fast path.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upsample import geometry
+from upsample import geometry, limits
 from upsample.checks import DeadPixelGuard, check_input
-from upsample.spec import Crops, UpsampleSpec
-from upsample.weights import Weights
+from upsample.spec import Crops, UpsampleSpec, require_spec
+from upsample.weights import Weights, checked
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
-
-# Frames between DeadPixelGuard's warn() and the user's `layer(x)`: guard, forward, _call_impl, _wrapped_call_impl.
-_WARN_STACKLEVEL = 5
 
 
 class Upsample(nn.Module):
@@ -37,7 +34,9 @@ class Upsample(nn.Module):
         device: passed to the parameters, as for any torch layer.
         dtype: passed to the parameters, as for any torch layer.
         fast_path: compute a 1x1 input as one matmul over the stored weight (same parameters, same
-            result); ``False`` always uses the transposed convolution.
+            result); ``False`` always uses the transposed convolution. While ``conv`` has forward hooks or
+            pre-hooks (e.g. legacy ``torch.nn.utils.spectral_norm``), 1x1 inputs go through ``conv`` too,
+            so the hooks run.
     """
 
     def __init__(
@@ -50,8 +49,7 @@ class Upsample(nn.Module):
         fast_path: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(spec, UpsampleSpec):
-            raise TypeError(f"spec must be an UpsampleSpec, got {type(spec).__name__}")
+        limits.check_weights(require_spec(spec, UpsampleSpec))
         self.spec = spec
         self.fast_path = bool(fast_path)
         splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in (0, 1)]
@@ -83,40 +81,57 @@ class Upsample(nn.Module):
         return f"crops={self.spec.crops}, residual={self.spec.residual!r}, fast_path={self.fast_path}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``."""
-        if not torch.compiler.is_compiling():  # Python-side checks; compiled graphs specialise on shapes anyway
-            size = check_input(self.spec, tuple(x.shape), "NCHW", x.is_floating_point(), str(x.dtype))
-            self._guard(size, stacklevel=_WARN_STACKLEVEL)
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``;
+        an unbatched ``(C_in, H, W)`` gives ``(C_out, H', W')``, as for ``nn.ConvTranspose2d``."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor(x)")
+        # Shape-only checks, also while torch.compile traces (they cost nothing in the compiled graph); there
+        # the spatial sizes may be symbolic, so the output size is left to torch and the warning to eager calls.
+        compiling = torch.compiler.is_compiling()
+        shape = (*x.shape[:-2], None, None) if compiling else tuple(x.shape)
+        size = check_input(self.spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
+        self._check_dtype(x)
+        if not compiling:
+            self._guard(size)
+        if x.dim() == 3:
+            return self._forward(x.unsqueeze(0)).squeeze(0)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        weight = self.conv.weight  # (C_in, C_out, kh, kw)
-        if self.fast_path and height == 1 and width == 1:
-            y = self._one_by_one(x.reshape(batch, weight.shape[0]))
-        elif self._native:
+        if self.fast_path and height == 1 and width == 1 and not _hooked(self.conv):
+            y = self._one_by_one(x.reshape(batch, self.spec.in_channels))
+        else:  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
             y = self.conv(x)
-        else:
-            conv = self.conv  # padding is always a pair here: it was built from ints, never a string
-            y = F.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)  # type: ignore[arg-type]
-            y = self._with_bias(_crop(y, self._rest))
+            if not self._native:
+                y = _crop(y, self._rest, self.conv.bias)
         return y + self._residual(x, (y.shape[2], y.shape[3])) if self.spec.residual else y
+
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        """torch refuses mixed dtypes (outside autocast) deep inside its kernels; say so first, naming the layer."""
+        dtype = self.conv.weight.dtype
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"x has dtype {x.dtype} but this Upsample's parameters are {dtype}; convert one of them "
+                f"(x.to({dtype}) or layer.to({x.dtype})), or run under torch.autocast"
+            )
 
     def _one_by_one(self, rows: torch.Tensor) -> torch.Tensor:
         """The layer on a 1x1 input ``rows (B, C_in)``: one matmul over the weight viewed as a
         ``(C_in, C_out*kh*kw)`` matrix (no copy), cropped, plus bias.
 
         Unless a negative crop adds rows that get the bias alone, the bias goes into the product
-        (``addmm``), which saves a pass over the output (issue 7).
+        (``addmm``), which saves a pass over the output.
         """
         weight, bias = self.conv.weight, self.conv.bias
         matrix = weight.reshape(weight.shape[0], -1)
         if bias is None or self._adds_rows:
             product = (rows @ matrix).view(rows.shape[0], *weight.shape[1:])
-            return self._with_bias(_crop(product, self.spec.crops))
+            y = _crop(product, self.spec.crops, None)
+            return y if bias is None else y + bias.view(-1, 1, 1)
         # the weight's columns run (C_out, kh, kw): each bias value repeats over the kh*kw taps
         product = torch.addmm(bias.repeat_interleave(weight.shape[2] * weight.shape[3]), rows, matrix)
-        return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops)
-
-    def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
-        return y if self.conv.bias is None else y + self.conv.bias.view(-1, 1, 1)
+        return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops, None)
 
     def _residual(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """The skip (identity or projection, on the small input) gathered to ``out_size`` by nearest index.
@@ -131,15 +146,34 @@ class Upsample(nn.Module):
         return skip
 
 
-def _crop(y: torch.Tensor, crops: Crops) -> torch.Tensor:
-    """Apply per-axis crops to NCHW ``y``: slice positive crops off, zero-pad negative ones."""
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run hooks (its own or global ones) that reading its weight skips:
+    legacy ``spectral_norm``/``weight_norm`` recompute the weight in a forward pre-hook."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(
+        module._forward_pre_hooks
+        or module._forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or torch_module._global_forward_hooks
+    )
+
+
+def _crop(y: torch.Tensor, crops: Crops, bias: torch.Tensor | None) -> torch.Tensor:
+    """Apply per-axis crops to NCHW ``y``: slice positive crops off, pad negative ones with rows that get
+    ``bias`` alone (``y`` carries the bias already when ``bias`` is given; zero rows otherwise)."""
     if crops == ((0, 0), (0, 0)):
         return y
     (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[2 + a]) for a in (0, 1))
     y = y[:, :, rows[0] : rows[1], cols[0] : cols[1]]
-    if any(row_pad + col_pad):
-        y = F.pad(y, (*col_pad, *row_pad))
-    return y
+    if not any(row_pad + col_pad):
+        return y
+    kept = y.shape[2:]
+    y = F.pad(y, (*col_pad, *row_pad))
+    if bias is None:
+        return y
+    added = F.pad(torch.zeros(kept, dtype=torch.bool, device=y.device), (*col_pad, *row_pad), value=True)
+    return torch.where(added, bias.view(-1, 1, 1).to(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
 
 
 def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) -> Upsample:
@@ -173,7 +207,7 @@ def get_weights(layer: Upsample) -> Weights:
 def set_weights(layer: Upsample, weights: Weights) -> None:
     """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
     layer = _require_layer(layer)
-    weights.check(layer.spec)
+    checked(weights, layer.spec)
     targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
     if layer.conv.bias is not None:
         targets.append((layer.conv.bias, np.asarray(weights.bias)))
@@ -187,11 +221,16 @@ def set_weights(layer: Upsample, weights: Weights) -> None:
 def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of an existing ``nn.ConvTranspose2d`` (e.g. from a user's model).
 
-    ``Upsample(*from_native(conv))``-style rebuilding gives the same outputs as ``conv``. Grouped,
-    dilated and non-zero-padded layers have no spec equivalent and are refused.
+    ``spec, weights = from_native(conv)`` then ``Upsample(spec, weights=weights)`` gives the same outputs
+    as ``conv``. Grouped, dilated and non-zero-padded layers have no spec equivalent and are refused.
     """
     if not isinstance(conv, nn.ConvTranspose2d):
         raise TypeError(f"conv must be a torch.nn.ConvTranspose2d, got {type(conv).__name__}")
+    if isinstance(conv.weight, nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"conv ({type(conv).__name__}) is not initialised yet: its in_channels are inferred on the first "
+            f"forward pass; run one before converting it"
+        )
     unsupported = {
         "groups": (conv.groups, 1),
         "dilation": (tuple(conv.dilation), (1, 1)),

@@ -1,5 +1,6 @@
-"""``upsample check``: build one spec in every installed backend from one set of weights, run it
-forward and backward, and compare every result with the NumPy reference.
+"""``upsample check``: build one spec in every installed backend from one set of weights, run it forward
+and backward, and compare every result with the NumPy reference. (Named ``crosscheck`` so that it is
+not confused with :mod:`upsample.checks`, the input checks every layer runs.)
 
 Keras runs once per installed Keras backend, each in its own subprocess (``KERAS_BACKEND`` must be
 set before Keras is imported). Every other backend runs in this process.
@@ -20,6 +21,7 @@ import numpy as np
 
 from upsample import reference
 from upsample.backends import missing_packages
+from upsample.messages import shown
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights, load_weights, save_weights
 
@@ -70,6 +72,17 @@ class Row:
     note: str = ""
 
 
+def select(names: str | None) -> tuple[Target, ...]:
+    """The targets a ``--backends`` value names (comma-separated labels; ``None``: all)."""
+    if names is None:
+        return TARGETS
+    labels = [t.label for t in TARGETS]
+    unknown = [name for name in names.split(",") if name not in labels]
+    if unknown:
+        raise ValueError(f"--backends must name some of {', '.join(labels)}; got unknown {shown(','.join(unknown))}")
+    return tuple(t for t in TARGETS if t.label in names.split(","))
+
+
 def installed(target: Target) -> bool:
     return not missing_packages(target.requires)
 
@@ -114,7 +127,7 @@ def run_keras_subprocess(target: Target, folder: str) -> Outcome:
     """Run the Keras runner in a fresh interpreter with ``KERAS_BACKEND`` set; data goes through files."""
     env = {**os.environ, "KERAS_BACKEND": str(target.keras_backend)}
     result_path = os.path.join(folder, f"result-{target.keras_backend}.npz")
-    command = [sys.executable, "-m", "upsample.check", folder, result_path]
+    command = [sys.executable, "-m", "upsample.crosscheck", folder, result_path]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -145,8 +158,9 @@ def check(
     *,
     seed: int = 0,
     progress: Callable[[str], None] = lambda message: None,
+    targets: tuple[Target, ...] = TARGETS,
 ) -> list[Row]:
-    """Every target's row for ``spec`` with ``weights`` on input ``x`` (NHWC float32)."""
+    """A row per target (default: all) for ``spec`` with ``weights`` on input ``x`` (NHWC float32)."""
     y = reference.forward(spec, weights, x)
     grad_y = np.random.default_rng(seed + 2).normal(size=y.shape).astype(np.float32)
     expected = (y, *reference.vjp(spec, weights, x, grad_y))
@@ -154,7 +168,7 @@ def check(
     with tempfile.TemporaryDirectory() as folder:
         save_weights(os.path.join(folder, "weights.safetensors"), spec, weights)
         np.savez(os.path.join(folder, "data.npz"), x=x, grad_y=grad_y)
-        for target in TARGETS:
+        for target in targets:
             if not installed(target):
                 rows.append(Row(target.label, "skipped", note=f'pip install "upsample[{target.extra}]"'))
                 continue

@@ -1,0 +1,328 @@
+"""What the ``upsample`` command reads: flag values, spec and weights files, and the sizes it refuses.
+
+Every problem becomes a :class:`UsageError`: one line that names the flag or file and shows at most a
+short prefix of the value (:func:`upsample.messages.shown`), so the command exits with code 2 and no
+traceback (issue 13, items 1, 2 and 4). Work the command itself would allocate is checked here before
+anything is allocated; the core checks its own (``upsample.limits``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from upsample import limits
+from upsample.messages import shown
+
+if TYPE_CHECKING:
+    from upsample.weights import Weights
+
+MAX_SPEC_FILE_BYTES = 1 << 24
+"""A spec file (or the ``plan``/``inspect --json`` output that stands for one) is at most 16 MiB."""
+MAX_MAP_PIXELS = 1 << 22
+"""Pixels of the coverage map ``inspect`` computes and prints (2048x2048)."""
+MAX_PICTURE_PIXELS = 1 << 20
+"""Pixels of the map ``inspect --png`` draws (1024x1024; matplotlib holds several float copies)."""
+MAX_CHECK_VALUES = 1 << 24
+"""Values in any one array ``check`` makes (weights, input, output): 64 MiB as float32."""
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit code 2."""
+
+
+# --- flag values (argparse types: their errors become "argument --flag: ...") ------------------
+
+
+def _int(text: str, minimum: int | None = None) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, got {shown(text)}") from None
+    if minimum is not None and number < minimum:
+        raise argparse.ArgumentTypeError(f"must be {'positive' if minimum == 1 else f'>= {minimum}'}, got {number}")
+    return number
+
+
+def integer(text: str) -> int:
+    """Any int (the spec checks its range and names its argument)."""
+    return _int(text)
+
+
+def positive_int(text: str) -> int:
+    return _int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _int(text, 0)
+
+
+def _pair(text: str, minimum: int | None) -> int | tuple[int, int]:
+    """``16`` or ``16x8`` / ``16,8``."""
+    parts = text.replace("x", ",").split(",")
+    expected = "an int or HxW" if minimum is None else "a positive int or HxW"
+    try:
+        numbers = [_int(part, minimum) for part in parts]
+    except argparse.ArgumentTypeError:
+        numbers = []
+    if len(numbers) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+    return numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
+
+
+def int_or_pair(text: str) -> int | tuple[int, int]:
+    """An int or HxW pair of any sign (the spec checks the range)."""
+    return _pair(text, None)
+
+
+def size_or_pair(text: str) -> int | tuple[int, int]:
+    """A positive int or HxW pair (a size, a kernel, a stride, a scale)."""
+    return _pair(text, 1)
+
+
+def padding(text: str) -> Any:
+    """``same``/``valid``, an int or HxW pair, or crops ``top,bottom,left,right``."""
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            t, b, left, r = (_int(part) for part in parts)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"crops must be four ints top,bottom,left,right, got {shown(text)}"
+            ) from None
+        return ((t, b), (left, r))
+    try:
+        return _pair(text, None)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected same, valid, P, PHxPW or crops top,bottom,left,right, got {shown(text)}"
+        ) from None
+
+
+def residual(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+# --- spec and weights files ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A spec read from a file, with the weights and the intended input size the file carries, if any."""
+
+    spec: Any
+    weights: Weights | None
+    input_size: tuple[int, int] | None
+    path: str
+
+
+def read_spec_file(path: str) -> Loaded:
+    """A spec JSON file (a bare spec, or ``{"spec": ..., "input_size": [h, w]}`` as ``plan --json``
+    writes; ``-`` reads standard input) or a ``.safetensors`` weights file."""
+    if os.path.isdir(path):
+        kind = "weights" if path.endswith(".safetensors") else "spec"
+        raise UsageError(f"{kind} file {shown(path)} is a directory, not a file")
+    if path.endswith(".safetensors"):
+        from upsample.weights import WeightsFileError, load_weights, saved_input_size
+
+        spec, weights = load_weights(path)
+        try:
+            size = saved_input_size(path)
+        except WeightsFileError:
+            raise
+        except ValueError:  # an int over Python's digit limit
+            raise UsageError(f"weights file {shown(path)} records an invalid input size") from None
+        return Loaded(spec, weights, size, path)
+    text = _read_text(path)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise UsageError(f"spec file {shown(path)} is nested too deeply to be a spec") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"spec file {shown(path)} is not valid JSON: {shown(str(error))[1:-1]}") from None
+    except ValueError:  # an int over Python's digit limit (CVE-2020-10735)
+        raise UsageError(
+            f"spec file {shown(path)} holds an integer of over {sys.get_int_max_str_digits():,} digits"
+        ) from None
+    return _loaded(data, path)
+
+
+def _read_text(path: str) -> str:
+    """The file's text, refusing (before reading it all) a file over the size limit and non-UTF-8 bytes."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_SPEC_FILE_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SPEC_FILE_BYTES + 1)
+    except OSError as error:
+        raise UsageError(f"cannot read spec file {shown(path)}: {error.strerror or error}") from None
+    if len(data) > MAX_SPEC_FILE_BYTES:
+        raise UsageError(f"spec file {shown(path)} is over the limit of {MAX_SPEC_FILE_BYTES:,} bytes for a spec file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"spec file {shown(path)} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+            f"expected spec JSON or a .safetensors weights file"
+        ) from None
+
+
+def _loaded(data: Any, path: str) -> Loaded:
+    from upsample.spec import load_spec
+
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"spec file {shown(path)} holds a JSON {type(data).__name__}; expected an object: a spec, or "
+            f'{{"spec": ..., "input_size": [h, w]}} as `upsample plan --json` writes'
+        )
+    wrapped = "spec" in data  # plan/inspect --json output: the other keys are derived and ignored
+    try:
+        spec = load_spec(data["spec"] if wrapped else data)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"spec file {shown(path)}: {error}") from None
+    size = data.get("input_size") if wrapped else None
+    return Loaded(spec, None, None if size is None else _recorded_size(size, path), path)
+
+
+def _recorded_size(value: Any, path: str) -> tuple[int, int]:
+    items = value if isinstance(value, list) and len(value) == 2 else [value, value]
+    if not all(type(item) is int and 0 < item <= limits.MAX_AXIS for item in items):
+        raise UsageError(
+            f"spec file {shown(path)} has input_size {shown(value)}; expected [h, w] of ints from 1 to "
+            f"{limits.MAX_AXIS:,}"
+        )
+    return (items[0], items[1])
+
+
+def refuse_overridden(args: argparse.Namespace, names: Sequence[str], path: str) -> None:
+    """A flag that a spec file would override is an error, not silently ignored (issue 14)."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) not in (None, False)]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} cannot be combined with the spec file {shown(path)}, which sets the whole spec; "
+            f"give the file or the flags"
+        )
+
+
+def input_size(flag: Any, loaded: Loaded | None) -> tuple[tuple[int, int], str]:
+    """The input size to use and where it came from: ``--input-size``, else the file's, else 1x1."""
+    if flag is not None:
+        return as_pair(flag), "--input-size"
+    if loaded is not None and loaded.input_size is not None:
+        return loaded.input_size, f"recorded in {shown(loaded.path)}"
+    return (1, 1), "default; give --input-size for another"
+
+
+# --- specs from flags ------------------------------------------------------------------------
+
+
+def _refuse_for_mode(args: argparse.Namespace, mode: str, names: Sequence[str]) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} does not apply to --mode {mode}")
+
+
+def planned_spec(args: argparse.Namespace) -> Any:
+    """The spec of ``--mode`` that maps ``--input-size`` to ``--size`` (``plan``, ``check``)."""
+    from upsample import plans
+
+    mode = args.mode or "transposed"
+    if mode != "resize":
+        _refuse_for_mode(args, mode, ["method"])
+    return plans.for_size(
+        mode,
+        args.channels,
+        args.size,
+        out_channels=args.out_channels,
+        input_size=1 if args.input_size is None else args.input_size,
+        kernel_size=args.kernel,
+        residual=args.residual,
+        method=args.method,
+    )
+
+
+def flag_spec(args: argparse.Namespace) -> Any:
+    """The spec ``inspect``'s flags describe."""
+    from upsample.spec import UpsampleSpec
+
+    mode = args.mode or "transposed"
+    if args.channels is None or (mode == "transposed" and args.kernel is None):
+        needed = "--channels and --kernel" if mode == "transposed" else "--channels"
+        raise UsageError(f"give a spec file (JSON or .safetensors) or at least {needed}")
+    if mode == "transposed":
+        _refuse_for_mode(args, mode, ["scale", "method"])
+        return UpsampleSpec(
+            args.channels,
+            args.out_channels,
+            kernel_size=args.kernel,
+            stride=1 if args.stride is None else args.stride,
+            padding=0 if args.padding is None else args.padding,
+            output_padding=args.output_padding,
+            residual=args.residual,
+            use_bias=not args.no_bias,
+        )
+    _refuse_for_mode(args, mode, ["stride", "padding", "output_padding"] + (["method"] if mode == "subpixel" else []))
+    from upsample.conv_specs import ResizeSpec, SubpixelSpec
+
+    common: dict[str, Any] = {"kernel_size": 3 if args.kernel is None else args.kernel, "residual": args.residual}
+    common |= {"scale": 2 if args.scale is None else args.scale, "use_bias": not args.no_bias}
+    if mode == "subpixel":
+        return SubpixelSpec(args.channels, args.out_channels, **common)
+    return ResizeSpec(args.channels, args.out_channels, method=args.method or "nearest", **common)
+
+
+# --- what the command would allocate -----------------------------------------------------------
+
+
+def refuse_big_map(spec: Any, size: tuple[int, int], limit: int, what: str) -> None:
+    """Refuse a coverage map (or picture of one) over ``limit`` pixels before computing it."""
+    height, width = spec.output_size(size)
+    if height * width > limit:
+        raise UsageError(
+            f"{what} would be {height}x{width} = {height * width:,} pixels for a {size[0]}x{size[1]} input, over "
+            f"the limit of {limit:,}; use a smaller --input-size, --kernel, --stride or --scale"
+        )
+
+
+def refuse_big_check(spec: Any, batch: int, size: tuple[int, int]) -> None:
+    """Refuse weights, input or output arrays over :data:`MAX_CHECK_VALUES` values before making any."""
+    out = spec.output_size(size)
+    full = spec.full_size(size) if hasattr(spec, "full_size") else out  # a transposed conv computes it all
+    channels = max(spec.in_channels, spec.out_channels, getattr(spec, "conv_channels", 0))
+    counts = {
+        "weights": (spec.num_params, "use fewer --channels or a smaller --size or --kernel"),
+        "input": (batch * size[0] * size[1] * spec.in_channels, "use a smaller --batch or --input-size"),
+        "output": (batch * max(out[0] * out[1], full[0] * full[1]) * channels, "use a smaller --batch or --size"),
+    }
+    for what, (count, hint) in counts.items():
+        if count > MAX_CHECK_VALUES:
+            raise UsageError(
+                f"the {what} would have {count:,} values ({count * 4 / 2**20:,.0f} MiB as float32), over check's "
+                f"limit of {MAX_CHECK_VALUES:,}; {hint}"
+            )
+
+
+def writable_path(path: str, flag: str, suffixes: Sequence[str]) -> str:
+    """Refuse an output path that cannot be a picture file, before the work that fills it (matplotlib
+    would pick the format from the suffix, or append ``.png`` to a name without one)."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {shown(path)} is a directory; give a file name such as picture{suffixes[0]}")
+    if not path.lower().endswith(tuple(suffixes)):
+        raise UsageError(f"{flag} {shown(path)} must end in {' or '.join(suffixes)}")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        why = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise UsageError(f"{flag} {shown(path)}: the folder {shown(parent)} {why}")
+    return path

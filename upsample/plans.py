@@ -1,0 +1,58 @@
+"""A spec of any kind that maps an input size to an output size: what ``upsample plan``, ``check`` and
+``bench`` build from ``--mode`` and a size (issue 15). The transposed kind is
+:meth:`UpsampleSpec.for_size`; the sub-pixel and resize kinds scale by ``size / input_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from upsample.messages import shown
+from upsample.spec import IntOrPair, Residual, UpsampleSpec, _pair
+
+MODES = ("transposed", "subpixel", "resize")
+"""Spec kinds by their ``kind`` name: ``UpsampleSpec``, ``SubpixelSpec``, ``ResizeSpec``."""
+
+
+def for_size(
+    mode: str,
+    in_channels: int,
+    size: IntOrPair,
+    *,
+    out_channels: int | None = None,
+    input_size: IntOrPair = 1,
+    kernel_size: IntOrPair | None = None,
+    residual: Residual | None = None,
+    method: str | None = None,
+) -> Any:
+    """The ``mode`` spec from ``input_size`` to ``size``; ``method`` is the resize kind's only.
+
+    Sub-pixel and resize default to kernel 3, but 1 along an axis of a 1-pixel input: there a "same"
+    convolution reads only its centre tap, so larger kernels add parameters that never learn.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {shown(mode)}")
+    if method is not None and mode != "resize":
+        raise ValueError(f"method applies to the resize mode only, not {shown(mode)}")
+    if mode == "transposed":
+        return UpsampleSpec.for_size(
+            in_channels,
+            size,
+            out_channels=out_channels,
+            input_size=input_size,
+            kernel_size=kernel_size,
+            residual=residual,
+        )
+    from upsample.conv_specs import ResizeSpec, SubpixelSpec
+
+    target, source = _pair("size", size, 1), _pair("input_size", input_size, 1)
+    for axis, t, s in zip(("height", "width"), target, source, strict=True):
+        if t % s:
+            raise ValueError(f"size {t} is not a multiple of input_size {s} along {axis}: {mode} scales by an int")
+    scale = (target[0] // source[0], target[1] // source[1])
+    kernel = kernel_size if kernel_size is not None else tuple(1 if s == 1 else 3 for s in source)
+    if mode == "subpixel":
+        return SubpixelSpec(in_channels, out_channels, scale=scale, kernel_size=kernel, residual=residual)
+    return ResizeSpec(
+        in_channels, out_channels, scale=scale, method=method or "nearest", kernel_size=kernel, residual=residual
+    )

@@ -7,7 +7,13 @@ import os
 
 from hypothesis import settings
 
-PER_KERAS_BACKEND = ["test_keras.py", "test_equivalence.py", "test_porting.py", "test_kinds_keras.py"]
+PER_KERAS_BACKEND = [
+    "test_keras.py",
+    "test_equivalence.py",
+    "test_porting.py",
+    "test_kinds_keras.py",
+    "test_precision_keras.py",
+]
 
 collect_ignore = [] if os.environ.get("UPSAMPLE_KERAS_CHILD") == "1" else PER_KERAS_BACKEND
 

@@ -29,8 +29,7 @@ from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
 
 from upsample import geometry, limits
-from upsample.backends.flax.transposed import _nearest
-from upsample.checks import check_input
+from upsample.backends.flax import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.messages import shown
 from upsample.spec import require_spec
@@ -70,22 +69,20 @@ def _forward(
     fast_path: bool,
 ) -> Array:
     """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)``."""
-    size = check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype))
-    if isinstance(spec, SubpixelSpec):
+
+    def kind(x: Array, size: tuple[int, int]) -> Array:
+        if isinstance(spec, ResizeSpec):
+            return conv(_resize(x, spec))
         if fast_path and size == (1, 1):
             (top, _), (left, _) = spec.padding
-            rows, kernel, bias = promote_dtype(x.reshape(x.shape[0], -1), *stored(), dtype=dtype)
+            rows, kernel, bias = promote_dtype(x.reshape(x.shape[0], x.shape[-1]), *stored(), dtype=dtype)
             z = rows @ kernel[top, left]
             z = (z if bias is None else z + bias).reshape(x.shape[0], 1, 1, -1)
         else:
             z = conv(x)
-        y = _shuffle(z, spec)
-    else:
-        y = conv(_resize(x, spec))
-    if spec.residual is None:
-        return y
-    source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
-    return y + _nearest(source, y.shape[1:3])
+        return _shuffle(z, spec)
+
+    return common.run(spec, x, kind, project, dtype)
 
 
 # --- linen --------------------------------------------------------------------------------------

@@ -48,18 +48,13 @@ from flax.linen.linear import canonicalize_padding
 from jax import lax
 
 from upsample import geometry, limits, phase_split
-from upsample.checks import DeadPixelGuard, check_input
+from upsample.backends.flax import common
 from upsample.spec import UpsampleSpec, require_spec
 from upsample.weights import Weights, checked, init_weights
 
 Array = Any
 Dtype = Any
 Tree = dict[str, dict[str, Any]]
-
-_GUARDS: dict[UpsampleSpec, DeadPixelGuard] = {}
-"""One dead-pixel guard per spec: linen modules are re-created on every apply, so "warn once" is per
-spec and input size for the process (NNX shares the rule so both APIs warn alike)."""
-
 
 Crops = tuple[tuple[int, int], tuple[int, int]]
 
@@ -75,16 +70,6 @@ def _lax_pads(spec: UpsampleSpec) -> Crops:
 def _rest(spec: UpsampleSpec) -> Crops:
     """What is left of the crops after ``ConvTranspose`` applied :func:`_lax_pads`."""
     return tuple(geometry.split_for_lax(spec.crops[a], spec.kernel_size[a]).rest for a in (0, 1))  # type: ignore[return-value]
-
-
-def _input_size(spec: UpsampleSpec, x: Array) -> tuple[int, int]:
-    """``check_input`` on the static shape (runs once per trace under jit), then the dead-pixel guard."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"x must be an array, got {type(x).__name__}")
-    floating = jnp.issubdtype(x.dtype, jnp.floating)
-    size = check_input(spec, x.shape, "NHWC", floating, str(x.dtype), unbatched=True)
-    _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size)
-    return size  # type: ignore[return-value]
 
 
 def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
@@ -141,15 +126,6 @@ def _by_phases(x: Array, kernel: Array, bias: Array | None, spec: UpsampleSpec, 
     return y if bias is None else y + bias
 
 
-def _nearest(source: Array, size: tuple[int, int]) -> Array:
-    """``source`` gathered to ``size`` by ``geometry.nearest_gather`` (length-1 axes broadcast)."""
-    for axis, length in zip((1, 2), size, strict=True):
-        indices = geometry.nearest_gather(source.shape[axis], length)
-        if indices is not None:
-            source = jnp.take(source, np.asarray(indices), axis=axis)
-    return source
-
-
 def _forward(
     spec: UpsampleSpec,
     x: Array,
@@ -160,22 +136,16 @@ def _forward(
     dtype: Dtype | None,
     fast_path: bool,
 ) -> Array:
-    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran).
-    An unbatched ``(H, W, C)`` input gives an unbatched output, as Flax's own layers do."""
-    size = _input_size(spec, x)
-    if x.ndim == 3:
-        return _forward(spec, x[None], conv=conv, stored=stored, project=project, dtype=dtype, fast_path=fast_path)[0]
-    if fast_path and size == (1, 1):
-        y = _one_by_one(x, *stored(), spec.crops, dtype)
-    elif fast_path:
-        y = _by_phases(x, *stored(), spec, dtype)
-    else:
-        y = conv(x)
-        y = _crop(y, _rest(spec), stored()[1])
-    if spec.residual is None:
-        return y
-    source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
-    return y + _nearest(source, y.shape[1:3])
+    """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran)."""
+
+    def transposed(x: Array, size: tuple[int, int]) -> Array:
+        if fast_path and size == (1, 1):
+            return _one_by_one(x, *stored(), spec.crops, dtype)
+        if fast_path:
+            return _by_phases(x, *stored(), spec, dtype)
+        return _crop(conv(x), _rest(spec), stored()[1])
+
+    return common.run(spec, x, transposed, project, dtype)
 
 
 # --- linen --------------------------------------------------------------------------------------

@@ -24,9 +24,7 @@ import keras
 import numpy as np
 
 from upsample import geometry, limits
-from upsample.backends.keras.transposed import DATA_FORMATS, _numpy
-from upsample.backends.keras.transposed import Upsample as _Transposed
-from upsample.checks import check_input
+from upsample.backends.keras import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import load_spec, require_spec
 from upsample.weights import Weights
@@ -71,37 +69,35 @@ class _ConvKind(keras.layers.Layer):
     ) -> None:
         super().__init__(**layer_kwargs)
         limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, Subpixel) else ResizeSpec))
-        data_format = keras.config.image_data_format() if data_format is None else data_format
-        if data_format not in DATA_FORMATS:
-            raise ValueError(f"data_format must be one of {DATA_FORMATS} or None, got {data_format!r}")
+        data_format = common.data_format(data_format)
         self.spec = spec
         self.data_format = data_format
         self.fast_path = bool(fast_path)
-        self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
-        common: dict[str, Any] = {"dtype": self.dtype_policy}
+        self._layout = common.layout(data_format)
+        shared: dict[str, Any] = {"dtype": self.dtype_policy, "data_format": data_format}
         if weights is not None:  # skip drawing random values that are overwritten at once
-            common["kernel_initializer"] = "zeros"
+            shared["kernel_initializer"] = "zeros"
         self.conv = keras.layers.Conv2D(
             spec.conv_channels,
             spec.kernel_size,
             padding="same",
-            data_format=data_format,
             use_bias=spec.use_bias,
             name="conv",
-            **common,
+            **shared,
         )
+        # a 1x1 kernel (1, 1, C_in, C_out) in either data format
         self.skip = (
-            keras.layers.Conv2D(
-                spec.out_channels, 1, use_bias=False, name="skip", data_format="channels_last", **common
-            )
+            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **shared)
             if spec.residual == "projection"
             else None
         )
-        channels_shape = (None, None, None, spec.in_channels)
+        input_shape: tuple[int | None, ...] = (None, None, None, spec.in_channels)
+        if data_format == "channels_first":
+            input_shape = (None, spec.in_channels, None, None)
         with keras.name_scope(self.name):
-            self.conv.build(channels_shape if data_format == "channels_last" else (None, spec.in_channels, None, None))
-            if self.skip is not None:
-                self.skip.build(channels_shape)
+            for sublayer in (self.conv, self.skip):
+                if sublayer is not None:
+                    sublayer.build(input_shape)
         self.built = True
         if weights is not None:
             set_weights(self, weights)
@@ -111,32 +107,16 @@ class _ConvKind(keras.layers.Layer):
         """Canonical -> native conv output channels (``None``: the native order is canonical)."""
         return None
 
-    def _check(self, shape: tuple[int | None, ...], floating: bool = True, dtype: str = "") -> tuple[int, int]:
-        try:
-            height, width = check_input(self.spec, shape, self._layout, floating, dtype)
-            assert height is not None and width is not None  # static sizes: check_input refuses others
-            return height, width
-        except ValueError as error:
-            hint = f"{type(self).__name__} has data_format={self.data_format!r}: it reads {self._layout}"
-            raise ValueError(f"{error} ({hint})") from None
-
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        height, width = self.spec.output_size(self._check(tuple(input_shape)))
-        if self.data_format == "channels_first":
-            return (input_shape[0], self.spec.out_channels, height, width)
-        return (input_shape[0], height, width, self.spec.out_channels)
+        """Exact output shape; the batch and spatial sizes may be ``None`` (unknown stays unknown)."""
+        return common.output_shape(self, input_shape)
 
     def call(self, x: Any) -> Any:
-        dtype = keras.backend.standardize_dtype(x.dtype)
-        size = self._check(tuple(x.shape), keras.backend.is_float_dtype(dtype), dtype)
+        size = common.checked_size(self, x)
         y = self._upsample(x, size)
         if self.spec.residual is None:
             return y
-        if self.data_format == "channels_last":
-            return y + _Transposed._residual(self, x, y)
-        # the transposed layer's residual reads NHWC (x, and y for its size): see /tmp/team/15-requests.md
-        nhwc = (keras.ops.transpose(x, (0, 2, 3, 1)), keras.ops.transpose(y, (0, 2, 3, 1)))
-        return y + keras.ops.transpose(_Transposed._residual(self, *nhwc), (0, 3, 1, 2))
+        return y + common.residual(x, self.skip, y, (1, 2) if self._layout == "NHWC" else (2, 3))
 
     def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
         raise NotImplementedError
@@ -232,13 +212,13 @@ def _require_layer(layer: Any) -> Layer:
 def get_weights(layer: Layer) -> Weights:
     """The layer's weights in the canonical layout (kernel HWIO ``(kh, kw, C_in, C_conv)`` in CRD order)."""
     layer = _require_layer(layer)
-    kernel = _numpy(layer.conv.kernel)
-    bias = None if layer.conv.bias is None else _numpy(layer.conv.bias)
+    kernel = common.to_numpy(layer.conv.kernel)
+    bias = None if layer.conv.bias is None else common.to_numpy(layer.conv.bias)
     permutation = layer.permutation
     if permutation is not None:
         inverse = list(geometry.inverse_permutation(permutation))
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
-    return Weights(kernel, bias, None if layer.skip is None else _numpy(layer.skip.kernel)[0, 0])
+    return Weights(kernel, bias, None if layer.skip is None else common.to_numpy(layer.skip.kernel)[0, 0])
 
 
 def set_weights(layer: Layer, weights: Weights) -> None:
@@ -280,8 +260,8 @@ def from_native(
     for name, (value, needed) in refused.items():
         if value != needed:
             raise ValueError(f"conv.{name} must be {needed!r} to convert to a spec, got {value!r}")
-    kernel = _numpy(conv.kernel)
-    bias = _numpy(conv.bias) if conv.use_bias else None
+    kernel = common.to_numpy(conv.kernel)
+    bias = common.to_numpy(conv.bias) if conv.use_bias else None
     kernel_size = (int(kernel.shape[0]), int(kernel.shape[1]))
     spec: Spec
     if method is None:

@@ -27,13 +27,12 @@ import keras
 import numpy as np
 
 from upsample import geometry, limits, phase_split
-from upsample.checks import DeadPixelGuard, check_input
+from upsample.backends.keras import common
 from upsample.spec import Crops, UpsampleSpec, require_spec
 from upsample.weights import Weights, checked
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
 
-DATA_FORMATS = ("channels_last", "channels_first")
 PHASE_SPLIT_BACKENDS = ("jax",)
 """Keras backends whose inputs larger than 1x1 take :mod:`upsample.phase_split` (with ``fast_path``). Measured
 for DCGAN's k4 s2 stage (B16 256->128 8x8, ms, native / phase split): JAX forward 24 / 23, forward + backward
@@ -68,18 +67,15 @@ class Upsample(keras.layers.Layer):
     ) -> None:
         super().__init__(**layer_kwargs)
         limits.check_weights(require_spec(spec, UpsampleSpec))
-        data_format = keras.config.image_data_format() if data_format is None else data_format
-        if data_format not in DATA_FORMATS:
-            raise ValueError(f"data_format must be one of {DATA_FORMATS} or None, got {data_format!r}")
+        data_format = common.data_format(data_format)
         self.spec = spec
         self.data_format = data_format
         self.fast_path = bool(fast_path)
-        self._layout = "NHWC" if data_format == "channels_last" else "NCHW"
         args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
         self._native = args.rest == ((0, 0), (0, 0))
-        common: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
+        shared: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
-            common["kernel_initializer"] = "zeros"
+            shared["kernel_initializer"] = "zeros"
         self.conv = keras.layers.Conv2DTranspose(
             spec.out_channels,
             spec.kernel_size,
@@ -88,10 +84,10 @@ class Upsample(keras.layers.Layer):
             output_padding=args.output_padding,
             use_bias=spec.use_bias,
             name="conv",
-            **common,
+            **shared,
         )
         self.skip = (
-            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **common)
+            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **shared)
             if spec.residual == "projection"
             else None
         )
@@ -100,36 +96,16 @@ class Upsample(keras.layers.Layer):
                 if sublayer is not None:
                     sublayer.build((None, None, None, spec.in_channels))
         self.built = True
-        self._guard = DeadPixelGuard(spec)
         if weights is not None:
             set_weights(self, weights)
 
-    def _check(
-        self, shape: tuple[int | None, ...], floating: bool = True, dtype: str = ""
-    ) -> tuple[int | None, int | None]:
-        """``checks.check_input`` in this layer's layout (spatial sizes may be unknown, as in
-        ``keras.Input((None, None, C))``); shape errors also name ``data_format``."""
-        try:
-            return check_input(self.spec, shape, self._layout, floating, dtype, dynamic=True)
-        except ValueError as error:
-            hint = f"Upsample has data_format={self.data_format!r}: it reads {self._layout}"
-            raise ValueError(f"{error} ({hint})") from None
-
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         """Exact output shape; the batch and spatial sizes may be ``None`` (unknown stays unknown)."""
-        size = self._check(tuple(input_shape))
-        known = self.spec.output_size(tuple(1 if n is None else n for n in size))  # each axis on its own
-        height, width = (None if n is None else out for n, out in zip(size, known, strict=True))
-        batch, channels = input_shape[0], self.spec.out_channels
-        if self.data_format == "channels_first":
-            return (batch, channels, height, width)
-        return (batch, height, width, channels)
+        return common.output_shape(self, input_shape)
 
     def call(self, x: Any) -> Any:
         """``x`` in ``data_format`` layout -> output of size ``spec.output_size((H, W))``."""
-        dtype = keras.backend.standardize_dtype(x.dtype)
-        size = self._check(tuple(x.shape), keras.backend.is_float_dtype(dtype), dtype)
-        self._guard(size)
+        size = common.checked_size(self, x)
         if self.data_format == "channels_first":
             return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
         return self._forward(x, size)
@@ -148,7 +124,7 @@ class Upsample(keras.layers.Layer):
             kernel = _torch_contiguous(self.conv.kernel) if trap else self.conv.kernel
             y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0, 0), "channels_last")
             y = self._with_bias(_crop(y, self.spec.crops))
-        return y + self._residual(x, y) if self.spec.residual else y
+        return y + common.residual(x, self.skip, y) if self.spec.residual else y
 
     def _matmul_1x1(self, x: Any) -> Any:
         """The full output of a 1x1 input: ``(B, C_in) @ kernel.T``.
@@ -172,22 +148,6 @@ class Upsample(keras.layers.Layer):
 
     def _with_bias(self, y: Any) -> Any:
         return y if self.conv.bias is None else y + self.conv.bias
-
-    def _residual(self, x: Any, y: Any) -> Any:
-        """The skip (identity or projection, on the small input) gathered to ``y``'s size by nearest index.
-
-        An axis of length 1 is left to broadcasting, so a 1x1 input costs no gather.
-        """
-        skip = x if self.skip is None else self.skip(x)
-        for axis in (1, 2):
-            in_length, out_length = skip.shape[axis], y.shape[axis]
-            if in_length is None or out_length is None:  # known at run time only: the same rule in ops
-                skip = keras.ops.take(skip, _nearest_indices(skip, y, axis), axis=axis)
-                continue
-            indices = geometry.nearest_gather(in_length, out_length)
-            if indices is not None:
-                skip = keras.ops.take(skip, keras.ops.convert_to_tensor(indices, dtype="int32"), axis=axis)
-        return skip
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -218,13 +178,6 @@ def _torch_contiguous(kernel: Any) -> Any:
     return torch.permute(torch.permute(keras.ops.convert_to_tensor(kernel), (3, 2, 0, 1)).contiguous(), (2, 3, 1, 0))
 
 
-def _nearest_indices(skip: Any, y: Any, axis: int) -> Any:
-    """``geometry.nearest_indices`` as ops, for sizes known only at run time: ``((2 d + 1) in) // (2 out)``."""
-    in_length, out_length = (keras.ops.cast(keras.ops.shape(t)[axis], "int32") for t in (skip, y))
-    destination = keras.ops.arange(out_length, dtype="int32")
-    return (2 * destination + 1) * in_length // (2 * out_length)
-
-
 def _crop(y: Any, crops: Crops) -> Any:
     """Slice positive crops off the spatial axes of NHWC ``y`` and zero-pad negative ones."""
     (rows, row_pad), (cols, col_pad) = (
@@ -242,12 +195,6 @@ def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) 
     return Upsample(spec, weights=weights, **kwargs)
 
 
-def _numpy(variable: Any) -> np.ndarray:
-    """A NumPy copy of a variable (bfloat16, which NumPy lacks, becomes float32)."""
-    array = np.array(keras.ops.convert_to_numpy(variable))
-    return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
-
-
 def _require_layer(layer: Any) -> Upsample:
     if not isinstance(layer, Upsample):
         raise TypeError(f"layer must be an upsample.backends.keras.Upsample, got {type(layer).__name__}")
@@ -256,14 +203,14 @@ def _require_layer(layer: Any) -> Upsample:
 
 def _canonical(conv: keras.layers.Conv2DTranspose) -> tuple[np.ndarray, np.ndarray | None]:
     """Kernel ``(kh, kw, C_out, C_in)`` -> canonical ``(kh, kw, C_in, C_out)``, and the bias."""
-    return _numpy(conv.kernel).transpose(0, 1, 3, 2), None if conv.bias is None else _numpy(conv.bias)
+    return common.to_numpy(conv.kernel).transpose(0, 1, 3, 2), None if conv.bias is None else common.to_numpy(conv.bias)
 
 
 def get_weights(layer: Upsample) -> Weights:
     """The layer's weights in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
     layer = _require_layer(layer)
     kernel, bias = _canonical(layer.conv)
-    return Weights(kernel, bias, None if layer.skip is None else _numpy(layer.skip.kernel)[0, 0])
+    return Weights(kernel, bias, None if layer.skip is None else common.to_numpy(layer.skip.kernel)[0, 0])
 
 
 def set_weights(layer: Upsample, weights: Weights) -> None:

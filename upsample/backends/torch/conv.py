@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from upsample import limits
-from upsample.backends.torch.transposed import Upsample as _Transposed
-from upsample.backends.torch.transposed import _numpy
-from upsample.checks import check_input
+from upsample.backends.torch import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import require_spec
 from upsample.weights import Weights
@@ -70,13 +67,8 @@ class _ConvKind(nn.Module):
         return f"spec={self.spec}, fast_path={self.fast_path}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H * r_h, W * r_w)``."""
-        if not torch.compiler.is_compiling():
-            check_input(self.spec, tuple(x.shape), "NCHW", x.is_floating_point(), str(x.dtype))
-        y = self._upsample(x)
-        if self.spec.residual is None:
-            return y
-        return y + _Transposed._residual(self, x, (y.shape[2], y.shape[3]))  # type: ignore[arg-type]
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H * r_h, W * r_w)``; an unbatched ``(C_in, H, W)`` too."""
+        return common.run(self, x, self._upsample)
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -96,7 +88,7 @@ class Subpixel(_ConvKind):
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        if self.fast_path and height == 1 and width == 1:
+        if self.fast_path and height == 1 and width == 1 and not common.hooked(self.conv):
             (top, _), (left, _) = self.spec.padding
             z = F.linear(x.reshape(batch, -1), self.conv.weight[:, :, top, left], self.conv.bias)
             z = z.view(batch, -1, 1, 1)
@@ -148,27 +140,12 @@ def _require_layer(layer: Any) -> Layer:
 
 def get_weights(layer: Layer) -> Weights:
     """The layer's parameters, canonical: HWIO kernel ``(kh, kw, C_in, C_conv)``, skip ``(C_in, C_out)``."""
-    layer = _require_layer(layer)
-    conv = layer.conv
-    return Weights(
-        kernel=_numpy(conv.weight).transpose(2, 3, 1, 0),
-        bias=None if conv.bias is None else _numpy(conv.bias),
-        skip=None if layer.skip is None else _numpy(layer.skip.weight)[:, :, 0, 0].T,
-    )
+    return common.read_weights(_require_layer(layer), (2, 3, 1, 0))
 
 
 def set_weights(layer: Layer, weights: Weights) -> None:
     """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
-    layer = _require_layer(layer)
-    weights.check(layer.spec)  # type: ignore[arg-type]
-    targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(3, 2, 0, 1))]
-    if layer.conv.bias is not None:
-        targets.append((layer.conv.bias, np.asarray(weights.bias)))
-    if layer.skip is not None:
-        targets.append((layer.skip.weight, np.asarray(weights.skip).T[:, :, None, None]))
-    with torch.no_grad():
-        for parameter, value in targets:
-            parameter.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    common.write_weights(_require_layer(layer), weights, (2, 3, 1, 0))
 
 
 def _same_conv(conv: Any) -> tuple[nn.Conv2d, tuple[int, int]]:
@@ -230,6 +207,7 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
             f"({type(first).__name__}, {type(second).__name__})"
         )
     weights = Weights(
-        kernel=_numpy(conv.weight).transpose(2, 3, 1, 0), bias=None if conv.bias is None else _numpy(conv.bias)
+        kernel=common.to_numpy(conv.weight).transpose(2, 3, 1, 0),
+        bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights.check(spec)  # type: ignore[arg-type]

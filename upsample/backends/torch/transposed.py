@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from upsample import geometry, limits
-from upsample.checks import DeadPixelGuard, check_input
+from upsample.backends.torch import common
 from upsample.spec import Crops, UpsampleSpec, require_spec
-from upsample.weights import Weights, checked
+from upsample.weights import Weights
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
 
@@ -73,7 +72,6 @@ class Upsample(nn.Module):
             if spec.residual == "projection"
             else None
         )
-        self._guard = DeadPixelGuard(spec)
         if weights is not None:
             set_weights(self, weights)
 
@@ -83,38 +81,14 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``;
         an unbatched ``(C_in, H, W)`` gives ``(C_out, H', W')``, as for ``nn.ConvTranspose2d``."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor(x)")
-        # Shape-only checks, also while torch.compile traces (they cost nothing in the compiled graph); there
-        # the spatial sizes may be symbolic, so the output size is left to torch and the warning to eager calls.
-        compiling = torch.compiler.is_compiling()
-        shape = (*x.shape[:-2], None, None) if compiling else tuple(x.shape)
-        size = check_input(self.spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
-        self._check_dtype(x)
-        if not compiling:
-            self._guard(size)
-        if x.dim() == 3:
-            return self._forward(x.unsqueeze(0)).squeeze(0)
-        return self._forward(x)
+        return common.run(self, x, self._transposed)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        if self.fast_path and height == 1 and width == 1 and not _hooked(self.conv):
-            y = self._one_by_one(x.reshape(batch, self.spec.in_channels))
-        else:  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
-            y = self.conv(x)
-            if not self._native:
-                y = _crop(y, self._rest, self.conv.bias)
-        return y + self._residual(x, (y.shape[2], y.shape[3])) if self.spec.residual else y
-
-    def _check_dtype(self, x: torch.Tensor) -> None:
-        """torch refuses mixed dtypes (outside autocast) deep inside its kernels; say so first, naming the layer."""
-        dtype = self.conv.weight.dtype
-        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(
-                f"x has dtype {x.dtype} but this Upsample's parameters are {dtype}; convert one of them "
-                f"(x.to({dtype}) or layer.to({x.dtype})), or run under torch.autocast"
-            )
+        if self.fast_path and height == 1 and width == 1 and not common.hooked(self.conv):
+            return self._one_by_one(x.reshape(batch, self.spec.in_channels))
+        y = self.conv(x)  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
+        return y if self._native else _crop(y, self._rest, self.conv.bias)
 
     def _one_by_one(self, rows: torch.Tensor) -> torch.Tensor:
         """The layer on a 1x1 input ``rows (B, C_in)``: one matmul over the weight viewed as a
@@ -128,35 +102,10 @@ class Upsample(nn.Module):
         if bias is None or self._adds_rows:
             product = (rows @ matrix).view(rows.shape[0], *weight.shape[1:])
             y = _crop(product, self.spec.crops, None)
-            return y if bias is None else y + bias.view(-1, 1, 1)
+            return y if bias is None else y + bias.to(y.dtype).view(-1, 1, 1)  # autocast: keep the low dtype
         # the weight's columns run (C_out, kh, kw): each bias value repeats over the kh*kw taps
         product = torch.addmm(bias.repeat_interleave(weight.shape[2] * weight.shape[3]), rows, matrix)
         return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops, None)
-
-    def _residual(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-        """The skip (identity or projection, on the small input) gathered to ``out_size`` by nearest index.
-
-        An axis of length 1 is left to broadcasting, so a 1x1 input costs no gather.
-        """
-        skip = x if self.skip is None else self.skip(x)
-        for axis, out_length in zip((2, 3), out_size, strict=True):
-            indices = geometry.nearest_gather(skip.shape[axis], out_length)
-            if indices is not None:
-                skip = skip.index_select(axis, torch.tensor(indices, device=skip.device))
-        return skip
-
-
-def _hooked(module: nn.Module) -> bool:
-    """Whether calling ``module`` would run hooks (its own or global ones) that reading its weight skips:
-    legacy ``spectral_norm``/``weight_norm`` recompute the weight in a forward pre-hook."""
-    from torch.nn.modules import module as torch_module
-
-    return bool(
-        module._forward_pre_hooks
-        or module._forward_hooks
-        or torch_module._global_forward_pre_hooks
-        or torch_module._global_forward_hooks
-    )
 
 
 def _crop(y: torch.Tensor, crops: Crops, bias: torch.Tensor | None) -> torch.Tensor:
@@ -181,12 +130,6 @@ def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) 
     return Upsample(spec, weights=weights, **kwargs)
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A detached CPU copy as NumPy (bfloat16, which NumPy lacks, becomes float32)."""
-    tensor = tensor.detach().cpu()
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy().copy()
-
-
 def _require_layer(layer: Any) -> Upsample:
     if not isinstance(layer, Upsample):
         raise TypeError(f"layer must be an upsample.backends.torch.Upsample, got {type(layer).__name__}")
@@ -195,27 +138,12 @@ def _require_layer(layer: Any) -> Upsample:
 
 def get_weights(layer: Upsample) -> Weights:
     """The layer's parameters in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
-    layer = _require_layer(layer)
-    conv = layer.conv
-    return Weights(
-        kernel=_numpy(conv.weight).transpose(2, 3, 0, 1),
-        bias=None if conv.bias is None else _numpy(conv.bias),
-        skip=None if layer.skip is None else _numpy(layer.skip.weight)[:, :, 0, 0].T,
-    )
+    return common.read_weights(_require_layer(layer), (2, 3, 0, 1))
 
 
 def set_weights(layer: Upsample, weights: Weights) -> None:
     """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
-    layer = _require_layer(layer)
-    checked(weights, layer.spec)
-    targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
-    if layer.conv.bias is not None:
-        targets.append((layer.conv.bias, np.asarray(weights.bias)))
-    if layer.skip is not None:
-        targets.append((layer.skip.weight, np.asarray(weights.skip).T[:, :, None, None]))
-    with torch.no_grad():
-        for parameter, value in targets:
-            parameter.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    common.write_weights(_require_layer(layer), weights, (2, 3, 0, 1))
 
 
 def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
@@ -249,6 +177,7 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
         use_bias=conv.bias is not None,
     )
     weights = Weights(
-        kernel=_numpy(conv.weight).transpose(2, 3, 0, 1), bias=None if conv.bias is None else _numpy(conv.bias)
+        kernel=common.to_numpy(conv.weight).transpose(2, 3, 0, 1),
+        bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights

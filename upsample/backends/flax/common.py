@@ -1,0 +1,52 @@
+"""What every Flax layer kind (linen and NNX) does around its own computation: the input rules, the
+dead-pixel warning, unbatched input and the residual skip (docs/errors-and-limits.md says the rules).
+Checks run on static shapes: once per trace under ``jax.jit``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from upsample import geometry
+from upsample.checks import DeadPixelGuard, check_input
+
+Array = Any
+
+_GUARDS: dict[Any, DeadPixelGuard] = {}
+"""One dead-pixel guard per spec: linen modules are re-created on every apply, so "warn once" is per
+spec and input size for the process (NNX shares the rule so both APIs warn alike)."""
+
+
+def run(
+    spec: Any,
+    x: Array,
+    body: Callable[[Array, tuple[int, int]], Array],
+    project: Callable[[Array], Array] | None,
+    dtype: Any,
+) -> Array:
+    """``body(x, (H, W)) + residual`` on NHWC ``x`` (an unbatched ``HWC`` too, as Flax's layers take it);
+    the skip is ``x`` itself (cast to ``dtype``) or ``project(x)``, gathered to the output's size."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be an array, got {type(x).__name__}")
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    size = check_input(spec, x.shape, "NHWC", floating, str(x.dtype), unbatched=True)
+    _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size)
+    if x.ndim == 3:
+        return run(spec, x[None], body, project, dtype)[0]
+    y = body(x, size)  # type: ignore[arg-type]
+    if spec.residual is None:
+        return y
+    source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
+    return y + nearest(source, y.shape[1:3])
+
+
+def nearest(source: Array, size: tuple[int, int]) -> Array:
+    """``source`` gathered to ``size`` by ``geometry.nearest_gather`` (length-1 axes broadcast)."""
+    for axis, length in zip((1, 2), size, strict=True):
+        indices = geometry.nearest_gather(source.shape[axis], length)
+        if indices is not None:
+            source = jnp.take(source, np.asarray(indices), axis=axis)
+    return source

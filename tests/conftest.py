@@ -13,6 +13,7 @@ PER_KERAS_BACKEND = [
     "test_porting.py",
     "test_kinds_keras.py",
     "test_precision_keras.py",
+    "test_stack_keras.py",
 ]
 
 collect_ignore = [] if os.environ.get("UPSAMPLE_KERAS_CHILD") == "1" else PER_KERAS_BACKEND

@@ -426,3 +426,16 @@ def test_export_onnx_then_inspect_the_model(tmp_path: Path) -> None:
     assert listed[0]["input_size"] == [4, 4] and listed[0]["dead_pixels"] == 0
     bad = run("export", str(plan), "--onnx", str(tmp_path / "stage.txt"))
     assert bad.returncode == 2 and "--onnx" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_plan_head_prints_the_stages_and_writes_the_stack_spec() -> None:
+    """Issue 16: ``plan --head`` is ``upsample.plan``: a table of the stages, ``--json`` the StackSpec."""
+    args = ["plan", "--channels", "512", "--size", "64", "--out-channels", "3", "--head", "--norm", "batch"]
+    shown = run(*args, "--final-activation", "tanh")
+    assert shown.returncode == 0, shown.stderr
+    assert "32x32 -> 64x64" in shown.stdout and "batchnorm + relu" in shown.stdout
+    written = run(*args, "--final-activation", "tanh", "--json")
+    expected = upsample.plan(512, 64, out_channels=3, norm="batch", final_activation="tanh")
+    assert upsample.load_spec(written.stdout) == expected
+    refused = run(*args, "--kernel", "3")
+    assert refused.returncode == 2 and "--kernel" in refused.stderr and len(refused.stderr.splitlines()) == 1

@@ -22,7 +22,7 @@ _LAZY = {
     "ResizeSpec": "upsample.conv_specs",
     "StackSpec": "upsample.stack",
     "StackWeights": "upsample.stack_weights",
-    "plan": "upsample.stack",
+    "plan": "upsample.stack_plan",
     "save_head": "upsample.stack_weights",
     "load_head": "upsample.stack_weights",
     "UpsampleWarning": "upsample.checks",
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from upsample.spec import UpsampleSpec as UpsampleSpec
     from upsample.spec import load_spec as load_spec
     from upsample.stack import StackSpec as StackSpec
-    from upsample.stack import plan as plan
+    from upsample.stack_plan import plan as plan
     from upsample.stack_weights import StackWeights as StackWeights
     from upsample.stack_weights import load_head as load_head
     from upsample.stack_weights import save_head as save_head

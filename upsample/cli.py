@@ -96,6 +96,8 @@ def _compact(value: Any) -> str:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.head:
+        return _plan_head(args)
     spec = inputs.planned_spec(args)
     summary = _summary(spec, *inputs.input_size(args.input_size, None))
     if args.json:
@@ -103,6 +105,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     else:
         _print_table(summary)
         print(f"spec JSON: {spec.to_json()}")
+    return 0
+
+
+def _plan_head(args: argparse.Namespace) -> int:
+    """``plan --head``: the stages of ``upsample.plan`` as a table; ``--json`` writes the ``StackSpec``."""
+    from upsample.stack_plan import plan
+
+    for flag in ("kernel", "residual"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} sets one layer; --head plans every stage itself (drop --{flag})")
+    head = plan(
+        args.channels,
+        args.size,
+        out_channels=args.out_channels,
+        mode=args.mode or "transposed",
+        norm=args.norm,
+        activation=None if args.activation == "none" else args.activation,
+        final_activation=args.final_activation,
+        input_size=1 if args.input_size is None else args.input_size,
+    )
+    if args.json:
+        print(json.dumps(head.to_dict(), indent=2))
+    else:
+        print(head.table())
     return 0
 
 
@@ -214,6 +240,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("give a spec file (JSON or .safetensors) or --channels and --size (as for plan)")
     targets = crosscheck.select(args.backends)
     spec, weights, size, size_from = _spec_and_size(args, PLAN_FLAGS)
+    if getattr(spec, "stages", None) is not None:
+        raise UsageError(
+            "check runs one layer; a head's stages can be checked one by one (their spec JSON), and whole "
+            "heads are compared across the builds by tests/test_stack_*.py"
+        )
     inputs.refuse_big_check(spec, args.batch, size)
     if weights is None:
         weights = init_weights(spec, seed=args.seed)
@@ -341,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="choose a spec that reaches a size with every pixel live")
     _add_plan_flags(plan, required=True)
     plan.add_argument("--json", action="store_true", help="machine-readable output (a spec file for inspect/check)")
+    head = plan.add_argument_group("a whole head (--head): stages from --input-size to --size")
+    head.add_argument("--head", action="store_true", help="plan a head of stages instead of one layer")
+    head.add_argument("--norm", choices=("batch", "group"), help="normalisation after each stage but the last")
+    head.add_argument("--activation", default="relu", help="activation between stages (default relu; none)")
+    head.add_argument("--final-activation", help="activation after the last stage (e.g. tanh; default none)")
     plan.set_defaults(run=_cmd_plan)
 
     inspect = commands.add_parser("inspect", help="draw which output pixels the input reaches")

@@ -15,6 +15,8 @@ Then bias and residual are added. Each VJP is the adjoint of its forward, step b
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from upsample import geometry
@@ -27,7 +29,12 @@ Spec = UpsampleSpec | SubpixelSpec | ResizeSpec
 
 
 def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
-    """The layer ``spec`` describes, on NHWC ``x``; returns float64 NHWC."""
+    """The layer ``spec`` describes, on NHWC ``x``; returns float64 NHWC. A head (``StackSpec``) runs in
+    inference mode (``upsample.stack_reference`` has training mode and the running statistics)."""
+    if _is_head(spec):
+        from upsample import stack_reference
+
+        return stack_reference.forward(spec, weights, x, training=False)[0]  # type: ignore[arg-type]
     x = np.asarray(x)
     check_input(spec, x.shape, "NHWC", np.issubdtype(x.dtype, np.floating), str(x.dtype))
     weights.check(spec)  # type: ignore[arg-type]
@@ -49,8 +56,12 @@ def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
 def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, Weights]:
     """Gradients of ``sum(forward(spec, weights, x) * grad_y)`` w.r.t. ``x`` and every weight.
 
-    Returns ``(grad_x, grad_weights)``, float64, canonical layout.
+    Returns ``(grad_x, grad_weights)``, float64, canonical layout (a head: inference mode).
     """
+    if _is_head(spec):
+        from upsample import stack_reference
+
+        return stack_reference.vjp(spec, weights, x, grad_y, training=False)  # type: ignore[arg-type,return-value]
     x = np.asarray(x, dtype=np.float64)
     forward(spec, weights, x[:1])  # same checks as the forward pass
     kernel = np.asarray(weights.kernel, dtype=np.float64)
@@ -215,3 +226,9 @@ def _resize(x: np.ndarray, matrices: Matrices) -> np.ndarray:
     """Apply one matrix to the rows and one to the columns of NHWC ``x``."""
     rows, cols = matrices
     return np.einsum("oh,pw,bhwc->bopc", rows, cols, x)
+
+
+def _is_head(spec: object) -> bool:
+    """Whether ``spec`` is a ``StackSpec`` (none can exist before ``upsample.stack`` is imported)."""
+    stack = sys.modules.get("upsample.stack")
+    return stack is not None and isinstance(spec, stack.StackSpec)

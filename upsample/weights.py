@@ -296,6 +296,10 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
         spec = load_spec(metadata.get("upsample.spec", ""))
     except (ValueError, TypeError) as error:
         raise WeightsFileError(f"{where!r} carries an invalid spec: {error}") from None
+    from upsample.stack import StackSpec
+
+    if isinstance(spec, StackSpec):
+        raise WeightsFileError(f"{shown(where)} holds a whole head: read it with upsample.load_head")
     unknown = sorted(set(tensors) - {"kernel", "bias", "skip"})
     if unknown:
         raise WeightsFileError(f"{where!r} has unexpected tensors {shown(unknown)}; expected kernel, bias, skip")

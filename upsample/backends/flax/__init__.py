@@ -12,6 +12,7 @@ from upsample.backends.flax import conv, transposed
 from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
 from upsample.backends.flax.transposed import Upsample, UpsampleNNX
 from upsample.conv_specs import CONV_SPEC_TYPES
+from upsample.stack import StackSpec
 from upsample.weights import Weights
 
 __all__ = [
@@ -36,19 +37,39 @@ def _is_conv_layer(layer: Any) -> bool:
     return isinstance(module, _CONV_LAYERS)
 
 
+def _heads() -> Any:
+    """The heads module (issue 16), imported on use: it imports this package."""
+    from upsample.backends.flax import stack
+
+    return stack
+
+
+def _is_head(layer: Any) -> bool:
+    module = layer[0] if isinstance(layer, tuple) else layer
+    return isinstance(module, (_heads().Head, _heads().HeadNNX))
+
+
 def build(spec: Any, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
-    """The layer for ``spec`` of any kind (``api="linen" | "nnx"``): the registry's entry point."""
+    """The layer for ``spec`` of any kind (``api="linen" | "nnx"``; a ``StackSpec``: its head): the registry's
+    entry point."""
+    if isinstance(spec, StackSpec):
+        return _heads().build(spec, weights=weights, api=api, **kwargs)
     kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
     return kind.build(spec, weights=weights, api=api, **kwargs)
 
 
 def get_weights(layer: Any) -> Weights:
-    """Canonical weights of a layer of any kind (NNX, bound linen, or ``(module, variables)``)."""
+    """Canonical weights of a layer of any kind (NNX, bound linen, or ``(module, variables)``; a head's:
+    ``StackWeights``)."""
+    if _is_head(layer):
+        return _heads().get_weights(layer)
     return (conv if _is_conv_layer(layer) else transposed).get_weights(layer)
 
 
-def set_weights(layer: Any, weights: Weights) -> Any:
+def set_weights(layer: Any, weights: Any) -> Any:
     """Put canonical ``weights`` into a layer of any kind and return it."""
+    if _is_head(layer):
+        return _heads().set_weights(layer, weights)
     return (conv if _is_conv_layer(layer) else transposed).set_weights(layer, weights)
 
 

@@ -1,0 +1,159 @@
+"""Shared cases for the head tests of every framework (issue 16): small heads, seeded weights and batches,
+and what the NumPy reference expects (forward, gradients, and weights after SGD steps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import upsample
+from upsample import stack_reference
+from upsample.stack import Activation, Norm, StackSpec
+from upsample.stack_weights import NormWeights, StackWeights
+
+RTOL, ATOL = 1e-4, 1e-5
+RUNNING_VAR_RTOL = 1e-4
+"""The running variance agrees to the same bound (batch statistics are float32 sums over at most 128 values
+here); no looser bound was needed."""
+
+
+def gradient_atol(spec: StackSpec, name: str, batch: int) -> float:
+    """``ATOL`` for an input gradient; for a stage's weight gradient, a float32 sum over the ``B * H * W``
+    output values of that stage, ``ATOL * sqrt(B * H * W)``: before a BatchNorm the bias gradient is exactly
+    zero and float32 leaves cancellation noise of that order (measured up to 1.4e-5 over 96 values in Flax)."""
+    if not name.startswith("stages."):
+        return ATOL
+    height, width = spec.stage_sizes()[int(name.split(".")[1]) + 1]
+    return ATOL * float(np.sqrt(batch * height * width))
+
+
+def assert_gradients_close(spec: StackSpec, got: StackWeights, want: StackWeights, batch: int) -> None:
+    """Every trainable array's gradient, each to :func:`gradient_atol`."""
+    got_flat = got.flat()
+    for name, array in want.flat().items():
+        atol = gradient_atol(spec, name, batch)
+        np.testing.assert_allclose(got_flat[name], array, rtol=RTOL, atol=atol, err_msg=f"gradient of {name}")
+
+
+STEPS, LEARNING_RATE = 3, 0.05
+MODES = ["transposed", "subpixel", "resize"]
+
+
+def heads(size: int) -> list[tuple[str, StackSpec]]:
+    """A plan from 1x1 to ``size`` in each mode with BatchNorm, a GroupNorm head with GELU, and a non-square
+    sub-pixel head with every constant off its default."""
+    group = Norm("group", groups=2, epsilon=1e-3)
+    batch = Norm("batch", momentum=0.3, epsilon=1e-3)
+    leaky, gelu_tanh = Activation("leaky_relu", slope=0.2), Activation("gelu", approximate=True)
+    return [
+        *((f"{m}-batch", upsample.plan(8, size, 3, m, norm="batch", final_activation="tanh")) for m in MODES),
+        (
+            "resize-group-gelu",
+            upsample.plan(8, size, 3, "resize", norm=group, activation="gelu", final_activation="sigmoid"),
+        ),
+        (
+            "subpixel-batch-leaky",
+            upsample.plan(8, (size, 8), 2, "subpixel", norm=batch, activation=leaky, final_activation=gelu_tanh),
+        ),
+    ]
+
+
+CASES = heads(32)
+"""Forward and gradients: the issue's plans from 1x1 to 32x32."""
+SGD_CASES = heads(8)
+"""Three SGD steps: the same heads to 8x8. Larger heads make the loss ``sum(y * grad_y)`` so steep that three
+steps at this rate amplify float32 rounding past the tolerance (tests/stack_big_check.py runs the 64x64 heads
+at a rate of 1e-3)."""
+IDS = [name for name, _ in CASES]
+SGD_IDS = [name for name, _ in SGD_CASES]
+BATCH = 3
+
+
+def head_weights(spec: StackSpec, seed: int = 7) -> StackWeights:
+    """Seeded canonical weights with non-trivial norm parameters and running statistics (float32)."""
+    rng = np.random.default_rng(seed)
+    weights = upsample.init_weights(spec, seed=seed)
+
+    def norm(n: NormWeights | None) -> NormWeights | None:
+        if n is None:
+            return None
+        scale, offset = rng.uniform(0.5, 1.5, n.scale.shape), rng.normal(0, 0.2, n.offset.shape)
+        if n.running_mean is None:
+            return NormWeights(scale, offset)
+        return NormWeights(scale, offset, rng.normal(0, 0.3, n.scale.shape), rng.uniform(0.5, 2.0, n.scale.shape))
+
+    stages = tuple(
+        upsample.Weights(*(None if a is None else a + rng.normal(0, 0.05, a.shape) for a in w.arrays()))
+        for w in weights.stages
+    )
+    return StackWeights(stages, tuple(norm(n) for n in weights.norms)).astype(np.float32)
+
+
+def batches(spec: StackSpec, count: int = STEPS, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` seeded ``(x, grad_y)`` pairs, NHWC float32: the loss of a step is ``sum(y * grad_y)``."""
+    rng = np.random.default_rng(seed)
+    (h, w), (out_h, out_w) = spec.input_size, spec.output_size()
+    return [
+        (
+            rng.normal(size=(BATCH, h, w, spec.in_channels)).astype(np.float32),
+            rng.normal(size=(BATCH, out_h, out_w, spec.out_channels)).astype(np.float32),
+        )
+        for _ in range(count)
+    ]
+
+
+def expected_steps(spec: StackSpec, weights: StackWeights, data: list[tuple[np.ndarray, np.ndarray]]) -> StackWeights:
+    """The reference's weights after one SGD step per batch of ``data``."""
+    for x, grad_y in data:
+        weights = stack_reference.sgd_step(spec, weights, x, grad_y, LEARNING_RATE)
+    return weights
+
+
+def assert_weights_close(got: StackWeights, want: StackWeights, what: str = "") -> None:
+    """Every array of ``want`` (flattened names) matches ``got``; the running variance to its own bound."""
+    got_flat, want_flat = got.flat(), want.flat()
+    assert set(got_flat) == set(want_flat), (sorted(got_flat), sorted(want_flat))
+    for name, array in want_flat.items():
+        rtol = RUNNING_VAR_RTOL if name.endswith("running_var") else RTOL
+        np.testing.assert_allclose(got_flat[name], array, rtol=rtol, atol=ATOL, err_msg=f"{what} {name}")
+
+
+def nchw(array: Any) -> np.ndarray:
+    return np.asarray(array).transpose(0, 3, 1, 2)
+
+
+def nhwc(array: Any) -> np.ndarray:
+    return np.asarray(array).transpose(0, 2, 3, 1)
+
+
+def dcgan_generator(nz: int = 100, ngf: int = 64, nc: int = 3) -> Any:
+    """The PyTorch DCGAN example's generator (pytorch/examples, dcgan/main.py), seeded."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    generator = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 8),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 4),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),
+    )
+    with torch.no_grad():  # running statistics away from their defaults, so eval mode is tested
+        for module in generator:
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    return generator

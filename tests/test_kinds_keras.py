@@ -156,3 +156,18 @@ def test_from_native_refuses_what_has_no_spec() -> None:
         uk.from_native(valid, scale=2)
     with pytest.raises(ValueError, match="is not built"):
         uk.from_native(keras.layers.Conv2D(8, 3, padding="same"), scale=2)
+
+
+@pytest.mark.parametrize("spec", [SubpixelSpec(4, 2, scale=2), ResizeSpec(3, 8, scale=2, residual="projection")])
+def test_channels_first_where_the_width_equals_the_channels(spec: Spec) -> None:
+    """Keras 3.15.1 on TensorFlow adds a ``(1, C, 1, 1)`` bias along the width of an NCHW tensor whose width
+    is ``C`` (``Conv2D(data_format="channels_first")`` included); ours runs channels-last inside and
+    matches the reference there on every backend."""
+    w = weights(spec)
+    size = (3, spec.weight_shapes()["kernel"][3])  # type: ignore[index]  # the width of the conv's output is C
+    if isinstance(spec, ResizeSpec):
+        size = (3, spec.out_channels // spec.scale[1])
+    x, _ = inputs(spec, size)
+    layer = spec.build("keras", weights=w, data_format="channels_first")
+    got = to_nhwc(keras.ops.convert_to_numpy(layer(to_nchw(x))))
+    np.testing.assert_allclose(got, upsample.reference.forward(spec, w, x), rtol=RTOL, atol=ATOL)

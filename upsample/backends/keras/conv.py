@@ -1,18 +1,21 @@
 """Keras 3 layers for the sub-pixel and resize kinds, on every Keras backend and both data formats.
 
-Each layer holds a real stride-1 ``keras.layers.Conv2D(padding="same")`` named ``conv`` in the layer's
-``data_format`` (Keras's "same" is the spec's: ``(k - 1) // 2`` before, the rest after), then
-``keras.ops.depth_to_space`` (:class:`Subpixel`, square scales) or ``keras.layers.UpSampling2D``
-(:class:`ResizeConv`, ``interpolation="nearest" | "bilinear"``, half-pixel for integer factors).
+Each layer holds a real stride-1 ``keras.layers.Conv2D(padding="same")`` named ``conv`` (Keras's
+"same" is the spec's: ``(k - 1) // 2`` before, the rest after), then ``keras.ops.depth_to_space``
+(:class:`Subpixel`, square scales) or ``keras.layers.UpSampling2D`` (:class:`ResizeConv`,
+``interpolation="nearest" | "bilinear"``, half-pixel for integer factors). As in the transposed
+layer, everything runs channels-last inside (``data_format="channels_first"`` transposes the input
+and output around it; the weights are the same in both layouts): on TensorFlow, Keras 3.15.1's add,
+and so ``Conv2D``'s own bias, adds a ``(1, C, 1, 1)`` tensor along the *width* of an NCHW tensor whose
+width equals ``C`` (measured; its bias-add shortcut tests the last axis first).
 
-``depth_to_space`` reads DCR for ``channels_last`` on every backend, and for ``channels_first`` DCR on
-TensorFlow but CRD on JAX and torch (Keras 3.15.1, measured on all three backends). The layer measures the order its
-backend uses once per data format and scale (:func:`shuffle_order`) and folds it into the weight conversion:
-``conv.kernel = kernel[..., permutation]``, ``conv.bias = bias[permutation]`` with
-``geometry.shuffle_permutation``; no channel is permuted per call. A non-square scale, which
-``depth_to_space`` does not take, is the canonical CRD reshape written out (no permutation).
-A projection residual is a bias-free 1x1 ``Conv2D`` named ``skip``; the skip is added in channels-last
-order as in the transposed layer (``channels_first`` transposes that path).
+``depth_to_space`` reads DCR for ``channels_last`` on every backend (for ``channels_first``, DCR on
+TensorFlow but CRD on JAX and torch: Keras 3.15.1, measured). The layer measures the order once per
+scale (:func:`shuffle_order`) and folds it into the weight conversion: ``conv.kernel =
+kernel[..., permutation]``, ``conv.bias = bias[permutation]`` with ``geometry.shuffle_permutation``; no
+channel is permuted per call. A non-square scale, which ``depth_to_space`` does not take, is the
+canonical CRD reshape written out (no permutation). A projection residual is a bias-free 1x1
+``Conv2D`` named ``skip``.
 """
 
 from __future__ import annotations
@@ -74,7 +77,10 @@ class _ConvKind(keras.layers.Layer):
         self.data_format = data_format
         self.fast_path = bool(fast_path)
         self._layout = common.layout(data_format)
-        shared: dict[str, Any] = {"dtype": self.dtype_policy, "data_format": data_format}
+        # Internally channels-last, as the transposed layer: on TensorFlow, Keras 3.15's add (and so
+        # Conv2D's bias) adds a (1, C, 1, 1) tensor along the width of an NCHW tensor whose width is C
+        # (its bias_add shortcut checks the last axis first), which channels-last never meets.
+        shared: dict[str, Any] = {"dtype": self.dtype_policy, "data_format": "channels_last"}
         if weights is not None:  # skip drawing random values that are overwritten at once
             shared["kernel_initializer"] = "zeros"
         self.conv = keras.layers.Conv2D(
@@ -91,13 +97,10 @@ class _ConvKind(keras.layers.Layer):
             if spec.residual == "projection"
             else None
         )
-        input_shape: tuple[int | None, ...] = (None, None, None, spec.in_channels)
-        if data_format == "channels_first":
-            input_shape = (None, spec.in_channels, None, None)
         with keras.name_scope(self.name):
             for sublayer in (self.conv, self.skip):
                 if sublayer is not None:
-                    sublayer.build(input_shape)
+                    sublayer.build((None, None, None, spec.in_channels))
         self.built = True
         if weights is not None:
             set_weights(self, weights)
@@ -113,10 +116,14 @@ class _ConvKind(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         size = common.checked_size(self, x)
+        if self._layout == "NCHW":
+            return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
+        return self._forward(x, size)
+
+    def _forward(self, x: Any, size: tuple[int, int]) -> Any:
+        """The layer on NHWC ``x`` of spatial ``size``."""
         y = self._upsample(x, size)
-        if self.spec.residual is None:
-            return y
-        return y + common.residual(x, self.skip, y, (1, 2) if self._layout == "NHWC" else (2, 3))
+        return y if self.spec.residual is None else y + common.residual(x, self.skip, y)
 
     def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
         raise NotImplementedError
@@ -144,7 +151,7 @@ class Subpixel(_ConvKind):
         scale_h, scale_w = self.spec.scale
         if scale_h != scale_w or scale_h == 1:
             return None
-        order = shuffle_order(self.data_format, scale_h, self.spec.out_channels)
+        order = shuffle_order("channels_last", scale_h, self.spec.out_channels)
         return None if order == "CRD" else geometry.shuffle_permutation(order, self.spec.out_channels, self.spec.scale)
 
     def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
@@ -153,24 +160,18 @@ class Subpixel(_ConvKind):
             (top, _), (left, _) = spec.padding
             z = keras.ops.matmul(keras.ops.reshape(x, (-1, spec.in_channels)), self.conv.kernel[top, left])
             z = z if self.conv.bias is None else z + self.conv.bias
-            z = keras.ops.reshape(
-                z, (-1, 1, 1, spec.conv_channels) if self._layout == "NHWC" else (-1, spec.conv_channels, 1, 1)
-            )
+            z = keras.ops.reshape(z, (-1, 1, 1, spec.conv_channels))
         else:
             z = self.conv(x)
         scale_h, scale_w = spec.scale
         if scale_h == scale_w > 1:
-            return keras.ops.depth_to_space(z, scale_h, data_format=self.data_format)
+            return keras.ops.depth_to_space(z, scale_h, data_format="channels_last")
         if (scale_h, scale_w) == (1, 1):
             return z
         height, width, channels = size[0], size[1], spec.out_channels  # the CRD reshape, for r_h != r_w
-        if self._layout == "NHWC":
-            z = keras.ops.reshape(z, (-1, height, width, channels, scale_h, scale_w))
-            z = keras.ops.transpose(z, (0, 1, 4, 2, 5, 3))
-            return keras.ops.reshape(z, (-1, height * scale_h, width * scale_w, channels))
-        z = keras.ops.reshape(z, (-1, channels, scale_h, scale_w, height, width))
+        z = keras.ops.reshape(z, (-1, height, width, channels, scale_h, scale_w))
         z = keras.ops.transpose(z, (0, 1, 4, 2, 5, 3))
-        return keras.ops.reshape(z, (-1, channels, height * scale_h, width * scale_w))
+        return keras.ops.reshape(z, (-1, height * scale_h, width * scale_w, channels))
 
 
 @keras.saving.register_keras_serializable(package="upsample")
@@ -180,9 +181,7 @@ class ResizeConv(_ConvKind):
     def __init__(self, spec: ResizeSpec, **kwargs: Any) -> None:
         super().__init__(spec, **kwargs)
         self.resize = (
-            keras.layers.UpSampling2D(
-                spec.scale, data_format=self.data_format, interpolation=spec.method, name="resize"
-            )
+            keras.layers.UpSampling2D(spec.scale, data_format="channels_last", interpolation=spec.method, name="resize")
             if isinstance(spec, ResizeSpec) and spec.scale != (1, 1)
             else None
         )

@@ -33,7 +33,7 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
-from upsample.onnx import describe, export_file, from_onnx, to_onnx  # noqa: E402
+from upsample.onnx import DEFAULT_OPSET, describe, export_file, from_onnx, to_onnx  # noqa: E402
 
 ort.set_default_logger_severity(3)  # refused nodes are expected below; keep their log lines out of the output
 
@@ -356,3 +356,51 @@ def test_export_axis_reproduces_the_crop(k: int, s: int, i: int) -> None:
         result = [None] * axis.rows[0] + conv + [None] * axis.rows[1]  # None: an added row
         window = [p if 0 <= p < full else None for p in range(crop[0], full - crop[1])]
         assert result == window, crop
+
+
+# --- heads: every stage kind, both norms and every activation, in inference mode -------------------
+
+
+def _head_cases() -> list[Any]:
+    """tests/stack_cases.py's heads to 8x8 (every stage kind, BatchNorm and GroupNorm, every activation), and
+    a head of residual stages from a 2x3 input with GELU exact at the end."""
+    from stack_cases import SGD_CASES
+
+    from upsample.stack import StackSpec
+
+    residual = StackSpec(
+        [
+            upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, padding="same", residual="projection"),
+            upsample.SubpixelSpec(4, 4, scale=(2, 3), residual="nearest"),
+        ],
+        activation="sigmoid",
+        norm={"kind": "group", "groups": 4, "epsilon": 1e-2},
+        final_activation="gelu",
+        input_size=(2, 3),
+    )
+    return [*(pytest.param(spec, id=name) for name, spec in SGD_CASES), pytest.param(residual, id="residual-group")]
+
+
+@pytest.mark.parametrize("opset", [DEFAULT_OPSET, 18])
+@pytest.mark.parametrize("spec", _head_cases())
+def test_exported_head_matches_reference(spec: Any, opset: int, tmp_path: Path) -> None:
+    from stack_cases import batches, head_weights
+
+    from upsample import stack_reference
+
+    weights = head_weights(spec)
+    model = to_onnx(spec, weights, tmp_path / "head.onnx", input_size=spec.input_size, opset=opset)
+    x, _ = batches(spec, 1)[0]
+    expected = stack_reference.forward(spec, weights, x, training=False)[0]
+    got = nhwc(run_ort(onnx.load(tmp_path / "head.onnx"), nchw(x)))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert model.opset_import[0].version == opset
+    assert not {"Gelu", "GroupNormalization"} & {node.op_type for node in model.graph.node}
+
+
+def test_to_onnx_head_refuses_layer_weights() -> None:
+    from stack_cases import SGD_CASES
+
+    spec = SGD_CASES[0][1]
+    with pytest.raises(TypeError, match="weights must be an upsample.StackWeights for a StackSpec, got Weights"):
+        to_onnx(spec, upsample.init_weights(spec.stages[0]))

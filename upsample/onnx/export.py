@@ -3,7 +3,8 @@
 One emitter per spec kind writes the layer's main path into a :class:`GraphBuilder`; the residual skip,
 shared by every kind, is added after it: identity or a bias-free 1x1 ``Conv`` (projection), gathered to
 the output size with constant ``Gather`` indices from :func:`upsample.geometry.nearest_gather` (not
-``Resize``, whose coordinate modes round differently for non-integer scales).
+``Resize``, whose coordinate modes round differently for non-integer scales). A head (``StackSpec``) chains
+these per stage with its norms and activations in inference mode (:mod:`upsample.onnx.heads`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 from upsample import geometry
 from upsample.onnx import padding
 from upsample.spec import IntOrPair, Pair, UpsampleSpec, _pair
+from upsample.stack import KIND as STACK_KIND
+from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 DEFAULT_OPSET = 17
@@ -29,9 +32,10 @@ INPUT, OUTPUT = "x", "y"
 
 
 class GraphBuilder:
-    """Nodes and initializers of one graph, with unique names."""
+    """Nodes and initializers of one graph, with unique names, for ``opset`` (some operators changed form)."""
 
-    def __init__(self) -> None:
+    def __init__(self, opset: int = DEFAULT_OPSET) -> None:
+        self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
@@ -53,7 +57,7 @@ class GraphBuilder:
         return output
 
 
-Emitter = Callable[[Any, Weights, Pair, GraphBuilder, str], str]
+Emitter = Callable[[Any, Any, Pair, GraphBuilder, str], str]
 """``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, NCHW."""
 
 
@@ -121,8 +125,28 @@ def _emit_resize(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
 
 
-EMITTERS: dict[str, Emitter] = {"transposed": _emit_transposed, "subpixel": _emit_subpixel, "resize": _emit_resize}
+def _emit_stack(spec: Any, weights: StackWeights, size: Pair, graph: GraphBuilder, x: str) -> str:
+    """A head: :func:`upsample.onnx.heads.emit_stack` (imported here: it builds on this module)."""
+    from upsample.onnx.heads import emit_stack
+
+    return emit_stack(spec, weights, size, graph, x)
+
+
+EMITTERS: dict[str, Emitter] = {
+    "transposed": _emit_transposed,
+    "subpixel": _emit_subpixel,
+    "resize": _emit_resize,
+    STACK_KIND: _emit_stack,
+}
 """Spec kind (``spec.to_dict()["kind"]``) -> its emitter."""
+
+
+def emit_layer(spec: Any, weights: Any, size: Pair, graph: GraphBuilder, x: str) -> str:
+    """Any spec kind's emitter, then the residual of a single layer that has one."""
+    y = EMITTERS[spec.to_dict()["kind"]](spec, weights, size, graph, x)
+    if getattr(spec, "residual", None) is not None:
+        y = _emit_residual(spec, weights, size, graph, x, y)
+    return y
 
 
 def _emit_residual(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str, y: str) -> str:
@@ -141,14 +165,15 @@ def _emit_residual(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder,
 
 def to_onnx(
     spec: Any,
-    weights: Weights,
+    weights: Weights | StackWeights,
     path: str | os.PathLike[str] | None = None,
     *,
-    input_size: IntOrPair = 1,
+    input_size: IntOrPair | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> onnx.ModelProto:
-    """The layer as an ONNX model: input ``x`` ``(batch, C_in, H, W)`` float32 with a dynamic batch and
-    ``(H, W) = input_size``, output ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
+    """The layer (or head, in inference mode) as an ONNX model: input ``x`` ``(batch, C_in, H, W)`` float32
+    with a dynamic batch and ``(H, W) = input_size`` (default: a head's own ``input_size``, else 1), output
+    ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
 
     The spatial size is fixed because the residual's gather indices and the crops' slices depend on it.
     The model is checked with ``onnx.checker`` (shape inference included) before it is returned.
@@ -161,13 +186,18 @@ def to_onnx(
         )
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
+    wanted = StackWeights if kind == STACK_KIND else Weights
+    if not isinstance(weights, wanted):
+        raise TypeError(
+            f"weights must be an upsample.{wanted.__name__} for a {type(spec).__name__}, got {type(weights).__name__}"
+        )
     weights.check(spec)
+    if input_size is None:
+        input_size = spec.input_size if kind == STACK_KIND else 1
     size = _pair("input_size", input_size, 1)
     out_h, out_w = spec.output_size(size)
-    graph = GraphBuilder()
-    y = EMITTERS[kind](spec, weights, size, graph, INPUT)
-    if spec.residual is not None:
-        y = _emit_residual(spec, weights, size, graph, INPUT, y)
+    graph = GraphBuilder(opset)
+    y = emit_layer(spec, weights, size, graph, INPUT)
     graph.nodes.append(helper.make_node("Identity", [y], [OUTPUT], name=OUTPUT))
     x_info = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.in_channels, *size])
     y_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.out_channels, out_h, out_w])
@@ -187,7 +217,7 @@ def export_file(
     source: str | os.PathLike[str],
     onnx_path: str | os.PathLike[str],
     *,
-    input_size: IntOrPair = 1,
+    input_size: IntOrPair | None = None,
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
 ) -> tuple[Any, Weights]:

@@ -98,7 +98,7 @@ def generator_specs() -> list[UpsampleSpec]:
 
 
 QUICK_SHAPES = (Shape(2, 8, 8, 4),)
-"""``bench --quick``: a smoke test of every code path in seconds (issue 14), not a measurement."""
+"""``bench --quick``: a smoke test of every code path in seconds, not a measurement."""
 REPEATS, WARMUP, QUICK_REPEATS, QUICK_WARMUP = 30, 5, 3, 1
 
 

@@ -2,7 +2,7 @@
 
 Every problem becomes a :class:`UsageError`: one line that names the flag or file and shows at most a
 short prefix of the value (:func:`upsample.messages.shown`), so the command exits with code 2 and no
-traceback (issue 13, items 1, 2 and 4). Work the command itself would allocate is checked here before
+traceback. Work the command itself would allocate is checked here before
 anything is allocated; the core checks its own (``upsample.limits``).
 """
 
@@ -207,7 +207,7 @@ def _recorded_size(value: Any, path: str) -> tuple[int, int]:
 
 
 def refuse_overridden(args: argparse.Namespace, names: Sequence[str], path: str) -> None:
-    """A flag that a spec file would override is an error, not silently ignored (issue 14)."""
+    """A flag that a spec file would override is an error, not silently ignored."""
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) not in (None, False)]
     if given:
         raise UsageError(

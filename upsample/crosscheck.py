@@ -25,7 +25,7 @@ from upsample.messages import shown
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights, load_weights, save_weights
 
-RTOL, ATOL = 1e-4, 1e-5  # float32 against the float64 reference (DESIGN.md)
+RTOL, ATOL = 1e-4, 1e-5  # float32 against the float64 reference (docs/conventions.md)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """A spec of any kind that maps an input size to an output size: what ``upsample plan``, ``check`` and
-``bench`` build from ``--mode`` and a size (issue 15). The transposed kind is
+``bench`` build from ``--mode`` and a size. The transposed kind is
 :meth:`UpsampleSpec.for_size`; the sub-pixel and resize kinds scale by ``size / input_size``.
 """
 

@@ -1,6 +1,6 @@
 """``StackSpec``: an upsampling head of stages of any kind, with normalisation and activation between them.
 
-Frameworks disagree on exactly the defaults a head needs (issue 16: BatchNorm epsilon 1e-5 / 1e-3,
+Frameworks disagree on exactly the defaults a head needs (BatchNorm epsilon 1e-5 / 1e-3,
 momentum as the weight of the new batch in torch and of the old value in Keras and Flax, unbiased or
 biased running variance, GroupNorm groups and epsilon, exact or tanh GELU, LeakyReLU slope), so a head
 states every constant in :class:`Norm` and :class:`Activation`, in one convention:

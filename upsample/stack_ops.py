@@ -1,10 +1,10 @@
 """Normalisation and activations of a head written once over an array namespace, for the Keras heads
-(``keras.ops``, every Keras backend) and the Flax heads (``jax.numpy`` / ``jax.nn``) (issue 16).
+(``keras.ops``, every Keras backend) and the Flax heads (``jax.numpy`` / ``jax.nn``).
 
 Neither framework's native layers can follow the spec's convention exactly: Keras ``BatchNormalization``
 and Flax ``BatchNorm`` update the running variance with the *biased* batch variance (the spec, as torch,
 uses the unbiased one), and Keras ``GroupNormalization`` computes the variance as ``E[x^2] - E[x]^2``, which
-loses everything on inputs with a large mean (issue 16: 0.8 off on TensorFlow, NaN on the torch backend
+loses everything on inputs with a large mean (0.8 off on TensorFlow, NaN on the torch backend
 for mean 1e3, std 1e-2). So these are the few lines both use instead: two-pass variance, torch's momentum
 and unbiased running variance. torch's own layers follow the convention and are used natively there.
 """

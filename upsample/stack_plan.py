@@ -1,4 +1,4 @@
-"""``plan``: the head a careful engineer would write from an input size to an output size (issue 16): a dense
+"""``plan``: the head a careful engineer would write from an input size to an output size: a dense
 first stage from 1x1, then factor-2 stages (factor 3 or an odd rest where needed), halving channels."""
 
 from __future__ import annotations

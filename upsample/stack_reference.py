@@ -1,4 +1,4 @@
-"""The NumPy reference for heads (issue 16): forward in training and inference mode, the running-statistics
+"""The NumPy reference for heads: forward in training and inference mode, the running-statistics
 update, and the VJP, float64 NHWC, written for obviousness. Each stage runs through
 :func:`upsample.reference.forward`/:func:`~upsample.reference.vjp`; normalisation and activations are
 written out here from their textbook definitions (Ioffe & Szegedy 2015; Wu & He 2018; Hendrycks & Gimpel

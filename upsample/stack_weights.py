@@ -1,4 +1,4 @@
-"""A head's canonical weights (issue 16): :class:`StackWeights` (one :class:`~upsample.Weights` per stage and
+"""A head's canonical weights: :class:`StackWeights` (one :class:`~upsample.Weights` per stage and
 one :class:`NormWeights` per normalisation, running statistics included), seeded initialisation, and one
 safetensors file per head with the :class:`~upsample.StackSpec` JSON in its metadata."""
 

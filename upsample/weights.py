@@ -177,7 +177,7 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     from upsample.stack import StackSpec
     from upsample.stack_weights import init_head
 
-    if isinstance(spec, StackSpec):  # a whole head: per-stage weights plus norms (issue 16)
+    if isinstance(spec, StackSpec):  # a whole head: per-stage weights plus norms
         return init_head(spec, seed, scheme, dtype)  # type: ignore[return-value]
     limits.check_weights(require_spec(spec))
     if scheme not in (*SCHEMES, *SUBPIXEL_SCHEMES):

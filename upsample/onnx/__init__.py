@@ -1,4 +1,4 @@
-"""ONNX in and out (issue 18): a spec and its weights as a standalone ONNX model, and the spec of an
+"""ONNX in and out: a spec and its weights as a standalone ONNX model, and the spec of an
 ONNX ``ConvTranspose`` node under every attribute form.
 
 - :func:`to_onnx` / :func:`export_file`: NCHW in and out, dynamic batch, static spatial size, explicit

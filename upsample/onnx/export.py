@@ -1,4 +1,4 @@
-"""A spec and its weights as a standalone ONNX model (issue 18), built with ``onnx.helper``.
+"""A spec and its weights as a standalone ONNX model, built with ``onnx.helper``.
 
 One emitter per spec kind writes the layer's main path into a :class:`GraphBuilder`; the residual skip,
 shared by every kind, is added after it: identity or a bias-free 1x1 ``Conv`` (projection), gathered to
@@ -64,7 +64,7 @@ Emitter = Callable[[Any, Any, Pair, GraphBuilder, str], str]
 def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
     """``ConvTranspose`` with the non-negative part of the crops as ``pads``, then ``Slice`` (only when a
     window misses the full output), ``Pad`` for rows a negative crop adds, then the bias (so added rows
-    get it too, DESIGN.md)."""
+    get it too: docs/conventions.md)."""
     axes = [padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a]) for a in (0, 1)]
     adds_rows = any(axis.rows != (0, 0) for axis in axes)
     inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
@@ -116,7 +116,7 @@ def _emit_subpixel(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder,
 
 def _emit_resize(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
     """``Resize`` by the integer scale, then ``Conv``. Nearest: ``asymmetric`` coordinates rounded down
-    (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (DESIGN.md, Round 2)."""
+    (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (docs/choosing-an-upsampler.md)."""
     if spec.method == "nearest":
         modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     else:

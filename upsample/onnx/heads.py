@@ -1,4 +1,4 @@
-"""A head (``StackSpec``, issue 16) as ONNX in inference mode (issue 18): each stage through its own kind's
+"""A head (``StackSpec``) as ONNX in inference mode: each stage through its own kind's
 emitter (residual included), then the norm and the activation :class:`~upsample.StackSpec` puts after it.
 
 Everything is written from operators that have kept their form since opset 13, as

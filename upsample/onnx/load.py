@@ -1,4 +1,4 @@
-"""ONNX ``ConvTranspose`` nodes as specs and canonical weights (issue 18), so an ONNX model's upsampling
+"""ONNX ``ConvTranspose`` nodes as specs and canonical weights, so an ONNX model's upsampling
 layer can be rebuilt in any framework, and checked for dead pixels (``upsample inspect model.onnx``).
 
 The node's weight ``W`` is ``(C_in, C_out, kh, kw)`` as in torch (canonical kernel ``W.transpose(2, 3, 0,

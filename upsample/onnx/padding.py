@@ -1,4 +1,4 @@
-"""ONNX ``ConvTranspose`` padding arithmetic, per axis, in the crops of DESIGN.md (pure Python).
+"""ONNX ``ConvTranspose`` padding arithmetic, per axis, in the crops of docs/conventions.md (pure Python).
 
 Reading: every attribute form of a ``ConvTranspose`` node (``pads``, ``output_padding``,
 ``output_shape``, ``auto_pad``) becomes a crop ``(begin, end)`` off the full output of
@@ -12,7 +12,7 @@ Reading: every attribute form of a ``ConvTranspose`` node (``pads``, ``output_pa
   (``SAME_UPPER``) or the start (``SAME_LOWER``); ``VALID``: no padding.
 
 Where onnxruntime (>= 1.13, measured with 1.32; 1.12 and older swapped ``SAME_UPPER``/``SAME_LOWER``
-for this operator, onnxruntime#9370, #11927, PR#12537) and the text disagree, the runtime wins (issue 18):
+for this operator, onnxruntime#9370, #11927, PR#12537) and the text disagree, the runtime wins:
 
 - ``SAME_*`` with ``k + output_padding < s``: the negative total padding is clamped to 0, so the
   output has ``(i - 1) * s + k + output_padding`` pixels, not ``i * s``;

@@ -38,7 +38,7 @@ def _is_conv_layer(layer: Any) -> bool:
 
 
 def _heads() -> Any:
-    """The heads module (issue 16), imported on use: it imports this package."""
+    """The heads module, imported on use: it imports this package."""
     from upsample.backends.flax import stack
 
     return stack

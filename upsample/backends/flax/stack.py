@@ -1,4 +1,4 @@
-"""Flax heads (issue 16): a linen :class:`Head` and an NNX :class:`HeadNNX` (NHWC), holding the stage layers
+"""Flax heads: a linen :class:`Head` and an NNX :class:`HeadNNX` (NHWC), holding the stage layers
 of :mod:`upsample.backends.flax` and a small explicit normalisation (:mod:`upsample.stack_ops`: Flax's
 ``BatchNorm`` updates the running variance with the biased batch variance, the spec with the unbiased one).
 

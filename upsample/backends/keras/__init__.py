@@ -18,7 +18,7 @@ __all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_we
 
 
 def _heads() -> Any:
-    """The heads module (issue 16), imported on use: it imports this package."""
+    """The heads module, imported on use: it imports this package."""
     from upsample.backends.keras import stack
 
     return stack

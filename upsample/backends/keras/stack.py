@@ -1,9 +1,9 @@
-"""Keras 3 heads (issue 16): :class:`Head`, a ``keras.layers.Layer`` on any Keras backend and either
+"""Keras 3 heads: :class:`Head`, a ``keras.layers.Layer`` on any Keras backend and either
 ``data_format``, holding the stage layers of :mod:`upsample.backends.keras` and a small explicit norm.
 
 Keras's own norm layers cannot follow the spec: ``BatchNormalization`` updates the running variance with the
 biased batch variance (the spec, as torch, with the unbiased one), and ``GroupNormalization`` computes
-``E[x^2] - E[x]^2``, inaccurate for inputs with a large mean (issue 16). So :class:`HeadNorm` runs
+``E[x^2] - E[x]^2``, inaccurate for inputs with a large mean. So :class:`HeadNorm` runs
 :mod:`upsample.stack_ops` in ``keras.ops``; its variables are ``scale``, ``offset`` (trainable) and
 ``moving_mean``, ``moving_variance`` (BatchNorm only, non-trainable), updated in ``call(..., training=True)``
 (through ``assign``, so ``stateless_call`` returns them, as for Keras's own layers).

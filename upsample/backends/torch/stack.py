@@ -1,4 +1,4 @@
-"""PyTorch heads (issue 16): :class:`Head`, an ``nn.Module`` (NCHW) holding an ``nn.Sequential`` of the stage
+"""PyTorch heads: :class:`Head`, an ``nn.Module`` (NCHW) holding an ``nn.Sequential`` of the stage
 layers (built by :func:`upsample.backends.torch.build`) and torch's own norm and activation layers.
 
 Every constant of the spec maps exactly onto a native layer: ``nn.BatchNorm2d(eps, momentum)`` uses the

@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from upsample import geometry, limits
 from upsample.messages import shown
+from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
+from upsample.spec_kinds import load_spec as load_spec
+from upsample.spec_kinds import parse_json as parse_json
+from upsample.spec_kinds import require_spec as require_spec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -477,61 +481,3 @@ def _plan_axis(axis: str, source: int, target: int, kernel: int | None) -> tuple
         )
     excess = k - scale
     return k, scale, (excess // 2, excess - excess // 2)
-
-
-SPEC_KINDS: dict[str, str] = {
-    KIND: "upsample.spec:UpsampleSpec",
-    "subpixel": "upsample.conv_specs:SubpixelSpec",
-    "resize": "upsample.conv_specs:ResizeSpec",
-    "stack": "upsample.stack:StackSpec",
-}
-"""Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
-
-
-def load_spec(source: str | Mapping[str, Any]) -> Any:
-    """The spec of the right kind from its JSON text or dict (no ``kind``: a transposed spec, as written
-    before kinds existed)."""
-    import importlib
-
-    if isinstance(source, (str, bytes, bytearray)):
-        source = parse_json(source)
-    if not isinstance(source, Mapping):
-        raise TypeError(f"a spec must be a JSON object or mapping, got {type(source).__name__}")
-    kind = source.get("kind", KIND)
-    if not isinstance(kind, str) or kind not in SPEC_KINDS:
-        raise ValueError(f"spec kind must be one of {sorted(SPEC_KINDS)}, got {shown(kind)}")
-    module, name = SPEC_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name).from_dict(source)
-
-
-MAX_JSON_CHARS = 1 << 20
-"""Longest spec JSON text read (a spec is a few hundred characters; a head of many stages a few KB)."""
-
-
-def parse_json(text: Any) -> Any:
-    """JSON text as Python values, with ``ValueError`` (never ``RecursionError``) for text that is not
-    JSON, too long, or nested too deeply for Python's parser."""
-    if not isinstance(text, (str, bytes, bytearray)):
-        raise TypeError(f"spec JSON must be text, got {type(text).__name__}")
-    if len(text) > MAX_JSON_CHARS:
-        raise ValueError(f"spec JSON is {len(text):,} characters long; at most {MAX_JSON_CHARS:,} are read")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("spec JSON is nested too deeply to be a spec") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"spec JSON is not valid JSON: {shown(str(error))}") from None
-
-
-def require_spec(value: Any, kind: type | None = None, name: str = "spec") -> Any:
-    """``value`` if it is a spec (of class ``kind``, when given); a ``TypeError`` naming ``name`` otherwise
-    (a dict from ``to_dict()`` included: :func:`load_spec` reads that)."""
-    wanted = "an upsample spec (e.g. UpsampleSpec)" if kind is None else f"an upsample {kind.__name__}"
-    if (
-        isinstance(value, Mapping)
-        or not callable(getattr(value, "weight_shapes", None))
-        or (kind is not None and not isinstance(value, kind))
-    ):
-        hint = "; a dict from to_dict() reads back with upsample.load_spec(d)" if isinstance(value, Mapping) else ""
-        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}{hint}")
-    return value

@@ -225,7 +225,7 @@ def _nearest_matrices(size: tuple[int, int], out_size: tuple[int, int]) -> Matri
 def _resize(x: np.ndarray, matrices: Matrices) -> np.ndarray:
     """Apply one matrix to the rows and one to the columns of NHWC ``x``."""
     rows, cols = matrices
-    return np.einsum("oh,pw,bhwc->bopc", rows, cols, x)
+    return np.einsum("oh,pw,bhwc->bopc", rows, cols, x, optimize=True)
 
 
 def _is_head(spec: object) -> bool:

@@ -1,18 +1,17 @@
 """Flax heads (issue 16), linen and NNX, against the NumPy reference: forward and gradients in training and
-inference mode, running statistics after SGD steps, the big planned heads, and the PyTorch DCGAN generator
-converted with the torch ``from_native``."""
+inference mode, running statistics after SGD steps, the big planned heads, the PyTorch DCGAN generator
+converted with the torch ``from_native``, and NNX and linen sequences converted with the Flax ``from_native``."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import linen, nnx
 from stack_cases import (
     ATOL,
     CASES,
@@ -35,50 +34,11 @@ from stack_cases import (
 import upsample
 from upsample import stack_reference
 from upsample.backends.flax import stack as flax_stack
+from upsample.runners.flax import head_stepper as stepper
 from upsample.stack import Activation, Norm, StackSpec
 from upsample.stack_weights import StackWeights
 
 APIS = ["linen", "nnx"]
-
-
-def stepper(api: str, training: bool) -> Callable[[Any, np.ndarray, np.ndarray], tuple[Any, ...]]:
-    """``step(head, x, grad_y) -> (y, grad_x, canonical gradients, head with updated statistics)`` for the
-    loss ``sum(y * grad_y)``, compiled once per stepper (far cheaper than JAX's op-by-op eager dispatch)."""
-    if api == "linen":
-
-        @functools.partial(jax.jit, static_argnums=0)
-        def linen_step(module: Any, params: Any, stats: Any, xs: Any, grad_y: Any) -> Any:
-            def loss(p: Any, x: Any) -> tuple[Any, Any]:
-                y, updates = module.apply({"params": p, **stats}, x, train=training, mutable=["batch_stats"])
-                return jnp.sum(y * grad_y), (y, updates)
-
-            return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs)
-
-        def run_linen(head: Any, x: np.ndarray, grad_y: np.ndarray) -> tuple[Any, ...]:
-            module, variables = head.unbind()
-            stats = {key: value for key, value in variables.items() if key != "params"}
-            (_, (y, updates)), (grads, grad_x) = linen_step(module, variables["params"], stats, x, grad_y)
-            canonical = flax_stack.get_weights((module, {**variables, "params": grads}))
-            return y, grad_x, canonical, module.bind({**variables, **updates})
-
-        return run_linen
-
-    @nnx.jit
-    def nnx_step(model: Any, xs: Any, grad_y: Any) -> Any:
-        def loss(m: Any, x: Any) -> tuple[Any, Any]:
-            y = m(x)
-            return jnp.sum(y * grad_y), y
-
-        return nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True)(model, xs)
-
-    def run_nnx(head: Any, x: np.ndarray, grad_y: np.ndarray) -> tuple[Any, ...]:
-        head.train() if training else head.eval()
-        (_, y), (grads, grad_x) = nnx_step(head, x, grad_y)
-        holder = flax_stack.build(head.spec, weights=flax_stack.get_weights(head), api="nnx")
-        nnx.update(holder, grads)
-        return y, grad_x, flax_stack.get_weights(holder), head
-
-    return run_nnx
 
 
 def forward(api: str, head: Any, x: np.ndarray, training: bool) -> tuple[Any, Any]:
@@ -197,6 +157,97 @@ def test_from_native_nnx_sequential(training: bool) -> None:
     np.testing.assert_allclose(nhwc(torch_head(torch.tensor(nchw(x))).detach()), want, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match=r"layers\[1\] \(Dropout\) has no place in a head"):
         flax_stack.from_native([model.layers[0], nnx.Dropout(0.5, rngs=rngs)])
+
+
+def linen_generator(norm: str, training: bool) -> tuple[linen.Sequential, dict[str, Any]]:
+    """A DCGAN-shaped linen generator (1x1x8 -> 16x16x3) with ``norm`` ("batch" or "group") between stages, and
+    its variables with every norm parameter and running statistic away from its default (seeded)."""
+    make_norm = {
+        "batch": lambda: linen.BatchNorm(use_running_average=not training, momentum=0.8, epsilon=1e-3),
+        "group": lambda: linen.GroupNorm(num_groups=None, group_size=4, epsilon=1e-4),  # 4 groups of 16
+    }[norm]
+    leaky = functools.partial(linen.leaky_relu, negative_slope=0.2)
+    model = linen.Sequential(
+        [
+            linen.ConvTranspose(16, (4, 4), padding="VALID", use_bias=False),
+            make_norm(),
+            leaky,
+            linen.ConvTranspose(16, (4, 4), strides=(2, 2), padding="SAME"),
+            make_norm(),
+            leaky,
+            linen.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME", transpose_kernel=True),
+            jnp.tanh,
+        ]
+    )
+    initial = model.init(jax.random.key(0), jnp.zeros((1, 1, 1, 8)))
+    rng = np.random.default_rng(3)
+    perturb = lambda a: jnp.asarray(a + rng.normal(0, 0.2, a.shape), jnp.float32)  # noqa: E731
+    variables: dict[str, Any] = {"params": jax.tree.map(perturb, initial["params"])}
+    if "batch_stats" in initial:
+        variables["batch_stats"] = {
+            name: {"mean": perturb(stats["mean"]), "var": jnp.asarray(rng.uniform(0.5, 2, stats["var"].shape))}
+            for name, stats in initial["batch_stats"].items()
+        }
+    return model, variables
+
+
+@pytest.mark.parametrize(
+    ("norm", "training"),
+    [("batch", True), ("batch", False), ("group", True)],
+    ids=["batch-train", "batch-eval", "group"],
+)
+def test_from_native_linen_sequential(norm: str, training: bool) -> None:
+    """A DCGAN-shaped linen generator converts with its variables; the linen and NNX heads reproduce its outputs
+    and, in training, its running mean (the momentum conversion)."""
+    model, variables = linen_generator(norm, training)
+    spec, weights = flax_stack.from_native(model, variables)
+    want_norm = Norm("batch", epsilon=1e-3, momentum=1 - 0.8) if norm == "batch" else Norm("group", 1e-4, groups=4)
+    assert (spec.norm, spec.activation, spec.final_activation) == (
+        want_norm,
+        Activation("leaky_relu", 0.2),
+        Activation("tanh"),
+    )
+    assert spec.output_size() == (16, 16)
+    assert_weights_close(flax_stack.from_native(model.bind(variables))[1], weights, "bound model")
+    x = np.random.default_rng(1).normal(size=(4, 1, 1, 8)).astype(np.float32)
+    want, updates = model.apply(variables, jnp.asarray(x), mutable=["batch_stats"])
+    for api in APIS:
+        y, after = forward(api, spec.build("flax" if api == "linen" else "nnx", weights=weights), x, training)
+        np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL, err_msg=api)
+        if norm == "batch" and training:
+            for i, name in ((0, "layers_1"), (1, "layers_4")):
+                got_mean = flax_stack.get_weights(after).norms[i].running_mean
+                np.testing.assert_allclose(got_mean, updates["batch_stats"][name]["mean"], rtol=RTOL, atol=ATOL)
+
+
+def test_from_native_linen_refusals() -> None:
+    """What a head cannot express, and missing or misplaced variables, are refused naming the layer or argument."""
+    model, variables = linen_generator("batch", False)
+    conv = linen.ConvTranspose(4, (2, 2))
+    with pytest.raises(
+        ValueError, match=r"unbound linen Sequential holds no weights: call from_native\(model, variables\)"
+    ):
+        flax_stack.from_native(model)
+    with pytest.raises(ValueError, match=r"variables\['params'\] has no entry 'layers_0' for layers\[0\]"):
+        flax_stack.from_native(model, {"params": {}})
+    with pytest.raises(TypeError, match="variables must be a dict with a 'params' collection"):
+        flax_stack.from_native(model, {"batch_stats": {}})
+    with pytest.raises(TypeError, match=r"model must be a flax.linen.Sequential .* got ConvTranspose"):
+        flax_stack.from_native(conv, variables)
+    with pytest.raises(TypeError, match="variables is only for a linen nn.Sequential"):
+        flax_stack.from_native([nnx.ConvTranspose(4, 4, (2, 2), rngs=nnx.Rngs(0))], variables)
+    x = jnp.zeros((1, 1, 1, 4))
+    for layer, message in [
+        (
+            linen.Dropout(0.5, deterministic=True),
+            r"layers\[1\] \(Dropout\) has no place in a head: expected nn.ConvTranspose",
+        ),
+        (linen.BatchNorm(use_running_average=True, axis=1), r"layers\[1\] \(BatchNorm\) must normalise the last axis"),
+        (linen.GroupNorm(num_groups=2, use_scale=False), r"layers\[1\] \(GroupNorm\) must have use_scale=True"),
+    ]:
+        sequence = linen.Sequential([linen.ConvTranspose(4, (2, 2)), layer, linen.ConvTranspose(4, (2, 2))])
+        with pytest.raises(ValueError, match=message):
+            flax_stack.from_native(sequence, sequence.init(jax.random.key(0), x))
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -15,7 +15,6 @@ statistics returned); ``train=False`` (the default) uses the running statistics.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -26,10 +25,11 @@ from flax import nnx
 from upsample import stack_ops
 from upsample.backends import flax as stage_backend
 from upsample.backends.flax import conv, transposed
+from upsample.backends.flax.stack_native import from_native
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, Part, StackWeights, assemble, init_head
+from upsample.stack import Norm, StackSpec
+from upsample.stack_weights import NormWeights, StackWeights, init_head
 
 __all__ = ["Head", "HeadNNX", "build", "from_native", "get_weights", "set_weights", "to_variables"]
 
@@ -257,61 +257,3 @@ def build(spec: StackSpec, *, weights: StackWeights | None = None, api: str = "l
     if api == "nnx":
         return HeadNNX(spec, weights=weights, **kwargs)
     raise ValueError(f"api must be 'linen' or 'nnx', got {api!r}")
-
-
-# --- existing Flax models -----------------------------------------------------------------------
-
-_FUNCTIONS: dict[Any, str] = {jax.nn.relu: "relu", jax.nn.leaky_relu: "leaky_relu", jax.nn.gelu: "gelu"}
-_FUNCTIONS.update({jnp.tanh: "tanh", jax.nn.sigmoid: "sigmoid"})
-
-
-def _native_activation(function: Any) -> Activation | None:
-    """``jax.nn.relu``, ``jnp.tanh``, ... (or ``functools.partial`` of one with keywords) as an Activation."""
-    base, keywords = (function.func, function.keywords) if isinstance(function, functools.partial) else (function, {})
-    kind = _FUNCTIONS.get(base) if callable(base) else None
-    if kind is None or (isinstance(function, functools.partial) and function.args):
-        return None
-    if kind == "leaky_relu":
-        return Activation(kind, slope=float(keywords.get("negative_slope", 0.01)))
-    if kind == "gelu":
-        return Activation(kind, approximate=bool(keywords.get("approximate", True)))  # jax.nn.gelu's default
-    return Activation(kind)
-
-
-def _native_norm(index: int, layer: Any) -> tuple[Norm, NormWeights]:
-    if not (layer.use_scale and layer.use_bias):
-        raise ValueError(f"layers[{index}] ({type(layer).__name__}) must have use_scale=True and use_bias=True")
-    if isinstance(layer, nnx.GroupNorm):
-        norm = Norm("group", epsilon=layer.epsilon, groups=layer.num_groups)
-        return norm, NormWeights.from_arrays([layer.scale[...], layer.bias[...]])  # type: ignore[index]
-    if layer.axis not in (-1, 3):
-        raise ValueError(f"layers[{index}] (BatchNorm) must normalise the last axis, got axis={layer.axis}")
-    # Flax's momentum is the weight of the old value; the spec's the weight of the new batch.
-    norm = Norm("batch", epsilon=layer.epsilon, momentum=1.0 - float(layer.momentum))
-    return norm, NormWeights.from_arrays([layer.scale[...], layer.bias[...], layer.mean[...], layer.var[...]])
-
-
-def from_native(model: Any) -> tuple[StackSpec, StackWeights]:
-    """Spec and canonical weights of an ``nnx.Sequential`` (or list) of ``nnx.ConvTranspose`` stages, each but
-    the last followed by the same ``nnx.BatchNorm``/``nnx.GroupNorm`` (or none) and activation function
-    (``nnx.relu``, ``nnx.leaky_relu``, ``nnx.gelu``, ``nnx.tanh``, ``nnx.sigmoid``, or a ``functools.partial``
-    of one), the last by an optional activation.
-
-    The converted head computes the same outputs in both modes; its running variance then follows the spec
-    (unbiased, as torch), where Flax's own ``BatchNorm`` uses the biased variance."""
-    layers = list(model.layers) if isinstance(model, nnx.Sequential) else list(model)
-    parts: list[Part] = []
-    for index, layer in enumerate(layers):
-        if isinstance(layer, nnx.ConvTranspose):
-            parts.append(("stage", stage_backend.from_native(layer)))
-        elif isinstance(layer, (nnx.BatchNorm, nnx.GroupNorm)):
-            parts.append(("norm", _native_norm(index, layer)))
-        elif (activation := _native_activation(layer)) is not None:
-            parts.append(("activation", activation))
-        else:
-            parts.append(("other", getattr(layer, "__name__", type(layer).__name__)))
-    expected = (
-        "nnx.ConvTranspose stages, each followed by at most one nnx.BatchNorm/nnx.GroupNorm and one of "
-        "relu, leaky_relu, gelu, tanh, sigmoid"
-    )
-    return assemble(parts, "layers", expected)

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "UpsampleSpec": "upsample.spec",
-    "CoverageReport": "upsample.spec",
+    "CoverageReport": "upsample.coverage_report",
     "load_spec": "upsample.spec",
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from upsample.checks import UpsampleWarning as UpsampleWarning
     from upsample.conv_specs import ResizeSpec as ResizeSpec
     from upsample.conv_specs import SubpixelSpec as SubpixelSpec
-    from upsample.spec import CoverageReport as CoverageReport
+    from upsample.coverage_report import CoverageReport as CoverageReport
     from upsample.spec import UpsampleSpec as UpsampleSpec
     from upsample.spec import load_spec as load_spec
     from upsample.stack import StackSpec as StackSpec

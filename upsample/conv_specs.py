@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from upsample import geometry, limits
+from upsample.arguments import IntOrPair, Pair, as_int, as_pair
+from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
-from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, CoverageReport, IntOrPair, Pair, Residual, _int, _pair
+from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,10 +57,10 @@ class _ConvKind:
         use_bias: bool,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
-        set_field("in_channels", _int("in_channels", in_channels, 1))
-        set_field("out_channels", self.in_channels if out_channels is None else _int("out_channels", out_channels, 1))
-        set_field("scale", _pair("scale", scale, 1))
-        set_field("kernel_size", _pair("kernel_size", kernel_size, 1))
+        set_field("in_channels", as_int("in_channels", in_channels, 1))
+        set_field("out_channels", self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1))
+        set_field("scale", as_pair("scale", scale, 1))
+        set_field("kernel_size", as_pair("kernel_size", kernel_size, 1))
         if residual is not None and residual not in RESIDUAL_MODES:
             raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
         if residual == "nearest" and self.in_channels != self.out_channels:
@@ -86,7 +88,7 @@ class _ConvKind:
 
     def output_size(self, input_size: IntOrPair = 1) -> Pair:
         """``(H, W)`` of the output for an input of ``input_size``: ``input * scale``."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         return (size[0] * self.scale[0], size[1] * self.scale[1])
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
@@ -103,7 +105,7 @@ class _ConvKind:
         """Int array ``(H, W)``: how many kernel taps read the (resized) input, not padding, per output pixel."""
         import numpy as np
 
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         height, width = self.output_size(size)
         limits.check_count("the coverage map", height * width, limits.MAX_PIXELS, "pixels")
         rows, cols = self._axes_coverage(size)
@@ -115,7 +117,7 @@ class _ConvKind:
     def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
         """No dead pixels and even interior coverage by construction; the report's ``suggestion`` says what
         a 1-pixel input wastes, and a scale of 1 is reported as not upsampling."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         rows, cols = self._axes_coverage(size)
         live = sum(1 for count in rows if count) * sum(1 for count in cols if count)
         return CoverageReport(
@@ -149,7 +151,7 @@ class _ConvKind:
 
     def flops(self, input_size: IntOrPair = 1) -> int:
         """Floating-point operations per sample of the convolution, bias and residual (a multiply-add is two)."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         height, width = self.output_size(size)
         conv_h, conv_w = self._conv_input_size(size)
         kh, kw = self.kernel_size

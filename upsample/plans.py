@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from upsample.arguments import IntOrPair, as_pair
 from upsample.messages import shown
-from upsample.spec import IntOrPair, Residual, UpsampleSpec, _pair
+from upsample.spec import Residual, UpsampleSpec
 
 MODES = ("transposed", "subpixel", "resize")
 """Spec kinds by their ``kind`` name: ``UpsampleSpec``, ``SubpixelSpec``, ``ResizeSpec``."""
@@ -45,7 +46,7 @@ def for_size(
         )
     from upsample.conv_specs import ResizeSpec, SubpixelSpec
 
-    target, source = _pair("size", size, 1), _pair("input_size", input_size, 1)
+    target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
     for axis, t, s in zip(("height", "width"), target, source, strict=True):
         if t % s:
             raise ValueError(f"size {t} is not a multiple of input_size {s} along {axis}: {mode} scales by an int")

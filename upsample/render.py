@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from upsample.spec import CoverageReport
+from upsample.coverage_report import CoverageReport
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

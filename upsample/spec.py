@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from upsample import geometry, limits
+from upsample.arguments import IntOrPair as IntOrPair  # the names every kind imports from here
+from upsample.arguments import Pair as Pair
+from upsample.arguments import as_int, as_pair, sequence_items
+from upsample.coverage_report import CoverageReport as CoverageReport
 from upsample.messages import shown
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
 from upsample.spec_kinds import load_spec as load_spec
@@ -25,9 +28,7 @@ if TYPE_CHECKING:
 
     from upsample.weights import Weights
 
-Pair = tuple[int, int]
 Crops = tuple[tuple[int, int], tuple[int, int]]
-IntOrPair = int | Sequence[int]
 Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
 Residual = Literal["nearest", "projection"]
 
@@ -40,49 +41,14 @@ _DICT_KEYS = (
 )  # fmt: skip
 
 
-def _int(name: str, value: Any, minimum: int | None) -> int:
-    """``value`` as an int (not a bool) that is at least ``minimum``; errors repeat what was given."""
-    if getattr(value, "ndim", 0) != 0 or isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
-        kind = "a bool" if isinstance(value, bool) or type(value).__name__ == "bool_" else type(value).__name__
-        raise TypeError(f"{name} must be an int, got {shown(value)} ({kind})")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {shown(value)} ({type(value).__name__})") from None
-    if minimum is not None and number < minimum:
-        allowed = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {allowed}, got {shown(number)}")
-    return number
-
-
-def _items(value: Any) -> list[Any] | None:
-    """A tuple, list or 1-d array as a list; ``None`` for anything else (a scalar)."""
-    if isinstance(value, (tuple, list)):
-        return list(value)
-    if getattr(value, "ndim", None) == 1 and hasattr(value, "tolist"):
-        return list(value.tolist())
-    return None
-
-
-def _pair(name: str, value: Any, minimum: int | None) -> Pair:
-    """An int or an ``(h, w)`` pair of ints (tuple, list or 1-d array) as an ``(h, w)`` pair."""
-    items = _items(value)
-    if items is not None:
-        if len(items) != 2:
-            raise ValueError(f"{name} must be an int or an (h, w) pair, got {shown(value)} with {len(items)} items")
-        return (_int(f"{name}[0]", items[0], minimum), _int(f"{name}[1]", items[1], minimum))
-    number = _int(name, value, minimum)
-    return (number, number)
-
-
 def _is_explicit_crops(padding: Any) -> bool:
-    items = _items(padding)
-    return items is not None and len(items) == 2 and all(_items(axis) is not None for axis in items)
+    items = sequence_items(padding)
+    return items is not None and len(items) == 2 and all(sequence_items(axis) is not None for axis in items)
 
 
 def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, stride: Pair) -> Crops:
     """Normalise every accepted padding form to per-axis crops (docs/conventions.md has the mapping)."""
-    op = None if output_padding is None else _pair("output_padding", output_padding, 0)
+    op = None if output_padding is None else as_pair("output_padding", output_padding, 0)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode not in PADDING_MODES:
@@ -95,11 +61,11 @@ def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, str
         )
     extra = op or (0, 0)
     if _is_explicit_crops(padding):
-        items = _items(padding)
+        items = sequence_items(padding)
         assert items is not None
-        axes = tuple(_pair(f"padding[{a}] (crop)", items[a], None) for a in (0, 1))
+        axes = tuple(as_pair(f"padding[{a}] (crop)", items[a], None) for a in (0, 1))
         return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
-    torch_padding = _pair("padding", padding, 0)
+    torch_padding = as_pair("padding", padding, 0)
     return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in (0, 1))  # type: ignore[return-value]
 
 
@@ -148,11 +114,11 @@ class UpsampleSpec:
         crops: Padding | None = None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
-        set_field("in_channels", _int("in_channels", in_channels, 1))
-        out = self.in_channels if out_channels is None else _int("out_channels", out_channels, 1)
+        set_field("in_channels", as_int("in_channels", in_channels, 1))
+        out = self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1)
         set_field("out_channels", out)
-        set_field("kernel_size", _pair("kernel_size", kernel_size, 1))
-        set_field("stride", _pair("stride", stride, 1))
+        set_field("kernel_size", as_pair("kernel_size", kernel_size, 1))
+        set_field("stride", as_pair("stride", stride, 1))
         if crops is not None:
             if not _is_explicit_crops(crops):
                 raise ValueError(f"crops must be ((top, bottom), (left, right)), got {shown(crops)}")
@@ -188,7 +154,7 @@ class UpsampleSpec:
 
     def output_size(self, input_size: IntOrPair = 1) -> Pair:
         """``(H, W)`` of the output for an input of ``input_size`` (int or ``(h, w)``)."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         out = tuple(geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
         if min(out) <= 0:
             raise ValueError(
@@ -200,14 +166,14 @@ class UpsampleSpec:
 
     def full_size(self, input_size: IntOrPair = 1) -> Pair:
         """``(H, W)`` of the uncropped transposed-convolution output."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         return tuple(geometry.full_length(size[a], self.kernel_size[a], self.stride[a]) for a in (0, 1))  # type: ignore[return-value]
 
     def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
         """Int array ``(H, W)``: how many (input pixel, kernel tap) pairs reach each output pixel."""
         import numpy as np
 
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         height, width = self.output_size(size)
         limits.check_count("the coverage map", height * width, limits.MAX_PIXELS, "pixels")
         rows, cols = self._axis_coverage(size)
@@ -224,7 +190,7 @@ class UpsampleSpec:
     def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
         """Dead pixels, uneven interior overlap (checkerboard risk), and strides or sizes that do no
         upsampling, for ``input_size``; work and memory ``O(H + W)``."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         axes = self._axis_coverage(size)
         uneven = []
         for a, axis in enumerate(axes):
@@ -288,7 +254,7 @@ class UpsampleSpec:
 
     def flops(self, input_size: IntOrPair = 1) -> int:
         """Floating-point operations per sample (a multiply-add counts as two)."""
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         h, w = self.output_size(size)
         pixels = size[0] * size[1]
         kh, kw = self.kernel_size
@@ -320,9 +286,9 @@ class UpsampleSpec:
         integer scale ``f`` it is kernel ``2f``, stride ``f`` and the crops that hit the size (as
         DCGAN's k4 s2 p1 for 4 -> 8). Raises ``ValueError`` when one stage cannot do it.
         """
-        target = _pair("size", size, 1)
-        source = _pair("input_size", input_size, 1)
-        chosen_kernel = None if kernel_size is None else _pair("kernel_size", kernel_size, 1)
+        target = as_pair("size", size, 1)
+        source = as_pair("input_size", input_size, 1)
+        chosen_kernel = None if kernel_size is None else as_pair("kernel_size", kernel_size, 1)
         kernels, strides, crops = [], [], []
         for a, axis in enumerate(("height", "width")):
             k, s, crop = _plan_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a])
@@ -401,58 +367,6 @@ class UpsampleSpec:
         from upsample import backends
 
         return backends.build(self, backend, weights=weights, **kwargs)
-
-
-@dataclasses.dataclass(frozen=True)
-class CoverageReport:
-    """What :meth:`UpsampleSpec.diagnose` found for one input size."""
-
-    input_size: Pair
-    output_size: Pair
-    dead: int
-    """Output pixels no input pixel reaches (they carry the bias alone)."""
-    live: int
-    uneven_axes: tuple[str, ...]
-    """Axes whose interior overlap is not uniform (checkerboard risk: kernel not divisible by stride)."""
-    idle_strides: tuple[str, ...] = ()
-    """Axes with one input pixel and a stride > 1: the stride has no effect there (the torch trap)."""
-    not_upsampling: bool = False
-    """The output is no larger than the input along either axis: no upsampling at all."""
-    suggestion: str = ""
-    """What the user probably meant, when the stride or the size says so (empty otherwise)."""
-
-    @property
-    def ok(self) -> bool:
-        """No dead pixels, even overlap, and a layer that upsamples with every stride in effect."""
-        return self.dead == 0 and not self.uneven_axes and not self.idle_strides and not self.not_upsampling
-
-    @property
-    def verdict(self) -> str:
-        """One line a person can act on."""
-        total = self.dead + self.live
-        parts = []
-        if self.dead:
-            parts.append(f"{self.dead} of {total} output pixels are dead (never reached by the input; bias only)")
-        if self.uneven_axes:
-            parts.append(
-                f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
-                f"divisible by stride)"
-            )
-        if self.not_upsampling:
-            (h, w), (out_h, out_w) = self.input_size, self.output_size
-            parts.append(f"not upsampling: a {h}x{w} input gives a {out_h}x{out_w} output")
-        if self.idle_strides:
-            parts.append(
-                f"the stride has no effect along {' and '.join(self.idle_strides)} for a 1-pixel input "
-                f"(output = kernel - crops)"
-            )
-        if not parts:
-            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap")
-        elif self.dead and not self.suggestion:
-            parts.append("UpsampleSpec.for_size() picks parameters with every pixel live")
-        if self.suggestion:
-            parts.append(self.suggestion)
-        return "; ".join(parts)
 
 
 def _plan_axis(axis: str, source: int, target: int, kernel: int | None) -> tuple[int, int, tuple[int, int]]:

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from upsample.arguments import IntOrPair, Pair, as_int, as_pair
+from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
-from upsample.spec import SPEC_FORMAT_VERSION, CoverageReport, IntOrPair, Pair, _int, _pair, load_spec, require_spec
+from upsample.spec import SPEC_FORMAT_VERSION, load_spec, require_spec
 
 KIND = "stack"
 NORM_KINDS = ("batch", "group")
@@ -70,7 +72,7 @@ class Norm:
             raise ValueError(f"norm kind must be one of {NORM_KINDS} or None, got {shown(self.kind)}")
         object.__setattr__(self, "epsilon", _float("norm epsilon", self.epsilon, 0.0))
         object.__setattr__(self, "momentum", _float("norm momentum", self.momentum, 0.0, 1.0))
-        object.__setattr__(self, "groups", _int("norm groups", self.groups, 1))
+        object.__setattr__(self, "groups", as_int("norm groups", self.groups, 1))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "epsilon": self.epsilon, "momentum": self.momentum, "groups": self.groups}
@@ -196,7 +198,7 @@ class StackSpec:
         set_field("activation", as_activation(activation))
         set_field("norm", as_norm(norm))
         set_field("final_activation", as_activation(final_activation, "final_activation"))
-        set_field("input_size", _pair("input_size", input_size, 1))
+        set_field("input_size", as_pair("input_size", input_size, 1))
         self._validate()
 
     def _validate(self) -> None:
@@ -215,7 +217,7 @@ class StackSpec:
 
     def stage_sizes(self, input_size: IntOrPair | None = None) -> tuple[Pair, ...]:
         """Each stage's input size, then the head's output size (``len(stages) + 1`` sizes)."""
-        size = self.input_size if input_size is None else _pair("input_size", input_size, 1)
+        size = self.input_size if input_size is None else as_pair("input_size", input_size, 1)
         sizes = [size]
         for i, stage in enumerate(self.stages):
             try:

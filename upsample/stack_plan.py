@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from upsample.arguments import IntOrPair, Pair, as_int, as_pair
 from upsample.messages import shown
-from upsample.spec import IntOrPair, Pair, _int, _pair
 from upsample.stack import StackSpec
 
 MIN_DENSE_SIZE = 4
@@ -69,7 +69,7 @@ def plan(
     from upsample import plans
     from upsample.spec import UpsampleSpec
 
-    target, source = _pair("size", size, 1), _pair("input_size", input_size, 1)
+    target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
     if mode not in plans.MODES:
         raise ValueError(f"mode must be one of {plans.MODES}, got {shown(mode)}")
     if source == (1, 1):
@@ -81,16 +81,16 @@ def plan(
     else:
         sizes, scales = [], _scales(source, target)
     count = len(sizes) + len(scales)
-    c_in = _int("in_channels", in_channels, 1)
+    c_in = as_int("in_channels", in_channels, 1)
     if channels is None:
         first = 0 if sizes else 1  # the dense stage keeps in_channels
         outs = [max(1, c_in // 2 ** (i + first)) for i in range(count)]
         if out_channels is not None:
-            outs[-1] = _int("out_channels", out_channels, 1)
+            outs[-1] = as_int("out_channels", out_channels, 1)
     else:
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
             raise TypeError(f"channels must be a sequence of ints, got {shown(channels)}")
-        outs = [_int(f"channels[{i}]", c, 1) for i, c in enumerate(channels)]
+        outs = [as_int(f"channels[{i}]", c, 1) for i, c in enumerate(channels)]
         if len(outs) != count:
             raise ValueError(
                 f"channels lists {len(outs)} stages; this head from {source[0]}x{source[1]} to "

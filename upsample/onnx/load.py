@@ -15,8 +15,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from upsample.arguments import IntOrPair, Pair, as_pair
 from upsample.onnx import padding
-from upsample.spec import IntOrPair, Pair, UpsampleSpec, _pair
+from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
 ModelSource = onnx.ModelProto | str | os.PathLike[str] | bytes
@@ -180,7 +181,7 @@ def from_onnx(
     model = _model(model_or_path)
     nodes = _conv_transposes(model)
     chosen = _select(nodes, node)
-    size = _static_sizes(model).get(chosen.input[0]) if input_size is None else _pair("input_size", input_size, 1)
+    size = _static_sizes(model).get(chosen.input[0]) if input_size is None else as_pair("input_size", input_size, 1)
     return _node_spec(chosen, _label(chosen, nodes.index(chosen)), _constants(model), size)
 
 

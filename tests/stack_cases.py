@@ -9,8 +9,9 @@ import numpy as np
 
 import upsample
 from upsample import stack_reference
+from upsample.crosscheck import head_check_weights, head_gradient_atol
 from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, StackWeights
+from upsample.stack_weights import StackWeights
 
 RTOL, ATOL = 1e-4, 1e-5
 RUNNING_VAR_RTOL = 1e-4
@@ -18,21 +19,11 @@ RUNNING_VAR_RTOL = 1e-4
 here); no looser bound was needed."""
 
 
-def gradient_atol(spec: StackSpec, name: str, batch: int) -> float:
-    """``ATOL`` for an input gradient; for a stage's weight gradient, a float32 sum over the ``B * H * W``
-    output values of that stage, ``ATOL * sqrt(B * H * W)``: before a BatchNorm the bias gradient is exactly
-    zero and float32 leaves cancellation noise of that order (measured up to 1.4e-5 over 96 values in Flax)."""
-    if not name.startswith("stages."):
-        return ATOL
-    height, width = spec.stage_sizes()[int(name.split(".")[1]) + 1]
-    return ATOL * float(np.sqrt(batch * height * width))
-
-
 def assert_gradients_close(spec: StackSpec, got: StackWeights, want: StackWeights, batch: int) -> None:
-    """Every trainable array's gradient, each to :func:`gradient_atol`."""
+    """Every trainable array's gradient, each to :func:`upsample.crosscheck.head_gradient_atol`."""
     got_flat = got.flat()
     for name, array in want.flat().items():
-        atol = gradient_atol(spec, name, batch)
+        atol = head_gradient_atol(spec, name, batch)
         np.testing.assert_allclose(got_flat[name], array, rtol=RTOL, atol=atol, err_msg=f"gradient of {name}")
 
 
@@ -72,22 +63,7 @@ BATCH = 3
 
 def head_weights(spec: StackSpec, seed: int = 7) -> StackWeights:
     """Seeded canonical weights with non-trivial norm parameters and running statistics (float32)."""
-    rng = np.random.default_rng(seed)
-    weights = upsample.init_weights(spec, seed=seed)
-
-    def norm(n: NormWeights | None) -> NormWeights | None:
-        if n is None:
-            return None
-        scale, offset = rng.uniform(0.5, 1.5, n.scale.shape), rng.normal(0, 0.2, n.offset.shape)
-        if n.running_mean is None:
-            return NormWeights(scale, offset)
-        return NormWeights(scale, offset, rng.normal(0, 0.3, n.scale.shape), rng.uniform(0.5, 2.0, n.scale.shape))
-
-    stages = tuple(
-        upsample.Weights(*(None if a is None else a + rng.normal(0, 0.05, a.shape) for a in w.arrays()))
-        for w in weights.stages
-    )
-    return StackWeights(stages, tuple(norm(n) for n in weights.norms)).astype(np.float32)
+    return head_check_weights(spec, seed)
 
 
 def batches(spec: StackSpec, count: int = STEPS, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -10,15 +10,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from cases import required_backends
+from cases import require_backend, required_backends
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
 import upsample
-from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, backends, cli, init_weights, plans, reference, save_weights
+from upsample import (
+    ResizeSpec,
+    SubpixelSpec,
+    UpsampleSpec,
+    backends,
+    cli,
+    init_weights,
+    messages,
+    plans,
+    reference,
+    save_weights,
+    stack_reference,
+)
+from upsample.stack_weights import NormWeights, StackWeights, save_head
 
 MEMORY_LIMIT = 3 << 30
 """Address space of a huge-value row's process: allocating what the input asks for would fail."""
@@ -186,7 +200,7 @@ def test_plan_json_then_check_checks_the_planned_stage(tmp_path: Path) -> None:
     plan.write_text(planned.stdout)
     result = run("check", str(plan), "--quiet", "--json")
     summary = json.loads(result.stdout)
-    assert summary["input_size"] == [4, 4] and summary["input_size_from"] == f"recorded in {str(plan)!r}"
+    assert summary["input_size"] == [4, 4] and summary["input_size_from"] == f"recorded in {messages.shown(str(plan))}"
     assert [row["backend"] for row in summary["rows"]] == [t.label for t in TARGETS]
     required = os.environ.get("UPSAMPLE_REQUIRE_BACKENDS", "")
     for target, row in zip(TARGETS, summary["rows"], strict=True):
@@ -198,7 +212,7 @@ def test_plan_json_then_check_checks_the_planned_stage(tmp_path: Path) -> None:
     assert summary["ok"] and result.returncode == 0 and result.stderr == ""
     assert "ok: all 64 output pixels live" in summary["coverage"]
     text = run("check", str(plan), "--quiet", "--backends", "torch")
-    assert f"4x4 -> 8x8 (input size: recorded in {str(plan)!r})" in text.stdout
+    assert f"4x4 -> 8x8 (input size: recorded in {messages.shown(str(plan))})" in text.stdout
 
 
 @pytest.mark.parametrize(("mode", "backend"), [("subpixel", "torch"), ("resize", "flax-linen")])
@@ -211,6 +225,27 @@ def test_check_modes_pass(mode: str, backend: str) -> None:
     summary = json.loads(result.stdout)
     assert summary["spec"]["kind"] == mode and [row["status"] for row in summary["rows"]] == ["pass"]
     assert summary["rows"][0]["output_shape"] == [2, 8, 8, 3] and result.returncode == 0
+
+
+def test_check_runs_a_whole_head(tmp_path: Path) -> None:
+    """``check HEAD.json``: a planned head (GroupNorm) in two builds, both agreeing with the heads' NumPy
+    reference in both modes, gradients and three SGD steps; a head's input size cannot be overridden."""
+    require_backend("torch")
+    require_backend("flax")
+    plan_args = ["--head", "--channels", "64", "--size", "8", "--out-channels", "2", "--mode", "resize"]
+    head = run("plan", *plan_args, "--norm", "group", "--final-activation", "tanh", "--json")
+    path = tmp_path / "head.json"
+    path.write_text(head.stdout)
+    result = run("check", str(path), "--backends", "torch,flax-nnx", "--quiet", "--json")
+    summary = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert summary["spec"]["kind"] == "stack" and summary["steps"] == 3
+    assert [(row["backend"], row["status"]) for row in summary["rows"]] == [("torch", "pass"), ("flax-nnx", "pass")]
+    assert all(row["output_shape"] == [2, 8, 8, 2] and row["error_trained"] < 1e-5 for row in summary["rows"])
+    text = run("check", str(path), "--backends", "torch", "--quiet")
+    assert "err steps" in text.stdout and "all backends agree" in text.stdout
+    refused = run("check", str(path), "--input-size", "2", "--backends", "torch")
+    assert refused.returncode == 2 and "part of its spec" in refused.stderr
 
 
 def test_bench_quick_prints_ratios() -> None:
@@ -300,6 +335,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         metadata = {**handle.metadata(), "upsample.input_size": "9" * 10_000 + "x4"}
     arrays = init_weights(spec)
     save_file({"kernel": arrays.kernel, "bias": arrays.bias}, folder / "bad-size.safetensors", metadata)
+    head = upsample.plan(4, 8, out_channels=2, norm="batch")
+    (folder / "head.json").write_text(head.to_json())
+    save_head(folder / "head.safetensors", head, init_weights(head))
+    wrong = {name: np.zeros((1,), np.float32) for name in init_weights(head).flat()}
+    save_file(wrong, folder / "bad-head.safetensors", {"upsample.format": "1", "upsample.spec": head.to_json()})
     (folder / "full.png").symlink_to("/dev/full")
     (folder / "a-file").write_text("")
     locked = folder / "locked"
@@ -362,6 +402,11 @@ BAD = [
     (["bench", "--backends", "caffe"], ["--backends", "'caffe'"]),
     (["bench", "--plot", "{dir}/a-folder"], ["--plot", "a-folder'", "is a directory"]),
     (["plan", "--channels", "4" * 100_000, "--size", "4"], ["--channels", "'4444"]),
+    (["inspect", "{dir}/head.safetensors", "--png", "{dir}/map.png"], ["--png draws one layer", "head's stages"]),
+    (["inspect", "{dir}/head.json", "--kernel", "3"], ["--kernel", "head.json'", "cannot be combined"]),
+    (["inspect", "{dir}/head.json", "--input-size", "600000"], ["output along height would be", "over the limit"]),
+    (["inspect", "{dir}/bad-head.safetensors"], ["bad-head.safetensors'", "does not match its own spec"]),
+    (["export", "{dir}/bad-head.safetensors", "-o", "{dir}/x.onnx"], ["bad-head.safetensors'", "does not match"]),
 ]
 
 
@@ -439,3 +484,63 @@ def test_plan_head_prints_the_stages_and_writes_the_stack_spec() -> None:
     assert upsample.load_spec(written.stdout) == expected
     refused = run(*args, "--kernel", "3")
     assert refused.returncode == 2 and "--kernel" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+def _onnx_runtime() -> Any:
+    if backends.missing_packages(("onnx", "onnxruntime")) and "onnx" not in required_backends():
+        pytest.skip('onnx is not installed: pip install "upsample[onnx]"')
+    import onnxruntime
+
+    return onnxruntime
+
+
+def _run_onnx(model: Path, x: np.ndarray) -> np.ndarray:
+    """The ONNX model on NHWC ``x`` (it takes and gives NCHW), in onnxruntime."""
+    session = _onnx_runtime().InferenceSession(str(model))
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})
+    return np.asarray(y).transpose(0, 2, 3, 1)
+
+
+def test_export_a_saved_head_matches_the_reference_in_inference_mode(tmp_path: Path) -> None:
+    """``upsample export head.safetensors -o head.onnx`` (``save_head``'s file): onnxruntime computes what the
+    heads' NumPy reference computes in inference mode, with the file's running statistics; ``inspect`` prints
+    the head's table at the input size its spec records."""
+    _onnx_runtime()
+    head = upsample.plan(6, 8, out_channels=3, mode="subpixel", norm="batch", final_activation="tanh", input_size=2)
+    rng = np.random.default_rng(5)
+    norms = tuple(
+        None
+        if n is None
+        else NormWeights(n.scale * 1.5, n.offset + 0.2, rng.normal(0, 0.3, n.scale.shape), n.scale * 2)
+        for n in init_weights(head, seed=1).norms
+    )
+    weights = StackWeights(init_weights(head, seed=1).stages, norms).astype(np.float32)
+    saved, model = tmp_path / "head.safetensors", tmp_path / "head.onnx"
+    save_head(saved, head, weights)
+    result = run("export", str(saved), "-o", str(model))
+    assert result.returncode == 0 and "2x2 (recorded in" in result.stderr and "its weights" in result.stderr, result
+    x = rng.normal(size=(3, 2, 2, 6)).astype(np.float32)
+    want, _ = stack_reference.forward(head, weights, x.astype(np.float64), training=False)
+    np.testing.assert_allclose(_run_onnx(model, x), want, rtol=1e-4, atol=1e-5)
+    shown = run("inspect", str(saved))
+    assert shown.returncode == 0 and shown.stdout.startswith(head.table()), shown
+    summary = json.loads(run("inspect", str(saved), "--json").stdout)
+    assert upsample.load_spec(summary["spec"]) == head and summary["input_size"] == [2, 2] and summary["ok"]
+    assert [stage["input_size"] for stage in summary["stages"]] == [list(size) for size in head.stage_sizes()[:-1]]
+
+
+def test_export_a_head_spec_json_with_seeded_weights(tmp_path: Path) -> None:
+    """``plan --head --json > head.json`` then ``export head.json``: the head with ``init_weights(seed)``
+    weights, at the size the StackSpec records or ``--input-size``."""
+    _onnx_runtime()
+    planned = tmp_path / "head.json"
+    args = ["--channels", "64", "--size", "8", "--out-channels", "2", "--norm", "group", "--input-size", "2"]
+    planned.write_text(run("plan", "--head", *args, "--activation", "gelu", "--json").stdout)
+    head = upsample.load_spec(planned.read_text())
+    model = tmp_path / "head.onnx"
+    result = run("export", str(planned), "--onnx", str(model), "--seed", "3", "--input-size", "4")
+    assert result.returncode == 0 and "init_weights(seed=3)" in result.stderr, result.stderr
+    x = np.random.default_rng(6).normal(size=(2, 4, 4, 64)).astype(np.float32)
+    want, _ = stack_reference.forward(head, init_weights(head, seed=3), x.astype(np.float64))
+    assert want.shape == (2, 16, 16, 2)
+    np.testing.assert_allclose(_run_onnx(model, x), want, rtol=1e-4, atol=1e-5)

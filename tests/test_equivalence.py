@@ -4,7 +4,11 @@ For each case every backend in this process (torch; Keras on this process's ``KE
 linen; Flax NNX) runs forward and backward with one shared upstream gradient, through the same
 runners ``upsample check`` uses. Outputs, input gradients and weight gradients (converted back to the
 canonical layout) are compared with the float64 NumPy reference and with each other. A failure prints
-the spec as JSON so it can be replayed with ``upsample check SPEC.json``.
+the spec as JSON so it can be replayed with ``upsample check SPEC.json``. Every kind is covered: the
+transposed convolution (sweep and hypothesis cases), sub-pixel and resize-convolution (their sweep and
+hypothesis cases), and whole heads (forward in both modes, gradients, three SGD steps with running
+statistics; each head runs Keras in every child, and torch and Flax once, in the child whose Keras
+backend already loaded their framework).
 
 Run once per Keras backend by tests/test_keras_backends.py (``KERAS_BACKEND`` is fixed per process);
 ``UPSAMPLE_EQUIVALENCE_EXAMPLES`` sets the number of hypothesis cases (default 200).
@@ -16,13 +20,17 @@ import importlib
 import itertools
 import os
 
+import kind_cases
 import numpy as np
 import pytest
 from cases import ATOL, assert_close, cases, random_input, random_weights, require_backend, sweep, sweep_ids
 from hypothesis import HealthCheck, given, settings
+from stack_cases import MODES, head_weights
 
-from upsample import UpsampleSpec, Weights, reference
-from upsample.crosscheck import TARGETS, Outcome
+import upsample
+from upsample import UpsampleSpec, Weights, crosscheck, reference
+from upsample.crosscheck import TARGETS, HeadOutcome, Outcome
+from upsample.stack import Norm, StackSpec
 
 KERAS_BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # backend name for require_backend -> target
@@ -33,6 +41,7 @@ IN_PROCESS = {
     "nnx": next(t for t in TARGETS if t.label == "flax-nnx"),
 }
 EXAMPLES = int(os.environ.get("UPSAMPLE_EQUIVALENCE_EXAMPLES", "200"))
+KIND_EXAMPLES = max(1, EXAMPLES // 8)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +70,11 @@ def assert_outcomes_close(first: Outcome, second: Outcome, what: str, spec: Upsa
             assert_close(mine, theirs, f"{what}: {name} gradient", spec, atol=atol)
 
 
-def check_case(spec: UpsampleSpec, size: tuple[int, int], batch: int, seed: int) -> None:
-    weights, x = random_weights(spec, seed), random_input(spec, batch, size, seed)
+def check_case(
+    spec: UpsampleSpec, size: tuple[int, int], batch: int, seed: int, weights: Weights | None = None
+) -> None:
+    weights = random_weights(spec, seed) if weights is None else weights
+    x = random_input(spec, batch, size, seed)
     y = reference.forward(spec, weights, x)
     grad_y = np.random.default_rng(seed + 2).normal(size=y.shape).astype(np.float32)
     expected = Outcome(y, *reference.vjp(spec, weights, x, grad_y), seconds=0.0)
@@ -85,3 +97,77 @@ def test_drawn_cases_agree_everywhere(targets: dict, case: tuple) -> None:
 @pytest.mark.parametrize(("spec", "size"), sweep()[::3], ids=sweep_ids()[::3])
 def test_sweep_agrees_everywhere(targets: dict, spec: UpsampleSpec, size: tuple[int, int]) -> None:
     check_case(spec, size, 2, seed=17)
+
+
+@pytest.mark.parametrize(
+    "spec", kind_cases.SWEEP, ids=[f"{type(spec).__name__}-{i}" for i, spec in enumerate(kind_cases.SWEEP)]
+)
+def test_kinds_sweep_agrees_everywhere(targets: dict, spec: kind_cases.Spec) -> None:
+    for seed, size in enumerate(kind_cases.SIZES):
+        check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=KIND_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(case=kind_cases.random_cases())
+def test_kinds_drawn_cases_agree_everywhere(targets: dict, case: tuple) -> None:
+    spec, size, seed = case
+    check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))
+
+
+# --- heads ---------------------------------------------------------------------------------------
+
+HEAD_TARGETS = {
+    "tensorflow": ["keras"],
+    "jax": ["keras", "flax", "nnx"],
+    "torch": ["keras", "torch"],
+}[KERAS_BACKEND]
+"""The builds each child runs for heads: Keras always; torch and Flax once, where the framework is loaded."""
+
+
+def _head(mode: str, norm: str) -> StackSpec:
+    return upsample.plan(
+        8,
+        32,
+        3,
+        mode,
+        norm=Norm("group", groups=2) if norm == "group" else norm,
+        activation="relu",
+        final_activation="tanh",
+    )
+
+
+HEADS = {f"{mode}-{norm}": _head(mode, norm) for mode in MODES for norm in ("batch", "group")}
+
+
+def assert_heads_close(first: HeadOutcome, second: HeadOutcome, what: str, spec: StackSpec, slack: float) -> None:
+    """Everything a head check compares, ``slack`` times the reference tolerance (2 for a pair of builds)."""
+    atol = crosscheck.ATOL * slack
+    for name in ("y", "y_eval", "grad_x"):
+        np.testing.assert_allclose(getattr(first, name), getattr(second, name), rtol=1e-4, atol=atol, err_msg=what)
+    assert set(first.grads) == set(second.grads), what
+    for name, array in second.grads.items():
+        tolerance = slack * crosscheck.head_gradient_atol(spec, name, len(second.y))
+        np.testing.assert_allclose(first.grads[name], array, rtol=1e-4, atol=tolerance, err_msg=f"{what}: {name}")
+    assert set(first.trained) == set(second.trained), what
+    for name, array in second.trained.items():
+        np.testing.assert_allclose(first.trained[name], array, rtol=1e-4, atol=atol, err_msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_heads_agree_everywhere(targets: dict, name: str) -> None:
+    spec = HEADS[name]
+    weights = head_weights(spec, seed=3)
+    data = crosscheck.head_data(spec, seed=5)
+    expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
+    outcomes = {
+        IN_PROCESS[key].label: crosscheck.train_local(
+            IN_PROCESS[key], spec, weights, data, crosscheck.HEAD_LEARNING_RATE
+        )
+        for key in HEAD_TARGETS
+    }
+    for label, outcome in outcomes.items():
+        assert_heads_close(outcome, expected, f"{label} vs reference; {name}", spec, 1.0)
+    for (label_a, a), (label_b, b) in itertools.combinations(outcomes.items(), 2):
+        assert_heads_close(a, b, f"{label_a} vs {label_b}; {name}", spec, 2.0)

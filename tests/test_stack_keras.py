@@ -17,7 +17,7 @@ import pytest
 if os.environ.get("UPSAMPLE_KERAS_CHILD") != "1":
     pytest.skip("run once per Keras backend by tests/test_keras_backends.py", allow_module_level=True)
 
-from test_keras import BACKEND  # noqa: E402  (sets up the backend, or skips)
+import test_keras  # noqa: E402, F401  (sets up the backend, or skips)
 
 # isort: split
 
@@ -43,6 +43,7 @@ from stack_cases import (  # noqa: E402
 import upsample  # noqa: E402
 from upsample import stack_reference  # noqa: E402
 from upsample.backends.keras import stack as keras_stack  # noqa: E402
+from upsample.runners import keras as keras_runner  # noqa: E402
 from upsample.stack import Norm, StackSpec  # noqa: E402
 from upsample.stack_weights import StackWeights  # noqa: E402
 
@@ -54,42 +55,9 @@ pytestmark = [
 
 def differentiate(head: keras_stack.Head, x: np.ndarray, grad_y: np.ndarray, training: bool) -> tuple[Any, ...]:
     """``(y, grad_x, trainable gradients, updated non-trainable values)`` of ``sum(y * grad_y)`` through
-    ``stateless_call``, by the backend's own autodiff (test code only: the head uses ``keras.ops`` alone)."""
-    trainable = [v.value for v in head.trainable_variables]
-    fixed = [v.value for v in head.non_trainable_variables]
-
-    def run(values: list[Any], xs: Any) -> tuple[Any, list[Any]]:
-        return head.stateless_call(values, fixed, xs, training=training)  # type: ignore[no-any-return]
-
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        xs, values = tf.constant(x), [tf.convert_to_tensor(v) for v in trainable]
-        with tf.GradientTape() as tape:
-            tape.watch([xs, *values])
-            y, updated = run(values, xs)
-            loss = tf.reduce_sum(y * grad_y)
-        grad_x, *grads = tape.gradient(loss, [xs, *values])
-        return y, grad_x, grads, updated
-    if BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        def loss(values: list[Any], xs: Any) -> tuple[Any, Any]:
-            y, updated = run(values, xs)
-            return jnp.sum(y * grad_y), (y, updated)
-
-        (_, (y, updated)), (grads, grad_x) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
-            trainable, x
-        )
-        return y, grad_x, list(grads), updated
-    import torch
-
-    xs = torch.tensor(x, requires_grad=True)
-    values = [torch.as_tensor(v).detach().requires_grad_(True) for v in trainable]
-    y, updated = run(values, xs)
-    grad_x, *grads = torch.autograd.grad((y * torch.as_tensor(grad_y)).sum(), [xs, *values])
-    return y, grad_x, grads, updated
+    ``stateless_call``, by the backend's own autodiff (the runner's, as ``upsample check`` uses it)."""
+    fn = keras_runner._pure(head, [v.value for v in head.non_trainable_variables], training=training)
+    return keras_runner._differentiate(fn, [v.value for v in head.trainable_variables], x, grad_y)
 
 
 def canonical(spec: StackSpec, values: list[Any], data_format: str) -> StackWeights:

@@ -1,4 +1,6 @@
-"""The ``upsample`` command: plan a layer, inspect its coverage, check it everywhere, time it."""
+"""The ``upsample`` command: plan a layer or head, inspect its coverage, check it everywhere, time it, export it
+(:mod:`upsample.cli_export`). What it reads is in :mod:`upsample.cli_inputs`, what it prints in
+:mod:`upsample.cli_output`."""
 
 from __future__ import annotations
 
@@ -7,21 +9,18 @@ import dataclasses
 import json
 import os
 import sys
-import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from upsample import __version__, plans
+from upsample import __version__, cli_export, plans
 from upsample import cli_inputs as inputs
-from upsample.cli_inputs import UsageError
+from upsample import cli_output as output
+from upsample.cli_inputs import PLAN_FLAGS, SPEC_FLAGS, UsageError
 from upsample.messages import shown
+from upsample.stack import StackSpec
 
 MESSAGE_LIMIT = 400
 """Characters of an error line at most (values inside are already short; this bounds the rest)."""
-SPEC_FLAGS = "mode channels out_channels kernel stride padding output_padding scale method residual no_bias".split()
-"""``inspect``'s flags that describe a spec: refused together with a spec file."""
-PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method")
-"""``check``'s flags that describe a spec: refused together with a spec file (``--input-size`` is not)."""
 
 
 def _one_line(text: str) -> str:
@@ -36,74 +35,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
 
 
-def _summary(spec: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
-    report = spec.diagnose(size)
-    return {
-        "spec": spec.to_dict(),
-        "input_size": list(report.input_size),
-        "input_size_from": size_from,
-        "output_size": list(report.output_size),
-        "parameters": spec.num_params,
-        "flops_per_sample": spec.flops(size),
-        "dead_pixels": report.dead,
-        "uneven_axes": list(report.uneven_axes),
-        "verdict": report.verdict,
-    }
-
-
-def _shown_value(value: Any) -> str:
-    """A spec field as the table shows it: ``3x3`` for pairs, crops per axis, ``yes``/``no``."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-        return f"top/bottom {tuple(value[0])}, left/right {tuple(value[1])}"
-    if isinstance(value, list):
-        return "x".join(map(str, value))
-    return str(value)
-
-
-def _print_table(summary: dict[str, Any]) -> None:
-    spec = summary["spec"]
-    fields = [(k, _shown_value(v)) for k, v in spec.items() if k not in ("version", "in_channels", "out_channels")]
-    rows = [
-        ("channels", f"{spec['in_channels']} -> {spec['out_channels']}"),
-        *[("bias" if key == "use_bias" else key, value) for key, value in fields],
-        ("input -> output", "{}x{} -> {}x{}".format(*summary["input_size"], *summary["output_size"])),
-        ("input size from", summary["input_size_from"]),
-        ("parameters", f"{summary['parameters']:,}"),
-        ("FLOPs / sample", f"{summary['flops_per_sample']:,}"),
-        ("coverage", summary["verdict"]),
-    ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        lines = textwrap.wrap(value, 78 - width) or [""]
-        print(f"{name:<{width}}  {lines[0]}")
-        for line in lines[1:]:
-            print(f"{'':<{width}}  {line}")
-
-
-def _title(spec: dict[str, Any], size: tuple[int, int]) -> str:
-    """The picture's title: the kind and the fields that shape the map, e.g. ``transposed k=3x3 s=16x16 ...``."""
-    short = {"kernel_size": "k", "stride": "s", "crops": "crops", "scale": "scale", "method": "method"}
-    fields = [f"{name}={_compact(spec[key])}" for key, name in short.items() if key in spec]
-    return f"{spec['kind']} {' '.join(fields)} on {size[0]}x{size[1]} input"
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, list) and all(isinstance(v, int) for v in value):
-        return "x".join(map(str, value))
-    return str(tuple(tuple(v) for v in value)) if isinstance(value, list) else str(value)
-
-
 def _cmd_plan(args: argparse.Namespace) -> int:
     if args.head:
         return _plan_head(args)
     spec = inputs.planned_spec(args)
-    summary = _summary(spec, *inputs.input_size(args.input_size, None))
+    summary = output.summary(spec, *inputs.input_size(args.input_size, None))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_table(summary)
+        output.print_table(summary)
         print(f"spec JSON: {spec.to_json()}")
     return 0
 
@@ -149,84 +89,43 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from upsample import render
 
     if args.spec and args.spec.endswith(".onnx"):
-        return _inspect_onnx(args)
+        return cli_export.inspect_onnx(args)
     if args.png:
         inputs.writable_path(args.png, "--png", [".png"])
     spec, _, size, size_from = _spec_and_size(args, SPEC_FLAGS)
+    if isinstance(spec, StackSpec):
+        return _inspect_head(args, spec, size, size_from)
     inputs.refuse_big_map(spec, size, inputs.MAX_MAP_PIXELS, "the coverage map")
     if args.png:
         inputs.refuse_big_map(spec, size, inputs.MAX_PICTURE_PIXELS, "the --png picture")
-    summary = _summary(spec, size, size_from)
+    summary = output.summary(spec, size, size_from)
     counts = spec.coverage(size)
     if args.json:
         summary["coverage"] = counts.tolist()
         print(json.dumps(summary, indent=2))
     else:
-        _print_table(summary)
+        output.print_table(summary)
         print()
         print(render.text_map(counts))
         print(render.legend())
     if args.png:
         try:
-            render.save_png(counts, spec.diagnose(size), args.png, _title(summary["spec"], size))
+            render.save_png(counts, spec.diagnose(size), args.png, output.title(summary["spec"], size))
         except OSError as error:
             raise UsageError(f"--png {shown(args.png)}: cannot write: {error.strerror or error}") from None
         print(f"saved {args.png}", file=sys.stderr)
     return 0
 
 
-def _inspect_onnx(args: argparse.Namespace) -> int:
-    """Every ``ConvTranspose`` node of an ONNX model as a spec with its coverage verdict."""
-    inputs.refuse_overridden(args, SPEC_FLAGS, args.spec)
+def _inspect_head(args: argparse.Namespace, head: StackSpec, size: tuple[int, int], size_from: str) -> int:
+    """A whole head: its stage table and each stage's coverage verdict at that stage's input size."""
     if args.png:
-        raise UsageError("--png draws one layer: inspect an ONNX model's nodes one by one from their spec JSON")
-    if not os.path.isfile(args.spec):
-        raise UsageError(
-            f"ONNX model {shown(args.spec)} {'is a directory' if os.path.isdir(args.spec) else 'does not exist'}"
-        )
-    found = []
-    for layer in _onnx().describe(args.spec):
-        size = inputs.input_size(args.input_size, None)[0] if layer.input_size is None else layer.input_size
-        entry: dict[str, Any] = {"node": layer.name, "problem": layer.problem}
-        if layer.spec is not None:
-            entry.update(_summary(layer.spec, size, "the model" if layer.input_size else "--input-size or 1"))
-        found.append(entry)
+        raise UsageError("--png draws one layer: inspect a head's stages one by one from their spec JSON")
+    summary = output.head_summary(head, size, size_from)
     if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    if not found:
-        print(f"{args.spec}: no ConvTranspose nodes")
-    for entry in found:
-        print(f"node {entry['node']}")
-        if entry["problem"]:
-            print(f"  not a spec: {entry['problem']}")
-        else:
-            _print_table(entry)
-        print()
-    return 0
-
-
-def _onnx() -> Any:
-    try:
-        import upsample.onnx as onnx_module
-
-        onnx_module.to_onnx  # noqa: B018  (imports onnx itself)
-    except ImportError as error:
-        raise UsageError(f'{error}; install it with: pip install "upsample[onnx]"') from None
-    return onnx_module
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    """A spec or weights file as a standalone ONNX model (weights: the file's, or ``init_weights(seed)``)."""
-    from upsample.weights import init_weights
-
-    inputs.writable_path(args.onnx, "--onnx", [".onnx"])
-    loaded = inputs.read_spec_file(args.spec)
-    size, size_from = inputs.input_size(args.input_size, loaded)
-    weights = loaded.weights if loaded.weights is not None else init_weights(loaded.spec, seed=args.seed)
-    _onnx().to_onnx(loaded.spec, weights, args.onnx, input_size=size, opset=args.opset)
-    made = "its weights" if loaded.weights is not None else f"init_weights(seed={args.seed})"
-    print(f"saved {args.onnx}: NCHW, dynamic batch, input {size[0]}x{size[1]} ({size_from}), {made}", file=sys.stderr)
+        print(json.dumps(summary, indent=2))
+    else:
+        output.print_head(head, summary)
     return 0
 
 
@@ -240,11 +139,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("give a spec file (JSON or .safetensors) or --channels and --size (as for plan)")
     targets = crosscheck.select(args.backends)
     spec, weights, size, size_from = _spec_and_size(args, PLAN_FLAGS)
-    if getattr(spec, "stages", None) is not None:
-        raise UsageError(
-            "check runs one layer; a head's stages can be checked one by one (their spec JSON), and whole "
-            "heads are compared across the builds by tests/test_stack_*.py"
-        )
+    progress = (lambda message: None) if args.quiet else (lambda m: print(f"... {m}", file=sys.stderr, flush=True))
+    if isinstance(spec, StackSpec):
+        return _check_head(args, spec, weights, size, targets, progress)
     inputs.refuse_big_check(spec, args.batch, size)
     if weights is None:
         weights = init_weights(spec, seed=args.seed)
@@ -252,7 +149,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
             bias = np.random.default_rng(args.seed).normal(size=weights.bias.shape).astype(np.float32)
             weights = Weights(weights.kernel, bias, weights.skip)
     x = np.random.default_rng(args.seed + 1).normal(size=(args.batch, *size, spec.in_channels)).astype(np.float32)
-    progress = (lambda message: None) if args.quiet else (lambda m: print(f"... {m}", file=sys.stderr, flush=True))
     rows = crosscheck.check(spec, weights, x, seed=args.seed, progress=progress, targets=targets)
     report = spec.diagnose(size)
     ok = all(row.status in ("pass", "skipped") for row in rows)
@@ -266,39 +162,50 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"input     {'x'.join(map(str, x.shape))} (NHWC), float32; reference: NumPy float64")
         print(f"coverage  {report.verdict}")
         print()
-        print(_check_table(rows))
+        print(output.check_table(rows))
         print()
         print("all backends agree with the reference" if ok else "some backends DISAGREE with the reference")
     return 0 if ok else 1
 
 
-def _check_table(rows: list[Any]) -> str:
-    """Aligned columns; a skipped or failed-to-run row shows its note across the number columns."""
-    header = ("backend", "status", "output", "err out", "err dx", "err dW", "ms/call")
-    measured = [
-        (
-            row.backend,
-            row.status,
-            "x".join(map(str, row.output_shape)),
-            f"{row.error_output:.1e}",
-            f"{row.error_grad_x:.1e}",
-            f"{row.error_grad_weights:.1e}",
-            f"{row.ms_per_call:.2f}",
+def _check_head(
+    args: argparse.Namespace,
+    head: StackSpec,
+    weights: Any,
+    size: tuple[int, int],
+    targets: Any,
+    progress: Callable[[str], None],
+) -> int:
+    """``check`` of a whole head: forward in both modes, gradients and three SGD steps in every build."""
+    from upsample import crosscheck
+
+    if size != head.input_size:
+        raise UsageError(
+            f"--input-size {size[0]}x{size[1]}: a head's input size is part of its spec "
+            f"({head.input_size[0]}x{head.input_size[1]}); plan the head for that size instead"
         )
-        for row in rows
-        if row.output_shape is not None
-    ]
-    widths = [max(len(line[i]) for line in (header, *measured)) for i in range(len(header))]
-    widths[0] = max(widths[0], *(len(row.backend) for row in rows))
-
-    def join(cells: tuple[str, ...]) -> str:
-        return "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=False)).rstrip()
-
-    lines = [join(header)]
-    numbers = iter(measured)
-    for row in rows:
-        lines.append(join(next(numbers)) if row.output_shape is not None else join((row.backend, row.status, row.note)))
-    return "\n".join(lines)
+    for stage, stage_size in zip(head.stages, head.stage_sizes(), strict=False):
+        inputs.refuse_big_check(stage, args.batch, stage_size)
+    weights = crosscheck.head_check_weights(head, args.seed) if weights is None else weights
+    data = crosscheck.head_data(head, batch=args.batch, seed=args.seed)
+    rows = crosscheck.check_head(head, weights, data, progress=progress, targets=targets)
+    ok = all(row.status in ("pass", "skipped") for row in rows)
+    out = head.output_size()
+    if args.json:
+        result = {"spec": head.to_dict(), "input_size": list(size), "learning_rate": crosscheck.HEAD_LEARNING_RATE}
+        print(json.dumps({**result, "steps": len(data), "ok": ok, "rows": [dataclasses.asdict(r) for r in rows]}))
+    else:
+        print(head.table())
+        print(f"size      {size[0]}x{size[1]} -> {out[0]}x{out[1]}, batch {args.batch}, float32")
+        print(
+            f"compared  training and inference mode outputs, input and weight gradients, and the weights and running "
+            f"statistics after {len(data)} SGD steps (rate {crosscheck.HEAD_LEARNING_RATE}); reference: NumPy float64"
+        )
+        print()
+        print(output.check_table(rows))
+        print()
+        print("all backends agree with the reference" if ok else "some backends DISAGREE with the reference")
+    return 0 if ok else 1
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -367,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="upsample", description="Plan and check 1x1 -> NxN upsampling layers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    spec_help = "spec JSON file (a spec, or plan --json output; - reads stdin) or weights .safetensors file"
+    spec_help = (
+        "spec JSON file (a layer's or a head's, or plan --json output; - reads stdin) or a layer's or head's "
+        "weights .safetensors file"
+    )
 
     plan = commands.add_parser("plan", help="choose a spec that reaches a size with every pixel live")
     _add_plan_flags(plan, required=True)
@@ -397,13 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(run=_cmd_check)
 
-    export = commands.add_parser("export", help="write a spec or weights file as a standalone ONNX model")
-    export.add_argument("spec", help=spec_help)
-    export.add_argument("--onnx", metavar="PATH", required=True, help="the .onnx file to write (needs upsample[onnx])")
-    export.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default: the file's, or 1)")
-    export.add_argument("--opset", type=inputs.positive_int, default=17, help="ONNX opset (default 17)")
-    export.add_argument("--seed", type=inputs.non_negative_int, default=0, help="weights seed for a spec file")
-    export.set_defaults(run=_cmd_export)
+    cli_export.add_export_command(commands, spec_help)
 
     bench = commands.add_parser("bench", help="time native layer, ours and a plain matmul side by side")
     bench.add_argument("--mode", choices=plans.MODES, help="upsampler kind of every shape (default transposed)")

@@ -1,4 +1,5 @@
-"""What the ``upsample`` command reads: flag values, spec and weights files, and the sizes it refuses.
+"""What the ``upsample`` command reads: flag values, spec and weights files (of one layer or a whole head),
+and the sizes it refuses.
 
 Every problem becomes a :class:`UsageError`: one line that names the flag or file and shows at most a
 short prefix of the value (:func:`upsample.messages.shown`), so the command exits with code 2 and no
@@ -20,8 +21,13 @@ from upsample import limits
 from upsample.messages import shown
 
 if TYPE_CHECKING:
+    from upsample.stack_weights import StackWeights
     from upsample.weights import Weights
 
+SPEC_FLAGS = "mode channels out_channels kernel stride padding output_padding scale method residual no_bias".split()
+"""``inspect``'s flags that describe a spec: refused together with a spec file."""
+PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method")
+"""``check``'s flags that describe a spec: refused together with a spec file (``--input-size`` is not)."""
 MAX_SPEC_FILE_BYTES = 1 << 24
 """A spec file (or the ``plan``/``inspect --json`` output that stands for one) is at most 16 MiB."""
 MAX_MAP_PIXELS = 1 << 22
@@ -119,31 +125,33 @@ def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    """A spec read from a file, with the weights and the intended input size the file carries, if any."""
+    """A spec read from a file, with the weights and the intended input size the file carries, if any.
+
+    ``spec`` is a single layer's spec or a :class:`~upsample.StackSpec` (:attr:`is_head`); ``weights`` then
+    ``Weights`` or ``StackWeights`` (from a ``.safetensors`` file), ``None`` for JSON. A head's input size is
+    the one its StackSpec records, unless a ``plan``/``inspect --json`` wrapper gives another."""
 
     spec: Any
-    weights: Weights | None
+    weights: Weights | StackWeights | None
     input_size: tuple[int, int] | None
     path: str
 
+    @property
+    def is_head(self) -> bool:
+        """Whether the file holds a whole head (``spec`` a StackSpec, ``weights`` StackWeights or ``None``)."""
+        from upsample.stack import StackSpec
+
+        return isinstance(self.spec, StackSpec)
+
 
 def read_spec_file(path: str) -> Loaded:
-    """A spec JSON file (a bare spec, or ``{"spec": ..., "input_size": [h, w]}`` as ``plan --json``
-    writes; ``-`` reads standard input) or a ``.safetensors`` weights file."""
+    """A spec JSON file (a bare spec or StackSpec, or ``{"spec": ..., "input_size": [h, w]}`` as ``plan --json``
+    writes; ``-`` reads standard input) or a ``.safetensors`` file of one layer's weights or a whole head's."""
     if os.path.isdir(path):
         kind = "weights" if path.endswith(".safetensors") else "spec"
         raise UsageError(f"{kind} file {shown(path)} is a directory, not a file")
     if path.endswith(".safetensors"):
-        from upsample.weights import WeightsFileError, load_weights, saved_input_size
-
-        spec, weights = load_weights(path)
-        try:
-            size = saved_input_size(path)
-        except WeightsFileError:
-            raise
-        except ValueError:  # an int over Python's digit limit
-            raise UsageError(f"weights file {shown(path)} records an invalid input size") from None
-        return Loaded(spec, weights, size, path)
+        return _read_weights_file(path)
     text = _read_text(path)
     try:
         data = json.loads(text)
@@ -156,6 +164,24 @@ def read_spec_file(path: str) -> Loaded:
             f"spec file {shown(path)} holds an integer of over {sys.get_int_max_str_digits():,} digits"
         ) from None
     return _loaded(data, path)
+
+
+def _read_weights_file(path: str) -> Loaded:
+    """One layer's weights (``save_weights``) or a head's (``save_head``), by the kind its metadata names."""
+    from upsample.stack import StackSpec
+    from upsample.stack_weights import load_any
+    from upsample.weights import WeightsFileError, saved_input_size
+
+    spec, weights = load_any(path)
+    if isinstance(spec, StackSpec):
+        return Loaded(spec, weights, spec.input_size, path)
+    try:
+        size = saved_input_size(path)
+    except WeightsFileError:
+        raise
+    except ValueError:  # an int over Python's digit limit
+        raise UsageError(f"weights file {shown(path)} records an invalid input size") from None
+    return Loaded(spec, weights, size, path)
 
 
 def _read_text(path: str) -> str:
@@ -192,8 +218,12 @@ def _loaded(data: Any, path: str) -> Loaded:
         spec = load_spec(data["spec"] if wrapped else data)
     except (ValueError, TypeError) as error:
         raise UsageError(f"spec file {shown(path)}: {error}") from None
+    from upsample.stack import StackSpec
+
     size = data.get("input_size") if wrapped else None
-    return Loaded(spec, None, None if size is None else _recorded_size(size, path), path)
+    if size is not None:
+        return Loaded(spec, None, _recorded_size(size, path), path)
+    return Loaded(spec, None, spec.input_size if isinstance(spec, StackSpec) else None, path)
 
 
 def _recorded_size(value: Any, path: str) -> tuple[int, int]:

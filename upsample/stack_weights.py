@@ -12,9 +12,15 @@ from typing import Any
 import numpy as np
 
 from upsample.messages import shown
-from upsample.spec import load_spec
 from upsample.stack import NORM_ARRAYS, StackSpec
-from upsample.weights import WEIGHTS_FORMAT_VERSION, Weights, WeightsFileError, _readable, init_weights
+from upsample.weights import (
+    WEIGHTS_FORMAT_VERSION,
+    Weights,
+    WeightsFileError,
+    init_weights,
+    layer_weights,
+    read_weights_file,
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -137,21 +143,11 @@ def save_head(path: str | os.PathLike[str], spec: StackSpec, weights: StackWeigh
 def load_head(path: str | os.PathLike[str]) -> tuple[StackSpec, StackWeights]:
     """Read a file written by :func:`save_head`; nothing in it is executed. Raises
     :class:`~upsample.WeightsFileError` for anything that is not such a file."""
-    from safetensors import safe_open
+    return head_weights(*read_weights_file(path))
 
-    where = _readable(path)
-    try:
-        with safe_open(where, framework="numpy") as handle:
-            metadata: dict[str, Any] = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as error:  # safetensors raises several types for malformed files
-        raise WeightsFileError(f"{shown(where)} is not a readable safetensors file: {shown(str(error))}") from None
-    if metadata.get("upsample.format") != WEIGHTS_FORMAT_VERSION:
-        raise WeightsFileError(f"{shown(where)} is not an upsample weights file (no upsample.format metadata)")
-    try:
-        spec = load_spec(metadata.get("upsample.spec", ""))
-    except (ValueError, TypeError) as error:
-        raise WeightsFileError(f"{shown(where)} carries an invalid spec: {error}") from None
+
+def head_weights(where: str, spec: Any, tensors: dict[str, np.ndarray]) -> tuple[StackSpec, StackWeights]:
+    """A head's spec and weights from what :func:`~upsample.weights.read_weights_file` read."""
     if not isinstance(spec, StackSpec):
         raise WeightsFileError(
             f"{shown(where)} holds a single {type(spec).__name__}: read it with upsample.load_weights"
@@ -163,6 +159,15 @@ def load_head(path: str | os.PathLike[str]) -> tuple[StackSpec, StackWeights]:
         return spec, StackWeights.from_flat(spec, tensors)
     except (ValueError, TypeError) as error:
         raise WeightsFileError(f"{shown(where)} does not match its own spec: {error}") from None
+
+
+def load_any(path: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """The spec and weights of a layer's (:func:`~upsample.save_weights`) or a head's (:func:`save_head`) file,
+    whichever it holds: ``(spec, Weights)`` or ``(StackSpec, StackWeights)``."""
+    where, spec, tensors = read_weights_file(path)
+    if isinstance(spec, StackSpec):
+        return head_weights(where, spec, tensors)
+    return layer_weights(where, spec, tensors)
 
 
 # --- heads from native sequences -------------------------------------------------------------

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from upsample import limits
+from upsample.arguments import as_pair
 from upsample.messages import shown
-from upsample.spec import UpsampleSpec, _pair, load_spec, require_spec
+from upsample.spec import UpsampleSpec, load_spec, require_spec
 
 WEIGHTS_FORMAT_VERSION = "1"
 SCHEMES = ("he_uniform", "glorot_uniform", "lecun_normal", "zeros", "bilinear")
@@ -235,7 +236,7 @@ def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weig
     }
     metadata = {"upsample.format": WEIGHTS_FORMAT_VERSION, "upsample.spec": spec.to_json()}
     if input_size is not None:
-        size = _pair("input_size", input_size, 1)
+        size = as_pair("input_size", input_size, 1)
         spec.output_size(size)  # refuses a size the layer cannot take
         metadata["upsample.input_size"] = f"{size[0]}x{size[1]}"
     save_file(tensors, os.fspath(path), metadata=metadata)
@@ -271,12 +272,10 @@ def _readable(path: Any) -> str:
     return where
 
 
-def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
-    """Read a file written by :func:`save_weights`. Nothing in the file is executed.
-
-    Raises :class:`WeightsFileError` for a file that is not safetensors (a pickle, say), is
-    truncated or corrupt, lacks upsample metadata, or whose tensors do not match its spec.
-    """
+def read_weights_file(path: str | os.PathLike[str]) -> tuple[str, Any, dict[str, np.ndarray]]:
+    """``(path as str, spec, tensors)`` of an upsample weights file of any kind (a layer's or a head's); nothing
+    in it is executed. Raises :class:`WeightsFileError` for a file that is not safetensors (a pickle, say), is
+    truncated or corrupt, or lacks upsample metadata or a valid spec."""
     from safetensors import safe_open
 
     where = _readable(path)
@@ -296,6 +295,20 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
         spec = load_spec(metadata.get("upsample.spec", ""))
     except (ValueError, TypeError) as error:
         raise WeightsFileError(f"{where!r} carries an invalid spec: {error}") from None
+    return where, spec, tensors
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
+    """Read a file written by :func:`save_weights`. Nothing in the file is executed.
+
+    Raises :class:`WeightsFileError` for a file that is not safetensors (a pickle, say), is
+    truncated or corrupt, lacks upsample metadata, or whose tensors do not match its spec.
+    """
+    return layer_weights(*read_weights_file(path))
+
+
+def layer_weights(where: str, spec: Any, tensors: dict[str, np.ndarray]) -> tuple[UpsampleSpec, Weights]:
+    """One layer's spec and weights from what :func:`read_weights_file` read."""
     from upsample.stack import StackSpec
 
     if isinstance(spec, StackSpec):

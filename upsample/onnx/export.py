@@ -18,8 +18,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from upsample import geometry
+from upsample.arguments import IntOrPair, Pair, as_pair
 from upsample.onnx import padding
-from upsample.spec import IntOrPair, Pair, UpsampleSpec, _pair
+from upsample.spec import UpsampleSpec
 from upsample.stack import KIND as STACK_KIND
 from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
@@ -194,7 +195,7 @@ def to_onnx(
     weights.check(spec)
     if input_size is None:
         input_size = spec.input_size if kind == STACK_KIND else 1
-    size = _pair("input_size", input_size, 1)
+    size = as_pair("input_size", input_size, 1)
     out_h, out_w = spec.output_size(size)
     graph = GraphBuilder(opset)
     y = emit_layer(spec, weights, size, graph, INPUT)
@@ -221,15 +222,16 @@ def export_file(
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
 ) -> tuple[Any, Weights]:
-    """What ``upsample export SOURCE --onnx OUT`` does: ``source`` is a weights ``.safetensors`` file (spec
-    and trained weights) or a spec JSON file (then weights from ``init_weights(spec, seed)``). Returns
-    ``(spec, weights)`` as exported."""
+    """What ``upsample export SOURCE --onnx OUT`` does: ``source`` is a layer's or a head's weights
+    ``.safetensors`` file (spec and trained weights) or a spec JSON file of any kind (then weights from
+    ``init_weights(spec, seed)``). Returns ``(spec, weights)`` as exported."""
     from upsample.spec import load_spec
-    from upsample.weights import init_weights, load_weights
+    from upsample.stack_weights import load_any
+    from upsample.weights import init_weights
 
     where = os.fspath(source)
     if where.endswith(".safetensors"):
-        spec, weights = load_weights(where)
+        spec, weights = load_any(where)
     else:
         try:
             with open(where, encoding="utf-8") as handle:

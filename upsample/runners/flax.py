@@ -19,10 +19,13 @@ from flax import nnx
 
 from upsample import geometry
 from upsample.backends import flax as adapter
+from upsample.backends.flax import stack as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
-from upsample.crosscheck import Outcome
+from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
+from upsample.stack import StackSpec
+from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 Pure = Callable[[Any, Any], Any]
@@ -75,6 +78,71 @@ def run(
     return Outcome(
         np.asarray(y, np.float64), np.asarray(grad_x, np.float64), as_weights(grad_params).astype(np.float64), seconds
     )
+
+
+def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[Any, Any, StackWeights, Any]]:
+    """``step(head, x, grad_y) -> (y, grad_x, canonical gradients, head with updated statistics)`` for the loss
+    ``sum(y * grad_y)`` of a built head (a bound linen ``Head`` or a ``HeadNNX``), compiled once per stepper."""
+    if api == "linen":
+
+        @functools.partial(jax.jit, static_argnums=0)
+        def linen_step(module: Any, params: Any, stats: Any, xs: Any, grad_y: Any) -> Any:
+            def loss(p: Any, x: Any) -> tuple[Any, Any]:
+                y, updates = module.apply({"params": p, **stats}, x, train=training, mutable=["batch_stats"])
+                return jnp.sum(y * grad_y), (y, updates)
+
+            return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs)
+
+        def run_linen(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, StackWeights, Any]:
+            module, variables = head.unbind()
+            stats = {key: value for key, value in variables.items() if key != "params"}
+            (_, (y, updates)), (grads, grad_x) = linen_step(module, variables["params"], stats, x, grad_y)
+            canonical = heads.get_weights((module, {**variables, "params": grads}))
+            return y, grad_x, canonical, module.bind({**variables, **updates})
+
+        return run_linen
+
+    @nnx.jit
+    def nnx_step(model: Any, xs: Any, grad_y: Any) -> Any:
+        def loss(m: Any, x: Any) -> tuple[Any, Any]:
+            y = m(x)
+            return jnp.sum(y * grad_y), y
+
+        return nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True)(model, xs)
+
+    def run_nnx(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, StackWeights, Any]:
+        head.train() if training else head.eval()
+        (_, y), (grads, grad_x) = nnx_step(head, x, grad_y)
+        holder = heads.build(head.spec, weights=heads.get_weights(head), api="nnx")
+        nnx.update(holder, grads)
+        return y, grad_x, heads.get_weights(holder), head
+
+    return run_nnx
+
+
+def train_head(
+    spec: StackSpec,
+    weights: StackWeights,
+    data: Sequence[tuple[np.ndarray, np.ndarray]],
+    learning_rate: float,
+    *,
+    api: str = "linen",
+) -> HeadOutcome:
+    head = heads.build(spec, weights=weights.astype(np.float32), api=api)
+    y_eval, _, _, head = head_stepper(api, False)(head, data[0][0], data[0][1])
+    step = head_stepper(api, True)
+    first = None
+    for x, grad_y in data:
+        y, grad_x, grads, head = step(head, jnp.asarray(x, jnp.float32), jnp.asarray(grad_y, jnp.float32))
+        if first is None:
+            first = (np.asarray(y, np.float64), np.asarray(grad_x, np.float64), trainable(grads))
+        moved = {
+            name: array - learning_rate * grads.flat()[name] if ".running_" not in name else array
+            for name, array in heads.get_weights(head).flat().items()
+        }
+        head = heads.set_weights(head, StackWeights.from_flat(spec, moved))
+    assert first is not None
+    return HeadOutcome(*first, np.asarray(y_eval, np.float64), heads.get_weights(head).astype(np.float64).flat())
 
 
 def _native(spec: Any, x: Any) -> tuple[Pure, Any]:

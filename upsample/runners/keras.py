@@ -16,22 +16,27 @@ import numpy as np
 
 from upsample import geometry
 from upsample.backends import keras as adapter
+from upsample.backends.keras import stack as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
-from upsample.crosscheck import Outcome
+from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
+from upsample.stack import StackSpec
+from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 Pure = Callable[[Sequence[Any], Any], Any]
 
 
-def _pure(layer: keras.layers.Layer) -> Pure:
-    """``(trainable values, x) -> y`` for a built layer."""
-    return lambda values, x: layer.stateless_call(list(values), [], x)[0]
+def _pure(layer: keras.layers.Layer, fixed: Sequence[Any] = (), **call_kwargs: Any) -> Pure:
+    """``(trainable values, x) -> (y, updated non-trainable values)`` for a built layer whose non-trainable
+    values are ``fixed``."""
+    return lambda values, x: layer.stateless_call(list(values), list(fixed), x, **call_kwargs)
 
 
-def _differentiate(fn: Pure, values: Sequence[Any], x: Any, grad_y: Any) -> tuple[Any, Any, list[Any]]:
-    """``y``, ``d<y, grad_y>/dx`` and the gradients of ``values``, by the backend's autodiff."""
+def _differentiate(fn: Pure, values: Sequence[Any], x: Any, grad_y: Any) -> tuple[Any, Any, list[Any], Any]:
+    """``y``, ``d<y, grad_y>/dx``, the gradients of ``values`` and ``fn``'s second result, by the backend's
+    autodiff (``fn(values, x) -> (y, aux)``)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -40,30 +45,30 @@ def _differentiate(fn: Pure, values: Sequence[Any], x: Any, grad_y: Any) -> tupl
         values = [tf.convert_to_tensor(v) for v in values]
         with tf.GradientTape() as tape:
             tape.watch([x, *values])
-            y = fn(values, x)
+            y, aux = fn(values, x)
             loss = tf.reduce_sum(y * grad_y)
         grad_x, *grads = tape.gradient(loss, [x, *values])
-        return y, grad_x, grads
+        return y, grad_x, grads, aux
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         def loss(vs: Sequence[Any], xs: Any) -> tuple[Any, Any]:
-            y = fn(vs, xs)
-            return jnp.sum(y * grad_y), y
+            y, aux = fn(vs, xs)
+            return jnp.sum(y * grad_y), (y, aux)
 
         # one compile for the whole step: far cheaper than JAX's op-by-op eager dispatch on new shapes
         step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
-        (_, y), (grads, grad_x) = step(list(values), x)
-        return y, grad_x, list(grads)
+        (_, (y, aux)), (grads, grad_x) = step(list(values), x)
+        return y, grad_x, list(grads), aux
     if backend == "torch":
         import torch
 
         x = torch.as_tensor(x).requires_grad_(True)
         values = [torch.as_tensor(v).detach().requires_grad_(True) for v in values]
-        y = fn(values, x)
+        y, aux = fn(values, x)
         grad_x, *grads = torch.autograd.grad((y * torch.as_tensor(grad_y)).sum(), [x, *values])
-        return y, grad_x, grads
+        return y, grad_x, grads, aux
     raise NotImplementedError(f"no gradient for Keras backend {backend!r}")
 
 
@@ -89,8 +94,9 @@ def _block(result: Any) -> Any:
     return result
 
 
-def _as_weights(layer: keras.layers.Layer, grads: Sequence[Any]) -> Weights:
-    """Gradients in the canonical layout: put into the (disposable) layer's variables, read with get_weights."""
+def _as_weights(layer: keras.layers.Layer, grads: Sequence[Any]) -> Any:
+    """Gradients in the canonical layout: put into the (disposable) layer's variables, read with get_weights
+    (Weights, or StackWeights for a head)."""
     for variable, grad in zip(layer.trainable_variables, grads, strict=True):
         variable.assign(keras.ops.convert_to_numpy(grad))
     return adapter.get_weights(layer).astype(np.float64)
@@ -109,10 +115,36 @@ def run(
     x = x.astype(np.float32)
     layer.build(x.shape)
     values = [v.value for v in layer.trainable_variables]
-    y, grad_x, grads = _differentiate(_pure(layer), values, x, grad_y.astype(np.float32))
+    y, grad_x, grads, _ = _differentiate(_pure(layer), values, x, grad_y.astype(np.float32))
     numpy = keras.ops.convert_to_numpy
     seconds = seconds_per_call(lambda: _block(layer(x)), repeats) if repeats else float("nan")
     return Outcome(numpy(y).astype(np.float64), numpy(grad_x).astype(np.float64), _as_weights(layer, grads), seconds)
+
+
+def train_head(
+    spec: StackSpec, weights: StackWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
+) -> HeadOutcome:
+    head = heads.build(spec, weights=weights.astype(np.float32))
+    holder = heads.build(spec, weights=weights.astype(np.float32))  # reads gradients in the canonical layout
+    numpy = keras.ops.convert_to_numpy
+    y_eval = numpy(head(data[0][0].astype(np.float32), training=False))
+    first = None
+    for x, grad_y in data:
+        values = [v.value for v in head.trainable_variables]
+        fn = _pure(head, [v.value for v in head.non_trainable_variables], training=True)
+        y, grad_x, grads, updated = _differentiate(fn, values, x.astype(np.float32), grad_y.astype(np.float32))
+        if first is None:
+            first = (
+                numpy(y).astype(np.float64),
+                numpy(grad_x).astype(np.float64),
+                trainable(_as_weights(holder, grads)),
+            )
+        for variable, grad in zip(head.trainable_variables, grads, strict=True):
+            variable.assign(variable - learning_rate * numpy(grad))
+        for variable, value in zip(head.non_trainable_variables, updated, strict=True):
+            variable.assign(value)
+    assert first is not None
+    return HeadOutcome(*first, y_eval.astype(np.float64), heads.get_weights(head).astype(np.float64).flat())
 
 
 def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
@@ -151,12 +183,12 @@ def bench_callables(
     matrix = keras.random.normal((k, n))
 
     def matmul(values: Sequence[Any], inputs: Any) -> Any:
-        return keras.ops.matmul(inputs, values[0])
+        return keras.ops.matmul(inputs, values[0]), []
 
     def pair(fn: Pure, values: list[Any], inputs: Any) -> tuple[Callable[[], object], Callable[[], object]]:
         # grad_y is an argument, not a captured constant the compiler could fold into the gradient
-        grad_y = keras.random.normal(tuple(fn(values, inputs).shape), seed=1)
-        forward = _compile(fn)
+        grad_y = keras.random.normal(tuple(fn(values, inputs)[0].shape), seed=1)
+        forward = _compile(lambda vs, xs: fn(vs, xs)[0])
         backward = _compile(lambda vs, xs, gy: _differentiate(fn, vs, xs, gy))
         if keras.backend.backend() == "torch":
             import torch

@@ -11,10 +11,13 @@ import torch
 from torch import nn
 
 from upsample.backends import torch as adapter
+from upsample.backends.torch import stack as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
-from upsample.crosscheck import Outcome
+from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
+from upsample.stack import StackSpec
+from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 
@@ -26,8 +29,9 @@ def _nhwc(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().double().numpy().transpose(0, 2, 3, 1)
 
 
-def _gradients(layer: nn.Module) -> Weights:
-    """The parameters' gradients, converted to the canonical layout like the parameters themselves."""
+def _gradients(layer: nn.Module) -> Any:
+    """The parameters' gradients, converted to the canonical layout like the parameters themselves (Weights, or
+    StackWeights for a head)."""
     holder = copy.deepcopy(layer)
     with torch.no_grad():
         for target, source in zip(holder.parameters(), layer.parameters(), strict=True):
@@ -53,6 +57,28 @@ def run(
     with torch.no_grad():
         seconds = seconds_per_call(lambda: layer(inputs), repeats) if repeats else float("nan")
     return Outcome(_nhwc(y), _nhwc(inputs.grad), _gradients(layer), seconds)
+
+
+def train_head(
+    spec: StackSpec, weights: StackWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
+) -> HeadOutcome:
+    head = heads.build(spec, weights=weights.astype(np.float32))
+    with torch.no_grad():
+        y_eval = _nhwc(head.eval()(_nchw(data[0][0].astype(np.float32))))
+    head.train()
+    optimizer = torch.optim.SGD(head.parameters(), lr=learning_rate)
+    first = None
+    for x, grad_y in data:
+        optimizer.zero_grad()
+        inputs = _nchw(x.astype(np.float32)).requires_grad_(True)
+        y = head(inputs)
+        y.backward(_nchw(grad_y.astype(np.float32)))
+        assert inputs.grad is not None
+        if first is None:
+            first = (_nhwc(y), _nhwc(inputs.grad), trainable(_gradients(head)))
+        optimizer.step()
+    assert first is not None
+    return HeadOutcome(*first, y_eval, heads.get_weights(head).astype(np.float64).flat())
 
 
 def _native(spec: Any, ours: nn.Module) -> nn.Module:

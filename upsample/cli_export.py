@@ -1,0 +1,89 @@
+"""The ``upsample`` command's ONNX side: ``export`` (a spec, weights or head file as a standalone ONNX model)
+and ``inspect MODEL.onnx`` (each ``ConvTranspose`` node as a spec with its coverage verdict)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from upsample import cli_inputs as inputs
+from upsample import cli_output as output
+from upsample.cli_inputs import UsageError
+from upsample.messages import shown
+
+
+def onnx_module() -> Any:
+    """:mod:`upsample.onnx` with ``onnx`` imported, or a :class:`UsageError` naming the extra to install."""
+    try:
+        import upsample.onnx as onnx_module
+
+        onnx_module.to_onnx  # noqa: B018  (imports onnx itself)
+    except ImportError as error:
+        raise UsageError(f'{error}; install it with: pip install "upsample[onnx]"') from None
+    return onnx_module
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A spec, weights or head file as a standalone ONNX model (weights: the file's, or ``init_weights(seed)``;
+    a head in inference mode, normalising with its running statistics)."""
+    from upsample.weights import init_weights
+
+    inputs.writable_path(args.onnx, "--onnx", [".onnx"])
+    loaded = inputs.read_spec_file(args.spec)
+    size, size_from = inputs.input_size(args.input_size, loaded)
+    weights = loaded.weights if loaded.weights is not None else init_weights(loaded.spec, seed=args.seed)
+    onnx_module().to_onnx(loaded.spec, weights, args.onnx, input_size=size, opset=args.opset)
+    made = "its weights" if loaded.weights is not None else f"init_weights(seed={args.seed})"
+    mode = ", inference mode (running statistics)" if loaded.is_head else ""
+    print(
+        f"saved {args.onnx}: NCHW, dynamic batch, input {size[0]}x{size[1]} ({size_from}), {made}{mode}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def inspect_onnx(args: argparse.Namespace) -> int:
+    """Every ``ConvTranspose`` node of an ONNX model as a spec with its coverage verdict."""
+    inputs.refuse_overridden(args, inputs.SPEC_FLAGS, args.spec)
+    if args.png:
+        raise UsageError("--png draws one layer: inspect an ONNX model's nodes one by one from their spec JSON")
+    if not os.path.isfile(args.spec):
+        raise UsageError(
+            f"ONNX model {shown(args.spec)} {'is a directory' if os.path.isdir(args.spec) else 'does not exist'}"
+        )
+    found = []
+    for layer in onnx_module().describe(args.spec):
+        size = inputs.input_size(args.input_size, None)[0] if layer.input_size is None else layer.input_size
+        entry: dict[str, Any] = {"node": layer.name, "problem": layer.problem}
+        if layer.spec is not None:
+            entry.update(output.summary(layer.spec, size, "the model" if layer.input_size else "--input-size or 1"))
+        found.append(entry)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print(f"{args.spec}: no ConvTranspose nodes")
+    for entry in found:
+        print(f"node {entry['node']}")
+        if entry["problem"]:
+            print(f"  not a spec: {entry['problem']}")
+        else:
+            output.print_table(entry)
+        print()
+    return 0
+
+
+def add_export_command(commands: Any, spec_help: str) -> None:
+    """The ``export`` subcommand's arguments."""
+    export = commands.add_parser("export", help="write a spec, weights or head file as a standalone ONNX model")
+    export.add_argument("spec", help=spec_help)
+    export.add_argument(
+        "-o", "--onnx", metavar="PATH", required=True, help="the .onnx file to write (needs upsample[onnx])"
+    )
+    export.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default: the file's, or 1)")
+    export.add_argument("--opset", type=inputs.positive_int, default=17, help="ONNX opset (default 17)")
+    export.add_argument("--seed", type=inputs.non_negative_int, default=0, help="weights seed for a spec file")
+    export.set_defaults(run=cmd_export)

@@ -9,7 +9,7 @@ import numpy as np
 
 import upsample
 from upsample import stack_reference
-from upsample.crosscheck import head_check_weights, head_gradient_atol
+from upsample.crosscheck import head_check_weights, head_data, head_gradient_atol
 from upsample.stack import Activation, Norm, StackSpec
 from upsample.stack_weights import StackWeights
 
@@ -68,15 +68,7 @@ def head_weights(spec: StackSpec, seed: int = 7) -> StackWeights:
 
 def batches(spec: StackSpec, count: int = STEPS, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` seeded ``(x, grad_y)`` pairs, NHWC float32: the loss of a step is ``sum(y * grad_y)``."""
-    rng = np.random.default_rng(seed)
-    (h, w), (out_h, out_w) = spec.input_size, spec.output_size()
-    return [
-        (
-            rng.normal(size=(BATCH, h, w, spec.in_channels)).astype(np.float32),
-            rng.normal(size=(BATCH, out_h, out_w, spec.out_channels)).astype(np.float32),
-        )
-        for _ in range(count)
-    ]
+    return head_data(spec, batch=BATCH, steps=count, seed=seed)
 
 
 def expected_steps(spec: StackSpec, weights: StackWeights, data: list[tuple[np.ndarray, np.ndarray]]) -> StackWeights:

@@ -140,30 +140,57 @@ def test_interior_overlap_is_uniform_iff_kernel_divisible_by_stride() -> None:
         assert bool(spec.diagnose(6).uneven_axes) == (k % s != 0), (k, s)
 
 
-def _phase_forward(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
-    """The full 1-D transposed convolution of ``x (i, C_in)`` by the phase split (one product, shifted adds),
-    written with NumPy from ``geometry.phases`` and ``geometry.phase_shift`` alone."""
-    split = geometry.phases(len(kernel), stride)
-    padded = np.concatenate([kernel, np.zeros((split.pad, *kernel.shape[1:]))])
-    product = np.einsum("ji,tio->jto", x, padded).reshape(len(x), split.steps, stride, -1)
-    planes = sum(
-        np.pad(product[:, m], (geometry.phase_shift(m, split.steps), (0, 0), (0, 0))) for m in range(split.steps)
-    )
-    assert planes.shape[0] == split.length(len(x))
-    interleaved = planes.reshape(-1, kernel.shape[-1])
-    return interleaved[: geometry.full_length(len(x), len(kernel), stride)]
+def _phase_forward(x: np.ndarray, kernel: np.ndarray, stride: int, crop: geometry.Crop) -> np.ndarray:
+    """The cropped 1-D transposed convolution of ``x (i, C_in)`` by the phase split (a product per step, its
+    rows sliced and shifted onto the phase planes, missing phases zero), from ``geometry.phase_split`` alone."""
+    split = geometry.phase_split(len(x), len(kernel), stride, crop)
+    planes = np.zeros((split.rows, stride, kernel.shape[-1]))
+    for step in split.steps:
+        product = np.einsum("ji,tio->jto", x, kernel[step.first_tap : step.first_tap + step.phases])
+        (start, stop), pad = step.rows
+        planes += np.pad(product[start:stop], (pad, (0, stride - step.phases), (0, 0)))
+    return planes.reshape(-1, kernel.shape[-1])[split.keep[0] : split.keep[1]]
 
 
 @pytest.mark.parametrize("k", range(1, 8))
 @pytest.mark.parametrize("s", range(1, 6))
 def test_phase_split_is_the_transposed_convolution(k: int, s: int) -> None:
-    """Exhaustive over small kernels, strides and lengths: the phase formulation equals the reference's
-    tap loop, and the interleaved tail past the full output holds only the padded taps' zeros."""
+    """Exhaustive over small kernels, strides and lengths, and every pair of crops from ``-s-1 .. k+s-1`` per side
+    (negative ones, and ones that move the window off the full output) on one of every three lengths: the
+    phase formulation equals the reference's tap loop."""
     rng = np.random.default_rng(k * 10 + s)
+    sides = range(-s - 1, k + s)
     for i in range(1, 6):
         x, kernel = rng.normal(size=(i, 2)), rng.normal(size=(k, 2, 3))
-        spec = upsample.UpsampleSpec(2, 3, kernel_size=(k, 1), stride=(s, 1), use_bias=False)
-        expected = upsample.reference.forward(spec, upsample.Weights(kernel[:, None]), x[None, :, None])[0, :, 0]
-        np.testing.assert_allclose(_phase_forward(x, kernel, s), expected, rtol=1e-12, atol=1e-12)
-        split = geometry.phases(k, s)
-        assert split.length(i) * s - geometry.full_length(i, k, s) == split.pad
+        for index, crop in enumerate(itertools.product(sides, repeat=2)):
+            if index % 3 != i % 3 or geometry.output_length(i, k, s, crop) <= 0:
+                continue
+            spec = upsample.UpsampleSpec(
+                2, 3, kernel_size=(k, 1), stride=(s, 1), padding=(crop, (0, 0)), use_bias=False
+            )
+            expected = upsample.reference.forward(spec, upsample.Weights(kernel[:, None]), x[None, :, None])[0, :, 0]
+            np.testing.assert_allclose(_phase_forward(x, kernel, s, crop), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", range(1, 8))
+@pytest.mark.parametrize("s", range(1, 6))
+def test_phase_split_takes_each_tap_once(k: int, s: int) -> None:
+    """Tap ``t`` lands in phase ``t % s`` (input pixel ``j`` reaches full pixel ``j * s + t``); each phase gets
+    ``ceil`` or ``floor`` of ``k / s`` taps, and the steps' products take every tap exactly once (the layer's
+    FLOPs, no zero taps), each phase's taps in its own steps."""
+    for t in range(k):
+        assert t in geometry.phase_taps(k, s, t % s)
+    assert sorted(t for p in range(s) for t in geometry.phase_taps(k, s, p)) == list(range(k))
+    assert {len(geometry.phase_taps(k, s, p)) for p in range(s)} <= {k // s, -(-k // s)}
+    for i, crop in itertools.product(range(1, 6), [(0, 0), (1, 2), (-2, 3), (k, -s)]):
+        if geometry.output_length(i, k, s, crop) <= 0:
+            continue
+        split = geometry.phase_split(i, k, s, crop)
+        taken = [step.first_tap + p for step in split.steps for p in range(step.phases)]
+        assert sorted(taken) == list(range(k)) and len(split.steps) == -(-k // s)
+        for m, step in enumerate(split.steps):
+            assert all(step.first_tap + p == geometry.phase_taps(k, s, p)[m] for p in range(step.phases))
+            (start, stop), (before, after) = step.rows
+            assert stop - start + before + after == split.rows
+        assert 0 <= split.keep[0] < s and split.keep[1] - split.keep[0] == geometry.output_length(i, k, s, crop)
+        assert split.keep[1] <= split.rows * s

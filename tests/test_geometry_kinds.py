@@ -8,7 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
+import upsample
 from upsample import geometry
+from upsample.conv_specs import ResizeSpec
 
 ORDERS_SHAPE = list(itertools.product(range(1, 4), range(1, 4), range(1, 4)))  # (C, r_h, r_w)
 
@@ -72,3 +74,22 @@ def test_bilinear_taps_match_half_pixel_interpolation(length: int, scale: int) -
     got = [(1 - tap.weight) * values[tap.low] + tap.weight * values[tap.high] for tap in taps]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     assert all(0 <= tap.weight < 1 and 0 <= tap.low <= tap.high < length for tap in taps)
+
+
+@pytest.mark.parametrize("kernel", range(1, 8))
+@pytest.mark.parametrize("scale", range(1, 5))
+def test_nearest_resize_is_a_transposed_convolution(kernel: int, scale: int) -> None:
+    """Exhaustive over small kernels, scales and lengths: nearest resize + "same" conv (the reference) equals
+    the transposed convolution (the reference again) of the summed kernel with the derived crop."""
+    matrix, crop = geometry.nearest_resize_as_transposed(kernel, scale)
+    rng = np.random.default_rng(kernel * 10 + scale)
+    for length in range(1, 6):
+        x, conv_kernel = rng.normal(size=(1, length, 1, 2)), rng.normal(size=(kernel, 1, 2, 3))
+        resize = ResizeSpec(2, 3, kernel_size=(kernel, 1), scale=(scale, 1), method="nearest", use_bias=False)
+        expected = upsample.reference.forward(resize, upsample.Weights(conv_kernel), x)
+        transposed = upsample.UpsampleSpec(
+            2, 3, kernel_size=(kernel + scale - 1, 1), stride=(scale, 1), padding=(crop, (0, 0)), use_bias=False
+        )
+        summed = np.einsum("at,tbio->abio", np.asarray(matrix), conv_kernel)
+        actual = upsample.reference.forward(transposed, upsample.Weights(summed), x)
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)

@@ -175,40 +175,89 @@ def adds_rows(crops: tuple[Crop, Crop]) -> bool:
     return any(side < 0 for crop in crops for side in crop)
 
 
-# --- phase decomposition: a transposed convolution as one matmul and shifted adds -------------
+# --- phase decomposition: a transposed convolution as matmuls and shifted adds -----------------
 
 
-class Phases(NamedTuple):
-    """One axis of a transposed convolution split into its ``stride`` phases.
+def phase_taps(kernel: int, stride: int, phase: int) -> range:
+    """The kernel taps that land in ``phase`` (full pixels ``q * s + phase``): ``phase, phase + s, ...``
+    below ``kernel``, so ``ceil(k / s)`` taps for the first ``k % s`` phases, ``floor(k / s)`` for the rest
+    (none for a phase ``>= k``). Full pixel ``q * s + p`` is ``sum_m x[q - m] @ W[p + m * s]``."""
+    return range(phase, kernel, stride)
 
-    Full output pixel ``q * s + p`` (phase ``p``) is ``sum_m x[q - m] @ W[p + m * s]`` over the
-    ``steps = ceil(k / s)`` taps of that phase, so with the kernel padded by ``pad`` zero taps to
-    ``steps * s`` taps, every phase is the sum of ``steps`` shifted planes of the product
-    ``x @ W`` (no multiply by the zeros of a dilated input). The phases interleave into
-    ``(input + steps - 1) * s`` pixels, of which the first ``full_length`` are the full output
-    (the rest only ever hold the padded taps' zeros).
+
+class PhaseStep(NamedTuple):
+    """Step ``m`` of an axis's phase split: tap ``m * s + p`` of each phase ``p < phases``.
+
+    The taps per phase never grow with ``p`` (:func:`phase_taps`), so the phases that have an ``m``-th tap
+    are the first ``min(s, k - m * s)``: one product of the input with these taps gives them all, with no
+    zero taps, and the missing phases ``phases..s-1`` are zero rows added after the product. Input pixel
+    ``j`` of the product lands on phase-plane row ``j + m - first`` (``first``: :attr:`PhaseSplit.first_row`).
     """
 
-    steps: int
-    """Taps per phase, ``ceil(k / s)``: the shifted planes summed into each phase."""
-    pad: int
-    """Zero taps appended to the kernel, ``steps * s - k``."""
-
-    def length(self, input_length: int) -> int:
-        """Pixels of each phase plane: ``input + steps - 1``."""
-        return input_length + self.steps - 1
-
-
-def phases(kernel: int, stride: int) -> Phases:
-    """The phase split of an axis with ``kernel`` taps and ``stride``."""
-    steps = -(-kernel // stride)
-    return Phases(steps, steps * stride - kernel)
+    first_tap: int
+    """``m * s``: the taps of this step are ``first_tap .. first_tap + phases - 1``."""
+    phases: int
+    """How many phases (the first ones) get a tap at this step."""
+    rows: tuple[tuple[int, int], tuple[int, int]]
+    """:func:`slice_and_pad` of the product's input rows onto the phase plane: keep ``[start, stop)``, then
+    add ``(before, after)`` zero rows."""
 
 
-def phase_shift(step: int, steps: int) -> tuple[int, int]:
-    """Zero rows ``(before, after)`` that put the plane of step ``m`` at offset ``m`` of a phase plane
-    (input pixel ``q - m`` lands on phase pixel ``q``)."""
-    return step, steps - 1 - step
+class PhaseSplit(NamedTuple):
+    """One axis of a cropped transposed convolution as ``stride`` interleaved phase planes.
+
+    Row ``r`` of every phase plane is full-output row ``first_row + r`` of its phase (full pixel
+    ``(first_row + r) * s + p``); the planes cover the crop's window, negative crops included (rows
+    outside the full output stay zero), and interleaved (``rows * s`` pixels) the output is ``[keep)``.
+    """
+
+    steps: tuple[PhaseStep, ...]
+    """One per tap of the first phase (``ceil(k / s)``), summed into the phase planes."""
+    first_row: int
+    rows: int
+    """Rows of each phase plane."""
+    keep: tuple[int, int]
+    """``[start, stop)`` of the interleaved axis that is the cropped output (``start < s``)."""
+
+
+def phase_split(input_length: int, kernel: int, stride: int, crop: Crop) -> PhaseSplit:
+    """The phase split of an axis of ``input_length`` pixels, ``kernel`` taps and ``stride``, cropped by ``crop``.
+
+    Only the phase rows that reach the crop's window ``[begin, full - end)`` are computed: rows
+    ``floor(begin / s) .. ceil((full - end) / s) - 1``. Each step's product rows are sliced and padded onto
+    that window (zero rows where the window leaves the input), so a crop costs no pass of its own beyond
+    the final slice of fewer than ``s`` pixels per side.
+    """
+    begin, end = crop
+    stop = full_length(input_length, kernel, stride) - end
+    first, last = begin // stride, -(-stop // stride)
+    steps = tuple(
+        PhaseStep(
+            m * stride,
+            min(stride, kernel - m * stride),
+            slice_and_pad((first - m, input_length - last + m), input_length),
+        )
+        for m in range(-(-kernel // stride))
+    )
+    start = begin - first * stride
+    return PhaseSplit(steps, first, last - first, (start, start + stop - begin))
+
+
+def nearest_resize_as_transposed(kernel: int, scale: int) -> tuple[tuple[tuple[int, ...], ...], Crop]:
+    """Nearest upsampling by ``scale`` then a ``kernel``-tap "same" convolution (:func:`same_padding`) as one
+    transposed convolution with stride ``scale``: ``(matrix, crop)``, where the transposed kernel is
+    ``matrix @ K`` per axis (``kernel + scale - 1`` rows of 0/1: row ``t'`` sums the conv taps
+    ``k-1-t' .. k-2-t'+scale``, the ones that read the input pixel the phase-split tap ``t'`` reads).
+
+    On the small input that is ``(k + s - 1)^2`` taps instead of ``k^2`` on the ``s^2``-times larger
+    resized one (k3 s2: 16 vs 36 per input pixel), and the phase split runs it without dilated zeros.
+    """
+    before = same_padding(kernel)[0]
+    matrix = tuple(
+        tuple(int(kernel - 1 - row <= tap < kernel - 1 - row + scale) for tap in range(kernel))
+        for row in range(kernel + scale - 1)
+    )
+    return matrix, (kernel - 1 - before, before)
 
 
 # --- residual and coverage -------------------------------------------------------------------

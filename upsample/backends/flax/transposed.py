@@ -24,7 +24,7 @@ the conv. Larger or negative crops are not passed to lax as pads: negative lax p
 but XLA:CPU computes them wrongly (openxla/xla#48713), and zero pads on both sides can crash the
 XLA compiler (see ``geometry.split_for_lax``). That native path runs with ``fast_path=False``; by
 default (``fast_path=True``, same parameters) a 1x1 input takes matrix products over the stored kernel,
-and a larger one the phase formulation of :mod:`upsample.phase_split` (one matmul and shifted adds),
+and a larger one the phase formulation of :mod:`upsample.phase_split` (matmuls and shifted adds, crops included),
 whose gradient is matmuls too, where XLA's transposed convolution and its gradient convolve a
 zero-dilated input.
 
@@ -119,10 +119,10 @@ def _one_by_one(x: Array, kernel: Array, bias: Array | None, crops: Crops, dtype
 
 
 def _by_phases(x: Array, kernel: Array, bias: Array | None, spec: UpsampleSpec, dtype: Dtype | None) -> Array:
-    """The layer (without residual) on a larger input as one matmul and shifted adds
-    (:mod:`upsample.phase_split`), over the stored kernel un-flipped; cropped, plus bias."""
+    """The layer (without residual) on a larger input as matmuls and shifted adds
+    (:mod:`upsample.phase_split`, crops included), over the stored kernel un-flipped; plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    y = _crop(phase_split.full_output(jnp, x, kernel[::-1, ::-1], spec.stride), spec.crops, None)
+    y = phase_split.transposed_conv(jnp, x, kernel[::-1, ::-1], spec.stride, spec.crops)
     return y if bias is None else y + bias
 
 

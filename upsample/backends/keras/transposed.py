@@ -117,7 +117,7 @@ class Upsample(keras.layers.Layer):
             y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
         elif self.fast_path and keras.backend.backend() in PHASE_SPLIT_BACKENDS and None not in size:
             kernel = keras.ops.transpose(self.conv.kernel, (0, 1, 3, 2))  # canonical (kh, kw, C_in, C_out)
-            y = self._with_bias(_crop(phase_split.full_output(keras.ops, x, kernel, self.spec.stride), self.spec.crops))
+            y = self._with_bias(phase_split.transposed_conv(keras.ops, x, kernel, self.spec.stride, self.spec.crops))
         elif self._native and not trap:
             y = self.conv(x)
         else:  # the full output (output_padding 0 with "valid"), then the spec's crops

@@ -1,6 +1,6 @@
 """Run a built layer on NumPy data, the same way in every framework.
 
-Each module (``torch``, ``keras``, ``flax``) has the same two functions:
+Each module (``torch``, ``keras``, ``flax``) has the same functions:
 
 - ``run(spec, weights, x, grad_y, **options) -> upsample.crosscheck.Outcome``: forward and backward with
   NHWC NumPy input and upstream gradient; output, input gradient and weight gradients come back as
@@ -9,6 +9,11 @@ Each module (``torch``, ``keras``, ``flax``) has the same two functions:
   forward_backward)}``, zero-argument callables that block until the result is computed. "native" is
   the framework's own layers for the same computation (a transposed convolution; a convolution and a
   pixel shuffle; a resize and a convolution), "matmul" a product of :func:`matmul_shape`.
+- ``train_head(spec, weights, data, learning_rate, **options) -> upsample.crosscheck.HeadOutcome``: a whole
+  head (``StackSpec``) on ``(x, grad_y)`` batches: the first batch in training and inference mode, forward
+  and backward, then one plain SGD step per batch (loss ``sum(y * grad_y)``), running statistics included.
+- ``generator_step_callables(specs, batch, **options)``: ``{"native" | "ours": step}``, one SGD step of a
+  DCGAN-shaped generator built from the framework's own layers or from ours (the bench's end-to-end row).
 
 Used by ``upsample check``, ``upsample bench`` and the cross-framework equivalence tests.
 """

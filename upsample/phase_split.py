@@ -54,3 +54,14 @@ def transposed_conv(
         ops.transpose(planes, (0, 1, 3, 2, 4, 5)), (-1, rows.rows * stride[0], cols.rows * stride[1], out_channels)
     )
     return interleaved[:, rows.keep[0] : rows.keep[1], cols.keep[0] : cols.keep[1]]
+
+
+def nearest_resize_conv(ops: Any, x: Any, kernel: Any, scale: tuple[int, int], kernel_size: tuple[int, int]) -> Any:
+    """Nearest upsampling of NHWC ``x`` by ``scale``, then the "same" convolution by a canonical HWIO
+    ``kernel``, without bias: one :func:`transposed_conv` of the summed kernel on the small input
+    (:func:`geometry.nearest_resize_as_transposed`), with no resized copy."""
+    import numpy as np
+
+    (rows, crop_h), (cols, crop_w) = map(geometry.nearest_resize_as_transposed, kernel_size, scale)
+    summed = ops.einsum("at,bu,tuio->abio", np.asarray(rows, kernel.dtype), np.asarray(cols, kernel.dtype), kernel)
+    return transposed_conv(ops, x, summed, scale, (crop_h, crop_w))

@@ -66,9 +66,7 @@ def _nearest_by_phases(x: Array, kernel: Array, bias: Array | None, spec: Resize
     """Nearest resize + conv as one transposed convolution of the summed kernel on the small input
     (``geometry.nearest_resize_as_transposed``), by :mod:`upsample.phase_split`; plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    (rows, crop_h), (cols, crop_w) = map(geometry.nearest_resize_as_transposed, spec.kernel_size, spec.scale)
-    summed = jnp.einsum("at,bu,tuio->abio", np.asarray(rows, kernel.dtype), np.asarray(cols, kernel.dtype), kernel)
-    y = phase_split.transposed_conv(jnp, x, summed, spec.scale, (crop_h, crop_w))
+    y = phase_split.nearest_resize_conv(jnp, x, kernel, spec.scale, spec.kernel_size)
     return y if bias is None else y + bias
 
 

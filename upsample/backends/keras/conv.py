@@ -199,11 +199,8 @@ class ResizeConv(_ConvKind):
         fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.method == "nearest" and None not in size
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
             # nearest resize + conv as one transposed convolution on the small input (no resized copy)
-            (rows, crop_h), (cols, crop_w) = map(geometry.nearest_resize_as_transposed, spec.kernel_size, spec.scale)
             kernel = keras.ops.convert_to_tensor(self.conv.kernel)
-            rows, cols = (keras.ops.cast(np.asarray(m), kernel.dtype) for m in (rows, cols))
-            summed = keras.ops.einsum("at,bu,tuio->abio", rows, cols, kernel)
-            y = phase_split.transposed_conv(keras.ops, x, summed, spec.scale, (crop_h, crop_w))
+            y = phase_split.nearest_resize_conv(keras.ops, x, kernel, spec.scale, spec.kernel_size)
             return y if self.conv.bias is None else y + self.conv.bias
         return self.conv(x if self.resize is None else self.resize(x))
 

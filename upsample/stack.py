@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -106,34 +106,31 @@ class Activation:
         return {"kind": self.kind, "slope": self.slope, "approximate": self.approximate}
 
 
-def as_norm(value: Any, name: str = "norm") -> Norm | None:
-    """``None``, ``"batch"``, ``"group"``, a :class:`Norm` or its dict, as a :class:`Norm` (or ``None``)."""
-    if value is None or isinstance(value, Norm):
+_Part = TypeVar("_Part", Norm, Activation)
+
+
+def _coerced(cls: type[_Part], value: Any, name: str, expected: str) -> _Part | None:
+    """``None``, a kind name, a ``cls`` or its dict, as a ``cls`` (or ``None``); errors name the argument."""
+    if value is None or isinstance(value, cls):
         return value
     if isinstance(value, str):
-        return Norm(value)
+        return cls(value)
     if isinstance(value, Mapping):
         try:
-            return Norm(**value)
+            return cls(**value)
         except TypeError as error:  # an unknown key: say which argument held the dict
             raise TypeError(f"{name} {shown(dict(value))}: {error}") from None
-    raise TypeError(f"{name} must be None, 'batch', 'group' or an upsample.stack.Norm, got {shown(value)}")
+    raise TypeError(f"{name} must be {expected}, got {shown(value)}")
+
+
+def as_norm(value: Any, name: str = "norm") -> Norm | None:
+    """``None``, ``"batch"``, ``"group"``, a :class:`Norm` or its dict, as a :class:`Norm` (or ``None``)."""
+    return _coerced(Norm, value, name, "None, 'batch', 'group' or an upsample.stack.Norm")
 
 
 def as_activation(value: Any, name: str = "activation") -> Activation | None:
     """``None``, a kind name, an :class:`Activation` or its dict, as an :class:`Activation` (or ``None``)."""
-    if value is None or isinstance(value, Activation):
-        return value
-    if isinstance(value, str):
-        return Activation(value)
-    if isinstance(value, Mapping):
-        try:
-            return Activation(**value)
-        except TypeError as error:  # an unknown key: say which argument held the dict
-            raise TypeError(f"{name} {shown(dict(value))}: {error}") from None
-    raise TypeError(
-        f"{name} must be None, one of {ACTIVATION_KINDS} or an upsample.stack.Activation, got {shown(value)}"
-    )
+    return _coerced(Activation, value, name, f"None, one of {ACTIVATION_KINDS} or an upsample.stack.Activation")
 
 
 def _name(activation: Activation | None) -> str:

@@ -182,9 +182,23 @@ def test_num_params_and_flops_match_weights() -> None:
         for use_bias in (True, False):
             spec = UpsampleSpec(3, 3, kernel_size=(2, 5), stride=2, residual=residual, use_bias=use_bias)
             weights = upsample.init_weights(spec)
-            assert spec.num_params == sum(a.size for a in weights.arrays() if a is not None)
+            assert spec.num_params() == sum(a.size for a in weights.arrays() if a is not None)
     spec = UpsampleSpec(3, 5, kernel_size=4, use_bias=False)
     assert spec.flops(2) == 2 * 4 * 3 * 16 * 5  # 4 input pixels x C_in x taps x C_out multiply-adds
+
+
+def test_num_params_is_a_method_like_flops_and_still_reads_as_an_attribute() -> None:
+    import upsample
+
+    for spec in (
+        UpsampleSpec(3, 4, kernel_size=2),
+        upsample.SubpixelSpec(3, 4),
+        upsample.ResizeSpec(3, 4),
+        upsample.plan(4, 8, out_channels=2),
+    ):
+        count = spec.num_params()
+        assert type(count) is int and count == spec.num_params and count > 0
+        assert f"{spec.num_params:,}" == f"{count:,}"
 
 
 def test_coverage_is_outer_product_of_axes() -> None:

@@ -25,6 +25,7 @@ from upsample.arguments import IntOrPair, Pair, as_int, as_pair
 from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
 from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
+from upsample.spec_kinds import ParamCount
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,9 +143,9 @@ class _ConvKind:
     # --- size and cost -------------------------------------------------------------------------
 
     @property
-    def num_params(self) -> int:
+    def num_params(self) -> ParamCount:
         """Number of trainable values: kernel, bias and projection skip."""
-        return sum(math.prod(shape) for shape in self.weight_shapes().values() if shape is not None)
+        return ParamCount(sum(math.prod(shape) for shape in self.weight_shapes().values() if shape is not None))
 
     def _conv_input_size(self, size: Pair) -> Pair:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from upsample.arguments import as_int, as_pair, sequence_items
 from upsample.coverage_report import CoverageReport as CoverageReport
 from upsample.messages import shown
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
+from upsample.spec_kinds import ParamCount
 from upsample.spec_kinds import load_spec as load_spec
 from upsample.spec_kinds import parse_json as parse_json
 from upsample.spec_kinds import require_spec as require_spec
@@ -242,7 +243,7 @@ class UpsampleSpec:
     # --- size and cost -------------------------------------------------------------------------
 
     @property
-    def num_params(self) -> int:
+    def num_params(self) -> ParamCount:
         """Number of trainable values: kernel, bias and projection skip."""
         kh, kw = self.kernel_size
         count = kh * kw * self.in_channels * self.out_channels
@@ -250,7 +251,7 @@ class UpsampleSpec:
             count += self.out_channels
         if self.residual == "projection":
             count += self.in_channels * self.out_channels
-        return count
+        return ParamCount(count)
 
     def flops(self, input_size: IntOrPair = 1) -> int:
         """Floating-point operations per sample (a multiply-add counts as two)."""

@@ -18,6 +18,15 @@ SPEC_KINDS: dict[str, str] = {
 """Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
 
 
+class ParamCount(int):
+    """A spec's parameter count, read as a method like ``flops(...)`` and Keras's ``count_params()``:
+    ``spec.num_params()``. It is an int that may be called, so ``spec.num_params`` read as an attribute
+    (as before it became a method) keeps working for one release."""
+
+    def __call__(self) -> int:
+        return int(self)
+
+
 def load_spec(source: str | Mapping[str, Any]) -> Any:
     """The spec of the right kind from its JSON text or dict (no ``kind``: a transposed spec, as written
     before kinds existed)."""

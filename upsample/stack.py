@@ -28,6 +28,7 @@ from upsample.arguments import IntOrPair, Pair, as_int, as_pair
 from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
 from upsample.spec import SPEC_FORMAT_VERSION, load_spec, require_spec
+from upsample.spec_kinds import ParamCount
 
 KIND = "stack"
 NORM_KINDS = ("batch", "group")
@@ -285,10 +286,10 @@ class StackSpec:
         return shapes
 
     @property
-    def num_params(self) -> int:
+    def num_params(self) -> ParamCount:
         """Trainable values: every stage's, plus a scale and an offset per normalised channel."""
         norms = sum(2 * stage.out_channels for i, stage in enumerate(self.stages) if self.normed(i))
-        return sum(stage.num_params for stage in self.stages) + norms
+        return ParamCount(sum(stage.num_params() for stage in self.stages) + norms)
 
     def flops(self, input_size: IntOrPair | None = None) -> int:
         """Per sample: every stage's flops, :data:`NORM_FLOPS_PER_VALUE` per normalised value and one per

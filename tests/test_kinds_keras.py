@@ -1,14 +1,16 @@
-"""Keras 3 sub-pixel and resize layers (issue 15), run in this process's ``KERAS_BACKEND``.
+"""Keras 3 sub-pixel and resize layers, run in this process's ``KERAS_BACKEND``.
 
 Run once per Keras backend (``conftest.PER_KERAS_BACKEND``, ``UPSAMPLE_KERAS_CHILD=1``), so passing on
 all three shows that ``channels_first`` gives the same numbers on TensorFlow, JAX and torch, although
 ``keras.ops.depth_to_space`` reads a different channel order there. Oracles: the NumPy reference,
-Keras's own ``Conv2D`` + ``depth_to_space`` / ``UpSampling2D``, and torch (porting).
+Keras's own ``Conv2D`` + ``depth_to_space`` / ``UpSampling2D``, and torch (porting). Keras's own
+``Conv2D`` always runs channels-last here (TensorFlow's CPU kernel refuses NCHW without oneDNN).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,9 +75,22 @@ NATIVE = [s for s in SWEEP if s.residual is None and (isinstance(s, ResizeSpec) 
 
 @pytest.mark.parametrize("data_format", FORMATS)
 def test_shuffle_order_is_measured_as_documented(data_format: str) -> None:
-    """Issue 15's table: DCR for channels_last everywhere; channels_first DCR on TensorFlow, CRD on JAX/torch."""
+    """DCR for channels_last everywhere; for channels_first DCR on TensorFlow, CRD on JAX and torch."""
     want = "DCR" if data_format == "channels_last" or BACKEND == "tensorflow" else "CRD"
     assert uk.conv.shuffle_order(data_format, 2, 3) == want
+
+
+def native_conv(conv: keras.layers.Conv2D, x: Any) -> Any:
+    """``conv(x)``, computed by a channels-last twin holding the same weights when ``conv`` is channels-first:
+    TensorFlow's CPU kernel without oneDNN refuses an NCHW ``Conv2D`` ("The Conv2D op currently only supports
+    the NHWC tensor format on the CPU"), so the baseline must not depend on what this machine's kernels take."""
+    if conv.data_format == "channels_last":
+        return conv(x)
+    conv.build(tuple(x.shape))
+    twin = keras.layers.Conv2D.from_config({**conv.get_config(), "data_format": "channels_last"})
+    twin.build((None, *x.shape[2:], x.shape[1]))
+    twin.set_weights(conv.get_weights())
+    return keras.ops.transpose(twin(keras.ops.transpose(x, (0, 2, 3, 1))), (0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("data_format", FORMATS)
@@ -89,12 +104,12 @@ def test_a_keras_users_native_pattern(spec: Spec, data_format: str) -> None:
     x, _ = inputs(spec, (3, 4))
     x = to_nchw(x) if data_format == "channels_first" else x
     if isinstance(spec, SubpixelSpec):
-        z = conv(x)
+        z = native_conv(conv, x)
         native = z if spec.scale == (1, 1) else keras.ops.depth_to_space(z, spec.scale[0], data_format=data_format)
         got_spec, got_weights = uk.from_native(conv, scale=spec.scale[0])
     else:
         resize = keras.layers.UpSampling2D(spec.scale, data_format=data_format, interpolation=spec.method)
-        native = conv(resize(x))
+        native = native_conv(conv, resize(x))
         got_spec, got_weights = uk.from_native(conv, scale=spec.scale, method=spec.method)
     assert got_spec == spec
     layer = spec.build("keras", weights=got_weights, data_format=data_format)

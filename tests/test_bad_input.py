@@ -118,12 +118,32 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
     "diagnose-huge-kernel": (
         lambda tmp: UpsampleSpec(4, kernel_size=10**9).diagnose(1),
         ValueError,
-        ("output along height would be 1,000,000,000 pixels",),
+        ("output along height would be 1,000,000,000 pixels", r"MAX_AXIS\); because of kernel_size=1000000000$"),
     ),
     "coverage-huge-input": (
         lambda tmp: UpsampleSpec(4, kernel_size=3, stride=2).coverage(10**6),
         ValueError,
-        ("coverage map would be",),
+        ("coverage map would be", r"67,108,864 \(upsample.limits.MAX_PIXELS\); because of input_size=1000000$"),
+    ),
+    "coverage-cause-two": (
+        lambda tmp: UpsampleSpec(1, kernel_size=2, stride=10**5).coverage((100, 1)),
+        ValueError,
+        ("output along height would be 9,900,002", r"because of stride=100000 and input_size=\(100, 1\) together$"),
+    ),
+    "diagnose-cause-crops": (
+        lambda tmp: UpsampleSpec(1, padding=((-(10**9), 0), (0, 0))).diagnose(1),
+        ValueError,
+        (r"because of crops=\(\(-1000000000, 0\), \(0, 0\)\) \(padding and output_padding as crops\)$",),
+    ),
+    "subpixel-cause-scale": (
+        lambda tmp: upsample.SubpixelSpec(1, scale=(3, 10**7)).diagnose(1),
+        ValueError,
+        ("output along width would be 10,000,000 pixels", r"because of scale=\(3, 10000000\)$"),
+    ),
+    "resize-cause-scale": (
+        lambda tmp: upsample.ResizeSpec(1, scale=10**4).coverage(1),
+        ValueError,
+        ("coverage map would be 100,000,000 pixels", r"because of scale=10000$"),
     ),
     "for_size-unreachable": (
         lambda tmp: UpsampleSpec.for_size(4, 16, kernel_size=3),
@@ -154,7 +174,22 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
     "init-huge": (
         lambda tmp: init_weights(UpsampleSpec(10**5, 10**5, kernel_size=64)),
         ValueError,
-        ("the weights of UpsampleSpec would be", "GiB"),
+        (
+            "the weights of UpsampleSpec would be",
+            "GiB",
+            r"268,435,456 \(upsample.limits.MAX_WEIGHT_VALUES\)",
+            "because of in_channels=100000, out_channels=100000 and kernel_size=64 together$",
+        ),
+    ),
+    "init-cause-kernel": (
+        lambda tmp: init_weights(UpsampleSpec(1, 1, kernel_size=1000000000)),
+        ValueError,
+        ("the weights of UpsampleSpec would be", "because of kernel_size=1000000000$"),
+    ),
+    "init-cause-scale": (
+        lambda tmp: init_weights(upsample.SubpixelSpec(1, scale=10**5)),
+        ValueError,
+        ("the weights of SubpixelSpec would be", "because of scale=100000$"),
     ),
     "check-shape": (
         lambda tmp: Weights(np.zeros((1, 1, 3, 4), np.float32)).check(SPEC),
@@ -232,12 +267,37 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
             _torch()[0].zeros(1, 1, 1, 1)
         ),
         ValueError,
-        ("output along height would be",),
+        ("output along height would be", r"because of crops=\(\(-1000000000, 0\), \(0, 0\)\)"),
+    ),
+    "torch-cause-input": (
+        lambda tmp: _torch()[1].Upsample(UpsampleSpec(1, kernel_size=2, stride=2))(_torch()[0].zeros(1, 1, 600_000)),
+        ValueError,
+        ("output along width would be 1,200,000", r"stride=2 and the input x of shape \(1, 1, 600000\) together$"),
     ),
     "torch-huge-layer": (
         lambda tmp: _torch()[1].Upsample(UpsampleSpec(10**5, 10**5, kernel_size=64)),
         ValueError,
-        ("weights of UpsampleSpec would be",),
+        ("weights of UpsampleSpec would be", "because of in_channels=100000, out_channels=100000 and kernel_size"),
+    ),
+    "torch-cause-weights": (
+        lambda tmp: _torch()[1].Subpixel(upsample.SubpixelSpec(1, scale=10**5)),
+        ValueError,
+        ("weights of SubpixelSpec would be", "because of scale=100000$"),
+    ),
+    "torch-unbatched-channels": (
+        lambda tmp: _torch()[1].Upsample(SPEC)(_torch()[0].zeros(2, 1, 5)),
+        ValueError,
+        (r"x: expected CHW with C=3, got shape \(2, 1, 5\)$",),
+    ),
+    "torch-unbatched-layout": (
+        lambda tmp: _torch()[1].Upsample(SPEC)(_torch()[0].zeros(1, 1, 3)),
+        ValueError,
+        (r"x: expected CHW with C=3, got shape \(1, 1, 3\): is this HWC\?$",),
+    ),
+    "torch-head-unbatched": (
+        lambda tmp: upsample.plan(3, 8).build("torch")(_torch()[0].zeros(5, 1, 1)),
+        ValueError,
+        (r"x: expected CHW with C=3, got shape \(5, 1, 1\)$",),
     ),
     "torch-lazy": (
         lambda tmp: _torch()[1].from_native(_torch()[0].nn.LazyConvTranspose2d(4, 3)),
@@ -271,6 +331,26 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
         lambda tmp: SPEC.build("nnx")(_flax()[2].zeros((1, 1, 1, 5))),
         ValueError,
         ("expected NHWC with C=3", r"\(1, 1, 1, 5\)"),
+    ),
+    "nnx-unbatched-channels": (
+        lambda tmp: SPEC.build("nnx")(_flax()[2].zeros((1, 1, 5))),
+        ValueError,
+        (r"x: expected HWC with C=3, got shape \(1, 1, 5\)$",),
+    ),
+    "linen-unbatched-layout": (
+        lambda tmp: SPEC.build("flax")(_flax()[2].zeros((3, 1, 1))),
+        ValueError,
+        (r"x: expected HWC with C=3, got shape \(3, 1, 1\): is this CHW\?$",),
+    ),
+    "linen-head-unbatched": (
+        lambda tmp: upsample.plan(3, 8).build("flax")(_flax()[2].zeros((1, 1, 4))),
+        ValueError,
+        (r"x: expected HWC with C=3, got shape \(1, 1, 4\)$",),
+    ),
+    "nnx-cause-input": (
+        lambda tmp: UpsampleSpec(1, kernel_size=2, stride=2).build("nnx")(_flax()[2].zeros((600_000, 1, 1))),
+        ValueError,
+        (r"because of stride=2 and the input x of shape \(600000, 1, 1\) together$",),
     ),
     "linen-list-x": (lambda tmp: SPEC.build("flax")([[1.0]]), TypeError, ("x must be an array, got list",)),
     "nnx-int": (

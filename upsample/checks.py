@@ -39,13 +39,14 @@ def check_input(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    shape = tuple(shape)
+    given = shape = tuple(shape)  # messages show ``given``, the shape the user passed
+    rank = layout
     if unbatched and len(shape) == 3:
-        shape = (1, *shape)
+        shape, rank = (1, *shape), layout[1:]
     elif len(shape) != 4:
         ranks = f"rank-4 {layout}" + (f" (or rank-3 {layout[1:]}, unbatched)" if unbatched else "")
         raise ValueError(
-            f"x must be a {ranks} tensor, got shape {_shape(shape)} (rank {len(shape)}); "
+            f"x must be a {ranks} tensor, got shape {_shape(given)} (rank {len(given)}); "
             f"a pooled vector (B, C) needs reshaping to {_example(spec, layout)}"
         )
     channel_axis, other_axis = (3, 1) if layout == "NHWC" else (1, 3)
@@ -54,17 +55,16 @@ def check_input(
         hint = ""
         if shape[other_axis] == spec.in_channels:
             other = "NCHW" if layout == "NHWC" else "NHWC"
-            hint = f": is this {other}?"
-        raise ValueError(f"x: expected {layout} with C={spec.in_channels}, got shape {_shape(shape)}{hint}")
+            hint = f": is this {other if rank == layout else other[1:]}?"
+        raise ValueError(f"x: expected {rank} with C={spec.in_channels}, got shape {_shape(given)}{hint}")
     if not floating:
         raise TypeError(f"x must have a floating dtype, got {dtype}")
     height, width = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
     if height is None or width is None:
         if not dynamic:
-            raise ValueError(f"x must have static spatial dimensions, got shape {_shape(shape)}")
+            raise ValueError(f"x must have static spatial dimensions, got shape {_shape(given)}")
         return height, width
-    for axis, length in zip(("height", "width"), spec.output_size((height, width)), strict=True):
-        limits.check_count(f"the output along {axis}", length, limits.MAX_AXIS, "pixels")
+    limits.check_output(spec, (height, width), f"the input x of shape {_shape(given)}")
     return height, width
 
 

@@ -19,9 +19,37 @@ from upsample.weights import Weights, checked
 def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``body(x) + residual`` on NCHW ``x`` (an unbatched ``CHW`` too, as torch layers take it), after the
     shape-only checks, which also run while ``torch.compile`` traces (there the spatial sizes may be
-    symbolic, so the output size is left to torch and the warning to eager calls)."""
+    symbolic, so the output size is left to torch and the warning to eager calls).
+
+    While the TorchScript tracer runs (legacy ``torch.onnx.export``, ``torch.jit.trace``) every size is a
+    traced tensor: the checks and the warning, which add nothing to the graph, are skipped (they ran on the
+    same module in eager mode, or run on its first eager call), and the residual's gather is recorded as
+    ops on the traced sizes, so no ``TracerWarning`` comes from them."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor(x)")
+    tracing = torch.jit.is_tracing()
+    if not tracing:
+        _check(layer, x)
+    if x.dim() == 3:
+        return run(layer, x.unsqueeze(0), body).squeeze(0)
+    y = body(x)
+    if layer.spec.residual is None:
+        return y
+    gather = _traced_residual if tracing else residual
+    return y + gather(x, layer.skip, (y.shape[2], y.shape[3]))
+
+
+def check_unbatched(spec: Any, x: Any) -> None:
+    """The input rules of a head's first stage ``spec`` on an unbatched ``x`` as the user passed it, before
+    the head makes it a batch of one (so a message shows the user's shape); skipped while tracing."""
+    if isinstance(x, torch.Tensor) and not torch.jit.is_tracing():
+        shape = (*x.shape[:-2], None, None) if torch.compiler.is_compiling() else tuple(x.shape)
+        check_input(spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
+
+
+def _check(layer: Any, x: torch.Tensor) -> None:
+    """The input rules (``checks.check_input``), the dtype rule and the dead-pixel warning, in eager mode
+    and under ``torch.compile``."""
     compiling = torch.compiler.is_compiling()
     shape = (*x.shape[:-2], None, None) if compiling else tuple(x.shape)
     size = check_input(layer.spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
@@ -36,12 +64,6 @@ def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> tor
         if guard is None:
             guard = layer.__dict__["_guard"] = DeadPixelGuard(layer.spec)
         guard(size)
-    if x.dim() == 3:
-        return run(layer, x.unsqueeze(0), body).squeeze(0)
-    y = body(x)
-    if layer.spec.residual is None:
-        return y
-    return y + residual(x, layer.skip, (y.shape[2], y.shape[3]))
 
 
 def residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[int, int]) -> torch.Tensor:
@@ -52,6 +74,17 @@ def residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[int, int])
         indices = geometry.nearest_gather(source.shape[axis], out_length)
         if indices is not None:
             source = source.index_select(axis, torch.tensor(indices, device=source.device))
+    return source
+
+
+def _traced_residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[Any, Any]) -> torch.Tensor:
+    """:func:`residual` as the tracer records it: ``geometry.nearest_indices``'s ``((2 d + 1) in) // (2 out)``
+    computed in ops from the traced sizes, so the graph holds for other input sizes too."""
+    source = x if skip is None else skip(x)
+    for axis, out_length in zip((2, 3), out_size, strict=True):
+        destination = torch.arange(out_length, device=source.device)
+        indices = torch.div((2 * destination + 1) * source.shape[axis], 2 * out_length, rounding_mode="floor")
+        source = source.index_select(axis, indices)
     return source
 
 

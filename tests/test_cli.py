@@ -407,6 +407,23 @@ BAD = [
     (["inspect", "{dir}/head.json", "--input-size", "600000"], ["output along height would be", "over the limit"]),
     (["inspect", "{dir}/bad-head.safetensors"], ["bad-head.safetensors'", "does not match its own spec"]),
     (["export", "{dir}/bad-head.safetensors", "-o", "{dir}/x.onnx"], ["bad-head.safetensors'", "does not match"]),
+    # a misspelled flag is named (with the closest known one) before any missing required flag
+    (["plan", "--chanels", "64", "--size", "16"], ["unknown flag --chanels; did you mean --channels?"]),
+    (["plan", "--channels=64", "--sise=16"], ["unknown flag --sise; did you mean --size?"]),
+    (["inspect", "--strde", "2"], ["unknown flag --strde; did you mean --stride?"]),
+    (["check", "--chanels", "4", "--size", "4"], ["unknown flag --chanels; did you mean --channels?"]),
+    (["export", "{dir}/head.json", "--onx", "x.onnx"], ["unknown flag --onx; did you mean --onnx?"]),
+    (["bench", "--quik"], ["unknown flag --quik; did you mean --quick?"]),
+    # a head's flags without --head, and head flags that cannot work
+    (["plan", "--channels", "64", "--size", "16", "--norm", "batch"], ["--norm needs --head"]),
+    (["plan", "--channels", "64", "--size", "16", "--activation", "tanh"], ["--activation needs --head"]),
+    (["plan", "--channels", "64", "--size", "16", "--final-activation", "tanh"], ["--final-activation needs --head"]),
+    (["plan", "--channels", "64", "--size", "16", "--head", "--groups", "4"], ["--groups 4", "needs --norm group"]),
+    (
+        ["plan", "--channels", "32", "--size", "32", "--head", "--norm", "group", "--groups", "32"],
+        ["groups=32 does not divide", "stages[1] (16), stages[2] (8)"],
+    ),
+    (["plan", "--channels", "8", "--size", "16", "--head", "--method", "bilinear"], ["--method", "--mode resize"]),
 ]
 
 
@@ -544,3 +561,39 @@ def test_export_a_head_spec_json_with_seeded_weights(tmp_path: Path) -> None:
     want, _ = stack_reference.forward(head, init_weights(head, seed=3), x.astype(np.float64))
     assert want.shape == (2, 16, 16, 2)
     np.testing.assert_allclose(_run_onnx(model, x), want, rtol=1e-4, atol=1e-5)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``upsample argv`` in this process: its stdout (exit code 0 asserted)."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_plan_head_group_norm_chooses_groups_and_shows_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--norm group`` without ``--groups`` plans a head that builds; the table names the group count."""
+    args = ("plan", "--head", "--channels", "32", "--size", "32", "--out-channels", "3", "--norm", "group")
+    head = upsample.load_spec(_cli(capsys, *args, "--json"))
+    normed = [stage.out_channels for stage in head.stages[:-1]]
+    assert normed == [32, 16, 8]
+    assert all(c % head.norm.groups == 0 for c in normed)  # and no larger count up to 32 divides them all:
+    assert not [g for g in range(head.norm.groups + 1, 33) if all(c % g == 0 for c in normed)]
+    assert "norm: groupnorm, 8 groups, epsilon 1e-05" in _cli(capsys, *args)
+    chosen = upsample.load_spec(_cli(capsys, *args, "--groups", "4", "--json"))
+    assert chosen.norm.groups == 4
+    assert "momentum 0.1" in _cli(capsys, *args[:-1], "batch")
+
+
+def test_plan_head_method_and_no_bias_reach_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--method bilinear`` makes bilinear resize stages, ``--no-bias`` stages without a bias (the JSON said
+    nearest and biased whatever was given)."""
+    args = ("plan", "--head", "--channels", "16", "--size", "16", "--mode", "resize", "--json")
+    head = upsample.load_spec(_cli(capsys, *args, "--method", "bilinear", "--no-bias"))
+    resize = [stage for stage in head.stages if isinstance(stage, ResizeSpec)]
+    assert len(resize) == 2 and all(stage.method == "bilinear" for stage in resize)
+    assert not any(stage.use_bias for stage in head.stages)
+    assert all(shape is None for name, shape in head.weight_shapes().items() if name.endswith(".bias"))
+    summary = json.loads(_cli(capsys, "plan", "--channels", "4", "--size", "8", "--no-bias", "--json"))
+    layer = upsample.load_spec(summary["spec"])
+    assert layer.use_bias is False and layer.weight_shapes()["bias"] is None

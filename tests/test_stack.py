@@ -234,7 +234,7 @@ def test_table_lists_every_stage() -> None:
 
 def test_init_and_build_errors_name_the_argument() -> None:
     spec = small_head()
-    with pytest.raises(ValueError, match=r"stages\[0\]: scheme='bilinear'"):
+    with pytest.raises(ValueError, match=r"scheme='bilinear' fits no stage .*stages\[0\] UpsampleSpec 4 -> 2"):
         upsample.init_weights(StackSpec([UpsampleSpec.for_size(4, 4, out_channels=2)]), scheme="bilinear")
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         upsample.init_weights(spec, seed=True)
@@ -242,3 +242,75 @@ def test_init_and_build_errors_name_the_argument() -> None:
         spec.build("torch", weights=upsample.init_weights(spec.stages[0]))
     with pytest.raises(ValueError, match="backend must be one of"):
         spec.build("mxnet")
+
+
+@pytest.mark.parametrize("mode", ["transposed", "subpixel", "resize"])
+def test_plan_group_norm_chooses_groups_that_divide_every_normed_stage(mode: str) -> None:
+    """``norm="group"`` without a count: the largest count up to 32 dividing every normalised stage's channels
+    (32 divides neither 16 nor 8 here); explicit groups that do not divide are refused, naming the stages."""
+    for norm in ("group", {"kind": "group", "epsilon": 1e-3}):
+        head = upsample.plan(32, 32, out_channels=3, mode=mode, norm=norm)
+        normed = [stage.out_channels for i, stage in enumerate(head.stages) if head.normed(i)]
+        assert head.norm is not None and normed == [32, 16, 8]
+        assert all(c % head.norm.groups == 0 for c in normed)
+        assert not [g for g in range(head.norm.groups + 1, 33) if all(c % g == 0 for c in normed)]
+    assert head.norm.epsilon == 1e-3
+    assert upsample.plan(64, 16, mode=mode, norm="group").norm == Norm("group", groups=32)  # 64, 32 normed
+    for explicit in (Norm("group"), {"kind": "group", "groups": 32}):
+        with pytest.raises(ValueError, match=r"groups=32 does not divide .*stages\[1\] \(16\), stages\[2\] \(8\)"):
+            upsample.plan(32, 32, out_channels=3, mode=mode, norm=explicit)
+    assert upsample.plan(32, 32, out_channels=3, mode=mode, norm=Norm("group", groups=4)).norm.groups == 4
+
+
+def test_norm_and_activation_are_exported_lazily() -> None:
+    """``upsample.Norm`` and ``upsample.Activation`` as the docs write them; ``import upsample`` still loads
+    neither NumPy nor a framework."""
+    import subprocess
+    import sys
+
+    assert upsample.Norm is Norm and upsample.Activation is Activation
+    code = "import sys, upsample; assert {'Norm', 'Activation'} <= set(dir(upsample)); print('numpy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+    head = upsample.plan(8, 8, norm=upsample.Norm("batch", momentum=0.2), activation=upsample.Activation("gelu"))
+    assert head.norm == Norm("batch", momentum=0.2) and head.activation == Activation("gelu")
+
+
+def test_plan_method_and_use_bias() -> None:
+    """``method`` reaches every resize stage; ``use_bias=False`` drops every stage's bias."""
+    head = upsample.plan(8, 16, mode="resize", method="bilinear")
+    resize = head.stages[1:]
+    bilinear = [ResizeSpec(stage.in_channels, stage.out_channels, method="bilinear") for stage in resize]
+    assert resize and list(resize) == bilinear
+    assert all(stage.method == "nearest" for stage in upsample.plan(8, 16, mode="resize").stages[1:])
+    with pytest.raises(ValueError, match="method applies to mode='resize' only"):
+        upsample.plan(8, 16, method="bilinear")
+    for mode in ("transposed", "subpixel", "resize"):
+        biased, unbiased = upsample.plan(8, 16, mode=mode), upsample.plan(8, 16, mode=mode, use_bias=False)
+        assert all(stage.use_bias for stage in biased.stages) and not any(s.use_bias for s in unbiased.stages)
+        biases = sum(w.bias.size for w in upsample.init_weights(biased).stages)  # sub-pixel: one per conv channel
+        assert biased.num_params() - unbiased.num_params() == biases > 0
+        assert all(w.bias is None for w in upsample.init_weights(unbiased).stages)
+    with pytest.raises(TypeError, match="use_bias must be a bool, got 'no'"):
+        upsample.plan(8, 16, use_bias="no")  # type: ignore[arg-type]
+
+
+def test_init_scheme_goes_to_the_stages_it_fits() -> None:
+    """``icnr`` on a sub-pixel head: its dense transposed first stage gets he_uniform, each sub-pixel stage an ICNR
+    kernel (the ``r_h * r_w`` phases of every output channel start equal); a scheme that fits no stage raises."""
+    from upsample.stack_weights import stage_schemes
+
+    head = upsample.plan(16, 16, 3, mode="subpixel")
+    assert stage_schemes(head, "icnr") == ("he_uniform", "icnr", "icnr")
+    weights = upsample.init_weights(head, scheme="icnr", seed=5)
+    first = upsample.init_weights(head.stages[0], seed=5)
+    np.testing.assert_array_equal(weights.stages[0].kernel, first.kernel)
+    for stage, stage_weights in zip(head.stages[1:], weights.stages[1:], strict=True):
+        kernel = stage_weights.kernel.reshape(*stage_weights.kernel.shape[:3], stage.out_channels, 4)
+        assert np.ptp(kernel, axis=-1).max() == 0 and np.abs(kernel).max() > 0
+    plain = upsample.init_weights(head, seed=5).stages[1].kernel.reshape(3, 3, 16, 8, 4)
+    assert np.ptp(plain, axis=-1).max() > 0  # he_uniform's phases differ: the check above can fail
+    with pytest.raises(ValueError, match=r"scheme='icnr' fits no stage .*stages\[0\] UpsampleSpec"):
+        upsample.init_weights(upsample.plan(16, 16, 3), scheme="icnr")
+    bilinear = upsample.plan(4, 16, 2)  # 4 -> 4, 4 -> 2, 2 -> 2 channels
+    assert stage_schemes(bilinear, "bilinear") == ("bilinear", "he_uniform", "bilinear")

@@ -21,6 +21,8 @@ _LAZY = {
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
     "StackSpec": "upsample.stack",
+    "Norm": "upsample.stack",
+    "Activation": "upsample.stack",
     "StackWeights": "upsample.stack_weights",
     "plan": "upsample.stack_plan",
     "save_head": "upsample.stack_weights",
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
     from upsample.coverage_report import CoverageReport as CoverageReport
     from upsample.spec import UpsampleSpec as UpsampleSpec
     from upsample.spec import load_spec as load_spec
+    from upsample.stack import Activation as Activation
+    from upsample.stack import Norm as Norm
     from upsample.stack import StackSpec as StackSpec
     from upsample.stack_plan import plan as plan
     from upsample.stack_weights import StackWeights as StackWeights

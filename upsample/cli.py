@@ -1,6 +1,6 @@
 """The ``upsample`` command: plan a layer or head, inspect its coverage, check it everywhere, time it, export it
-(:mod:`upsample.cli_export`). What it reads is in :mod:`upsample.cli_inputs`, what it prints in
-:mod:`upsample.cli_output`."""
+(:mod:`upsample.cli_export`). Its flags are in :mod:`upsample.cli_flags`, what it reads in
+:mod:`upsample.cli_inputs`, what it prints in :mod:`upsample.cli_output`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from upsample import __version__, cli_export, plans
+from upsample import __version__, cli_export, cli_flags, plans
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
 from upsample.cli_inputs import PLAN_FLAGS, SPEC_FLAGS, UsageError
@@ -38,6 +38,10 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_plan(args: argparse.Namespace) -> int:
     if args.head:
         return _plan_head(args)
+    for flag in cli_flags.HEAD_FLAGS:
+        if getattr(args, flag) is not None:
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} needs --head: one layer has no norm or activation (add --head or drop {name})")
     spec = inputs.planned_spec(args)
     summary = output.summary(spec, *inputs.input_size(args.input_size, None))
     if args.json:
@@ -55,20 +59,31 @@ def _plan_head(args: argparse.Namespace) -> int:
     for flag in ("kernel", "residual"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag} sets one layer; --head plans every stage itself (drop --{flag})")
+    mode = args.mode or "transposed"
+    if args.method is not None and mode != "resize":
+        raise UsageError(f"--method applies to --mode resize only, not --mode {mode}")
+    if args.groups is not None and args.norm != "group":
+        raise UsageError(f"--groups {args.groups} sets GroupNorm's groups: it needs --norm group")
+    norm = {"kind": "group", "groups": args.groups} if args.groups is not None else args.norm
+    activation = "relu" if args.activation is None else args.activation
     head = plan(
         args.channels,
         args.size,
         out_channels=args.out_channels,
-        mode=args.mode or "transposed",
-        norm=args.norm,
-        activation=None if args.activation == "none" else args.activation,
+        mode=mode,
+        norm=norm,
+        activation=None if activation == "none" else activation,
         final_activation=args.final_activation,
         input_size=1 if args.input_size is None else args.input_size,
+        method=args.method,
+        use_bias=not args.no_bias,
     )
     if args.json:
         print(json.dumps(head.to_dict(), indent=2))
     else:
         print(head.table())
+        if head.norm is not None:
+            print(output.norm_line(head.norm))
     return 0
 
 
@@ -238,38 +253,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
-def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("spec (instead of a file)")
-    group.add_argument("--mode", choices=plans.MODES, help="upsampler kind (default transposed)")
-    group.add_argument("--channels", type=inputs.integer, help="input channels")
-    group.add_argument("--out-channels", type=inputs.integer, help="output channels (default: --channels)")
-    group.add_argument("--kernel", type=inputs.size_or_pair, help="kernel size: K or KHxKW (subpixel/resize: 3)")
-    group.add_argument("--stride", type=inputs.size_or_pair, help="transposed: stride S or SHxSW (default 1)")
-    group.add_argument(
-        "--padding", type=inputs.padding, help="transposed: P, PHxPW, same, valid, or crops top,bottom,left,right"
-    )
-    group.add_argument("--output-padding", type=inputs.int_or_pair, help="transposed: OP or OPHxOPW")
-    group.add_argument("--scale", type=inputs.size_or_pair, help="subpixel/resize: R or RHxRW (default 2)")
-    group.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
-    group.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
-    group.add_argument("--no-bias", action="store_true", default=None, help="no bias")
-
-
-def _add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--mode", choices=plans.MODES, help="upsampler kind (default transposed)")
-    parser.add_argument("--channels", type=inputs.integer, required=required, help="input channels")
-    parser.add_argument("--size", type=inputs.size_or_pair, required=required, help="output size: N or HxW")
-    parser.add_argument("--out-channels", type=inputs.integer, help="output channels (default: --channels)")
-    parser.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default 1, or the file's)")
-    parser.add_argument(
-        "--kernel",
-        type=inputs.size_or_pair,
-        help="kernel size (default: chosen; subpixel/resize: 3, or 1 on a 1-pixel axis)",
-    )
-    parser.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
-    parser.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="upsample", description="Plan and check 1x1 -> NxN upsampling layers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -280,18 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     plan = commands.add_parser("plan", help="choose a spec that reaches a size with every pixel live")
-    _add_plan_flags(plan, required=True)
+    cli_flags.add_plan_flags(plan, required=True)
     plan.add_argument("--json", action="store_true", help="machine-readable output (a spec file for inspect/check)")
-    head = plan.add_argument_group("a whole head (--head): stages from --input-size to --size")
-    head.add_argument("--head", action="store_true", help="plan a head of stages instead of one layer")
-    head.add_argument("--norm", choices=("batch", "group"), help="normalisation after each stage but the last")
-    head.add_argument("--activation", default="relu", help="activation between stages (default relu; none)")
-    head.add_argument("--final-activation", help="activation after the last stage (e.g. tanh; default none)")
+    cli_flags.add_head_flags(plan)
     plan.set_defaults(run=_cmd_plan)
 
     inspect = commands.add_parser("inspect", help="draw which output pixels the input reaches")
     inspect.add_argument("spec", nargs="?", help=spec_help + ", or an .onnx model (lists its ConvTranspose nodes)")
-    _add_spec_flags(inspect)
+    cli_flags.add_spec_flags(inspect)
     inspect.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default: the file's, or 1)")
     inspect.add_argument("--png", metavar="PATH", help="also save the map as a .png file (needs matplotlib)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
@@ -299,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="build in every installed backend and compare with the reference")
     check.add_argument("spec", nargs="?", help=spec_help + " (its weights are used)")
-    _add_plan_flags(check, required=False)
+    cli_flags.add_plan_flags(check, required=False)
     check.add_argument("--backends", help="comma-separated subset, e.g. torch,keras/jax (default: all installed)")
     check.add_argument("--batch", type=inputs.positive_int, default=2, help="batch size (default 2)")
     check.add_argument("--seed", type=inputs.non_negative_int, default=0, help="seed for weights and data (default 0)")
@@ -348,7 +327,10 @@ def _message(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``upsample`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    cli_flags.refuse_unknown_flags(parser, words)
+    args = parser.parse_args(words)
     try:
         code = int(args.run(args))
     except BrokenPipeError:  # `upsample ... | head`: the reader has gone; stop quietly

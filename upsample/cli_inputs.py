@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 SPEC_FLAGS = "mode channels out_channels kernel stride padding output_padding scale method residual no_bias".split()
 """``inspect``'s flags that describe a spec: refused together with a spec file."""
-PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method")
+PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method", "no_bias")
 """``check``'s flags that describe a spec: refused together with a spec file (``--input-size`` is not)."""
 MAX_SPEC_FILE_BYTES = 1 << 24
 """A spec file (or the ``plan``/``inspect --json`` output that stands for one) is at most 16 MiB."""
@@ -280,6 +280,7 @@ def planned_spec(args: argparse.Namespace) -> Any:
         kernel_size=args.kernel,
         residual=args.residual,
         method=args.method,
+        use_bias=not args.no_bias,
     )
 
 

@@ -52,10 +52,21 @@ def head_summary(head: Any, size: tuple[int, int], size_from: str) -> dict[str, 
     }
 
 
+def norm_line(norm: Any) -> str:
+    """A head's :class:`~upsample.Norm` in one line under its table: GroupNorm's groups and epsilon, BatchNorm's
+    epsilon and momentum (the weight of the new batch, torch's convention)."""
+    if norm.kind == "group":
+        return f"norm: groupnorm, {norm.groups} groups, epsilon {norm.epsilon:g}"
+    return f"norm: batchnorm, epsilon {norm.epsilon:g}, momentum {norm.momentum:g} (weight of the new batch)"
+
+
 def print_head(head: Any, summary: dict[str, Any]) -> None:
-    """The head's stage table (``StackSpec.table``, as ``plan --head`` prints it) and each stage's verdict."""
+    """The head's stage table (``StackSpec.table``, as ``plan --head`` prints it), its norm's constants and
+    each stage's verdict."""
     (h, w), (out_h, out_w) = summary["input_size"], summary["output_size"]
     print(head.table((h, w)))
+    if head.norm is not None:
+        print(norm_line(head.norm))
     print(f"input -> output: {h}x{w} -> {out_h}x{out_w} (input size: {summary['input_size_from']})")
     print()
     width = len(f"stage {len(summary['stages']) - 1}")

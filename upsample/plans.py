@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from upsample.arguments import IntOrPair, as_pair
@@ -25,6 +26,7 @@ def for_size(
     kernel_size: IntOrPair | None = None,
     residual: Residual | None = None,
     method: str | None = None,
+    use_bias: bool = True,
 ) -> Any:
     """The ``mode`` spec from ``input_size`` to ``size``; ``method`` is the resize kind's only.
 
@@ -36,7 +38,7 @@ def for_size(
     if method is not None and mode != "resize":
         raise ValueError(f"method applies to the resize mode only, not {shown(mode)}")
     if mode == "transposed":
-        return UpsampleSpec.for_size(
+        spec = UpsampleSpec.for_size(
             in_channels,
             size,
             out_channels=out_channels,
@@ -44,6 +46,7 @@ def for_size(
             kernel_size=kernel_size,
             residual=residual,
         )
+        return spec if use_bias is True else dataclasses.replace(spec, use_bias=use_bias)
     from upsample.conv_specs import ResizeSpec, SubpixelSpec
 
     target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
@@ -53,7 +56,15 @@ def for_size(
     scale = (target[0] // source[0], target[1] // source[1])
     kernel = kernel_size if kernel_size is not None else tuple(1 if s == 1 else 3 for s in source)
     if mode == "subpixel":
-        return SubpixelSpec(in_channels, out_channels, scale=scale, kernel_size=kernel, residual=residual)
+        return SubpixelSpec(
+            in_channels, out_channels, scale=scale, kernel_size=kernel, residual=residual, use_bias=use_bias
+        )
     return ResizeSpec(
-        in_channels, out_channels, scale=scale, method=method or "nearest", kernel_size=kernel, residual=residual
+        in_channels,
+        out_channels,
+        scale=scale,
+        method=method or "nearest",
+        kernel_size=kernel,
+        residual=residual,
+        use_bias=use_bias,
     )

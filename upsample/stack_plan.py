@@ -3,15 +3,18 @@ first stage from 1x1, then factor-2 stages (factor 3 or an odd rest where needed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from upsample.arguments import IntOrPair, Pair, as_int, as_pair
 from upsample.messages import shown
-from upsample.stack import StackSpec
+from upsample.stack import Norm, StackSpec
 
 MIN_DENSE_SIZE = 4
 """The dense first stage from 1x1 reaches at least this size (DCGAN's 1 -> 4), when the target allows."""
+MAX_GROUPS = 32
+"""GroupNorm groups ``plan`` chooses at most (Wu & He 2018; diffusers' and MONAI's decoders use 32)."""
 
 
 def _factors(ratio: int) -> list[int]:
@@ -46,6 +49,28 @@ def _scales(source: Pair, target: Pair) -> list[Pair]:
     return list(zip(rows, cols, strict=True))
 
 
+def _group_norm(norm: Any, normed: Sequence[int]) -> Any:
+    """``norm`` with its groups chosen when the user named none, or refused (naming the stages) when the
+    given groups do not divide every normalised stage's channels; any other norm unchanged."""
+    common = math.gcd(*normed) if normed else MAX_GROUPS
+    chosen = max(g for g in range(1, MAX_GROUPS + 1) if common % g == 0)
+    if isinstance(norm, str) and norm == "group":
+        norm = {"kind": "group"}
+    if isinstance(norm, Mapping) and norm.get("kind") == "group" and "groups" not in norm:
+        return {**norm, "groups": chosen}
+    groups = norm.groups if isinstance(norm, Norm) and norm.kind == "group" else None
+    if isinstance(norm, Mapping) and norm.get("kind") == "group":
+        groups = norm["groups"]
+    if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0:
+        bad = [f"stages[{i}] ({c})" for i, c in enumerate(normed) if c % groups]
+        if bad:
+            raise ValueError(
+                f"norm groups={groups} does not divide the output channels of {', '.join(bad)}; give groups "
+                f"that divide every normalised stage's channels (e.g. {chosen}), or leave groups out to let plan choose"
+            )
+    return norm
+
+
 def plan(
     in_channels: int,
     size: IntOrPair,
@@ -56,6 +81,8 @@ def plan(
     activation: Any = "relu",
     final_activation: Any = None,
     input_size: IntOrPair = 1,
+    method: str | None = None,
+    use_bias: bool = True,
 ) -> StackSpec:
     """The head a careful engineer would write from ``input_size`` to ``size``.
 
@@ -65,13 +92,23 @@ def plan(
     factor 3, then one stage for any odd rest. Every stage has every pixel live and even overlap.
     Channels: the dense stage keeps ``in_channels``, each later stage halves them (at least 1), the last
     gives ``out_channels`` (default: the halved count); or ``channels`` lists each stage's output channels.
+
+    ``norm``, ``activation`` and ``final_activation`` are as in :class:`StackSpec`. ``norm="group"`` (or a dict
+    without ``groups``) gets the largest group count up to :data:`MAX_GROUPS` that divides every normalised
+    stage's channels (8 for normalised stages of 32, 16 and 8 channels); explicit groups that do not divide are refused,
+    naming the stages. ``method`` (``"nearest"``, the default, or ``"bilinear"``) is the resize stages'
+    interpolation (``mode="resize"`` only). ``use_bias`` applies to every stage (default ``True``, as every
+    framework's layers); ``False`` drops the biases, which a following BatchNorm cancels anyway (DCGAN).
     """
     from upsample import plans
-    from upsample.spec import UpsampleSpec
 
     target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
     if mode not in plans.MODES:
         raise ValueError(f"mode must be one of {plans.MODES}, got {shown(mode)}")
+    if method is not None and mode != "resize":
+        raise ValueError(f"method applies to mode='resize' only, got method={shown(method)} with mode={shown(mode)}")
+    if not isinstance(use_bias, bool):
+        raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")
     if source == (1, 1):
         if target == (1, 1):
             raise ValueError("size must be larger than 1 for a 1x1 input: there is nothing to upsample")
@@ -102,11 +139,14 @@ def plan(
     current = source
     for i in range(count):
         if i < len(sizes):
-            stage = UpsampleSpec.for_size(c_in, sizes[i], out_channels=outs[i])
+            stage = plans.for_size("transposed", c_in, sizes[i], out_channels=outs[i], use_bias=use_bias)
         else:
             scale = scales[i - len(sizes)]
             goal = (current[0] * scale[0], current[1] * scale[1])
-            stage = plans.for_size(mode, c_in, goal, out_channels=outs[i], input_size=current)
+            stage = plans.for_size(
+                mode, c_in, goal, out_channels=outs[i], input_size=current, method=method, use_bias=use_bias
+            )
         stages.append(stage)
         current, c_in = stage.output_size(current), outs[i]
+    norm = _group_norm(norm, outs[:-1])
     return StackSpec(stages, activation=activation, norm=norm, final_activation=final_activation, input_size=source)

@@ -103,15 +103,52 @@ class StackWeights:
         )
 
 
+FALLBACK_SCHEME = "he_uniform"
+"""What :func:`init_head` gives the stages a kind-specific scheme does not fit."""
+
+
+def _fits(stage: Any, scheme: str) -> bool:
+    """Whether ``scheme`` applies to ``stage``: ``"icnr"`` to sub-pixel stages, ``"bilinear"`` to transposed
+    stages with as many output as input channels, every other scheme to every stage."""
+    from upsample.conv_specs import SubpixelSpec
+    from upsample.spec import UpsampleSpec
+
+    if scheme == "icnr":
+        return isinstance(stage, SubpixelSpec)
+    if scheme == "bilinear":
+        return isinstance(stage, UpsampleSpec) and stage.in_channels == stage.out_channels
+    return True
+
+
+def stage_schemes(spec: StackSpec, scheme: str = "he_uniform") -> tuple[str, ...]:
+    """The scheme :func:`init_head` gives each stage: ``scheme`` where it fits, :data:`FALLBACK_SCHEME` elsewhere
+    (``"icnr"`` on a sub-pixel head leaves its dense transposed first stage he_uniform). Raises ``ValueError``
+    when ``scheme`` fits no stage."""
+    from upsample.weights import SCHEMES, SUBPIXEL_SCHEMES
+
+    if scheme not in (*SCHEMES, *SUBPIXEL_SCHEMES):
+        raise ValueError(f"scheme must be one of {[*SCHEMES, *SUBPIXEL_SCHEMES]}, got {shown(scheme)}")
+    chosen = tuple(scheme if _fits(stage, scheme) else FALLBACK_SCHEME for stage in spec.stages)
+    if scheme not in chosen:
+        needs = "a SubpixelSpec stage" if scheme == "icnr" else "a transposed stage with in_channels == out_channels"
+        kinds = ", ".join(
+            f"stages[{i}] {type(stage).__name__} {stage.in_channels} -> {stage.out_channels}"
+            for i, stage in enumerate(spec.stages)
+        )
+        raise ValueError(f"scheme={scheme!r} fits no stage of this head: it needs {needs}; the head has {kinds}")
+    return chosen
+
+
 def init_head(spec: StackSpec, seed: int = 0, scheme: str = "he_uniform", dtype: Any = np.float32) -> StackWeights:
-    """Canonical weights of a head: stage ``i`` gets ``init_weights(stage, seed=seed + i, scheme=...)``; norms
-    start at scale 1, offset 0, running mean 0, running variance 1 (every framework's default)."""
+    """Canonical weights of a head: stage ``i`` gets ``init_weights(stage, seed=seed + i, scheme=...)`` with the
+    scheme :func:`stage_schemes` gives it (``scheme`` where it fits, he_uniform elsewhere); norms start at
+    scale 1, offset 0, running mean 0, running variance 1 (every framework's default)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {shown(seed)}")
     stages = []
-    for i, stage in enumerate(spec.stages):
+    for i, (stage, stage_scheme) in enumerate(zip(spec.stages, stage_schemes(spec, scheme), strict=True)):
         try:
-            stages.append(init_weights(stage, seed=seed + i, scheme=scheme, dtype=dtype))
+            stages.append(init_weights(stage, seed=seed + i, scheme=stage_scheme, dtype=dtype))
         except (ValueError, TypeError) as error:
             raise type(error)(f"stages[{i}]: {error}") from None
     norms: list[NormWeights | None] = []

@@ -174,6 +174,8 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``,
     ``"bilinear"`` (transposed specs: the FCN bilinear kernel on the channel diagonal, identity skip; needs
     equal channel counts) and ``"icnr"`` (sub-pixel specs: :func:`icnr_kernel`). Biases start at zero.
+    A head (``StackSpec``) gives each stage the scheme where it fits and he_uniform elsewhere
+    (:func:`upsample.stack_weights.stage_schemes` says which); it raises only when the scheme fits no stage.
     """
     from upsample.stack import StackSpec
     from upsample.stack_weights import init_head

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import upsample
-from upsample import UpsampleSpec, Weights, WeightsFileError, init_weights, load_weights, save_weights
+from upsample import UpsampleSpec, Weights, WeightsFileError, cli_inputs, init_weights, load_weights, save_weights
 
 MESSAGE_LIMIT = 600  # characters: a message repeats received values bounded (upsample.messages.LIMIT each)
 HUGE = "x" * 1_000_000
@@ -144,6 +144,16 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
         lambda tmp: upsample.ResizeSpec(1, scale=10**4).coverage(1),
         ValueError,
         ("coverage map would be 100,000,000 pixels", r"because of scale=10000$"),
+    ),
+    "cli-map-cause": (
+        lambda tmp: cli_inputs.refuse_big_map(UpsampleSpec(4, kernel_size=3000), (1, 1), 1 << 22, "the coverage map"),
+        cli_inputs.UsageError,
+        (r"over the limit of 4,194,304 \(because of kernel_size=3000\); use a smaller",),
+    ),
+    "cli-check-cause": (
+        lambda tmp: cli_inputs.refuse_big_check(upsample.SubpixelSpec(2, scale=2000), 1, (1, 1)),
+        cli_inputs.UsageError,
+        (r"the weights would have", r"\(because of scale=2000\); use fewer"),
     ),
     "for_size-unreachable": (
         lambda tmp: UpsampleSpec.for_size(4, 16, kernel_size=3),

@@ -43,6 +43,13 @@ def run(
     return y + nearest(source, y.shape[1:3])
 
 
+def check_unbatched(spec: Any, x: Array) -> None:
+    """The input rules of a head's first stage ``spec`` on an unbatched ``x`` as the user passed it, before
+    the head makes it a batch of one (so a message shows the user's shape)."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype), unbatched=True)
+
+
 def nearest(source: Array, size: tuple[int, int]) -> Array:
     """``source`` gathered to ``size`` by ``geometry.nearest_gather`` (length-1 axes broadcast)."""
     for axis, length in zip((1, 2), size, strict=True):

@@ -1,0 +1,126 @@
+"""The one rule for reading a head out of a flat native sequence, shared by every backend's ``from_native``.
+
+A backend names each native layer's role (:data:`ROLES`); :func:`read_head` groups the roles into stages by
+:data:`STAGE_PATTERNS` (a transposed convolution; a convolution then a pixel shuffle; a resize then a
+convolution), each optionally followed by one norm and one activation, and hands each group back to the
+backend's single-layer readers. Nested sequences are flattened by the backend first, their positions kept
+(``layers[2][0]``). Pure Python: no framework is imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from upsample.stack_weights import Part, StackWeights, assemble
+
+__all__ = ["ROLES", "STAGE_PATTERNS", "Layer", "accepted", "group", "read_head", "top_index"]
+
+ROLES = ("transposed", "conv", "shuffle", "resize", "norm", "activation", "other")
+"""What a native layer can be in a head; ``"other"`` has no place in one."""
+
+STAGE_PATTERNS: dict[tuple[str, ...], str] = {
+    ("transposed",): "transposed",
+    ("conv", "shuffle"): "subpixel",
+    ("resize", "conv"): "resize",
+}
+"""Runs of roles that make one stage, and the stage's kind."""
+
+Layer = tuple[str, str, str, Any]
+"""One flattened native layer: ``(position, type name, role, layer)``, e.g. ``("layers[2][0]", "Conv2d",
+"conv", module)``."""
+
+
+def accepted(names: Mapping[str, str], nested: str | None) -> str:
+    """What a head may hold, in the backend's own class names (``names[role]``); roles a backend has no
+    native layer for are left out."""
+    stages = [
+        " + ".join(names[role] for role in pattern)
+        for pattern in STAGE_PATTERNS
+        if all(role in names for role in pattern)
+    ]
+    if nested is not None:
+        stages.append(f"each also as a nested {nested}")
+    return f"stages ({'; '.join(stages)}), each followed by at most one {names['norm']} and one {names['activation']}"
+
+
+def top_index(position: str) -> int:
+    """``2`` for ``"layers[2][0]"``: the outer index, for readers that name a layer by one index (the full
+    position is then added by :func:`read_head`)."""
+    return int(position.split("[")[1].rstrip("]"))
+
+
+Group = tuple[str, list[Layer]]
+
+
+def group(layers: Sequence[Layer], expected: str, names: Mapping[str, str] | None = None) -> list[Group]:
+    """Consecutive layers grouped as ``(kind, members)``: a stage kind of :data:`STAGE_PATTERNS`, ``"norm"``
+    or ``"activation"``. A layer that starts no pattern or breaks one raises ``ValueError`` naming its
+    position and type and saying ``expected``."""
+    groups: list[Group] = []
+    index = 0
+    while index < len(layers):
+        position, name, role, _ = layers[index]
+        if role in ("norm", "activation"):
+            groups.append((role, [layers[index]]))
+            index += 1
+            continue
+        for pattern, kind in STAGE_PATTERNS.items():
+            roles = tuple(layer[2] for layer in layers[index : index + len(pattern)])
+            if roles == pattern:
+                groups.append((kind, list(layers[index : index + len(pattern)])))
+                index += len(pattern)
+                break
+        else:
+            follows = [
+                p for p in STAGE_PATTERNS if p[0] == role and len(p) > 1 and (names is None or set(p) <= set(names))
+            ]
+            if follows:
+                after = layers[index + 1] if index + 1 < len(layers) else None
+                got = "nothing" if after is None else f"{after[0]} ({after[1]})"
+                what = " or ".join((names or {}).get(p[1], f"{p[1]} layer") for p in follows)
+                raise ValueError(
+                    f"{position} ({name}) must be followed by {what} to make a stage, got {got}; expected {expected}"
+                )
+            raise ValueError(f"{position} ({name}) has no place in a head: expected {expected}")
+    return groups
+
+
+def read_head(
+    layers: Sequence[Layer],
+    names: Mapping[str, str],
+    nested: str | None,
+    read_stage: Callable[[str, list[Any]], Any],
+    read_norm: Callable[[str, Any], Any],
+    read_activation: Callable[[Any], Any],
+    where: str = "layers",
+) -> tuple[Any, StackWeights]:
+    """The head ``layers`` describe as ``(StackSpec, StackWeights)``: ``read_stage(kind, native_layers)``,
+    ``read_norm(position, layer)`` and ``read_activation(layer)`` are the backend's single-layer readers.
+    ``names`` are the backend's class names by role, ``nested`` its sequence class if nested ones are
+    flattened (see :func:`accepted`). A reader's error is re-raised
+    naming the position of the layer it read."""
+    expected = accepted(names, nested)
+    parts: list[Part] = []
+    seen: set[str] = set()
+    for kind, members in group(layers, expected, names):
+        position, name = members[0][0], members[0][1]
+        if kind in ("norm", "activation"):
+            if not parts:
+                raise ValueError(f"{position} ({name}) comes before any stage; expected {expected}")
+            if kind in seen or (kind == "norm" and "activation" in seen):
+                raise ValueError(f"{position} ({name}) has no place in a head: expected {expected}")
+            seen.add(kind)
+        else:
+            seen = set()
+        try:
+            if kind == "norm":
+                parts.append(("norm", read_norm(position, members[0][3])))
+            elif kind == "activation":
+                parts.append(("activation", read_activation(members[0][3])))
+            else:
+                parts.append(("stage", read_stage(kind, [layer for *_, layer in members])))
+        except (ValueError, TypeError) as error:
+            message = str(error)
+            raise type(error)(message if message.startswith(position) else f"{position}: {message}") from None
+    return assemble(parts, where, expected)

@@ -7,10 +7,13 @@ Written for obviousness, not speed, float64 throughout, NHWC, one kind of spec a
   padded per the conventions (docs/conventions.md);
 - sub-pixel (``SubpixelSpec``): a stride-1 "same" convolution (a loop over taps on the zero-padded
   input), then the CRD pixel shuffle as a loop over ``(channel, i, j)``;
-- resize (``ResizeSpec``): a resize written as one ``(out, in)`` matrix per axis (nearest: a 1 at the
-  source pixel; bilinear: the two half-pixel weights), then the same convolution.
+- resize (``ResizeSpec``): a resize written as taps per axis, each a gather of source pixels with a
+  weight (nearest: one tap of weight 1 at the source pixel; bilinear: the two half-pixel taps), then the
+  same convolution.
 
-Then bias and residual are added. Each VJP is the adjoint of its forward, step by step.
+Then bias and residual (a nearest gather) are added. Each VJP is the adjoint of its forward, step by step.
+Nothing is a product with a 0/1 matrix and no tap of weight 0 is summed, so a NaN or an infinity reaches
+exactly the outputs that read it (``0 * NaN`` would be NaN everywhere), as in the native layers.
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
     if isinstance(spec, SubpixelSpec):
         y = _shuffle(_same_conv(x, kernel) + bias, spec.scale)  # one bias value per conv channel
     elif isinstance(spec, ResizeSpec):
-        y = _same_conv(_resize(x, _resize_matrices(spec, x.shape[1:3])), kernel) + bias
+        y = _same_conv(_resize(x, _resize_taps(spec, x.shape[1:3])), kernel) + bias
     else:
         y = _crop(_transposed(x, kernel, spec), spec.crops) + bias
     if spec.residual is not None:
         skip = x if spec.residual == "nearest" else x @ np.asarray(weights.skip, dtype=np.float64)
-        y = y + _resize(skip, _nearest_matrices(x.shape[1:3], y.shape[1:3]))
+        y = y + _resize(skip, _nearest_taps(x.shape[1:3], y.shape[1:3]))
     return y
 
 
@@ -76,9 +79,9 @@ def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tupl
         grad_x, grad_kernel = _same_conv_vjp(x, kernel, grad_conv)
         grad_bias = grad_conv.sum(axis=(0, 1, 2))
     elif isinstance(spec, ResizeSpec):
-        matrices = _resize_matrices(spec, (in_h, in_w))
-        grad_resized, grad_kernel = _same_conv_vjp(_resize(x, matrices), kernel, grad_y)
-        grad_x = _resize(grad_resized, tuple(matrix.T for matrix in matrices))
+        taps = _resize_taps(spec, (in_h, in_w))
+        grad_resized, grad_kernel = _same_conv_vjp(_resize(x, taps), kernel, grad_y)
+        grad_x = _resize_vjp(grad_resized, taps, (in_h, in_w))
         grad_bias = grad_y.sum(axis=(0, 1, 2))
     else:
         grad_x, grad_kernel = _transposed_vjp(x, kernel, spec, grad_y)
@@ -86,8 +89,7 @@ def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tupl
 
     grad_skip = None
     if spec.residual is not None:
-        rows, cols = _nearest_matrices((in_h, in_w), (out_h, out_w))
-        gathered = _resize(grad_y, (rows.T, cols.T))  # the adjoint of the nearest gather: a scatter-add
+        gathered = _resize_vjp(grad_y, _nearest_taps((in_h, in_w), (out_h, out_w)), (in_h, in_w))
         if spec.residual == "nearest":
             grad_x = grad_x + gathered
         else:
@@ -194,38 +196,59 @@ def _unshuffle(y: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
     return z
 
 
-Matrices = tuple[np.ndarray, np.ndarray]
+Tap = tuple[np.ndarray, np.ndarray]
+"""One tap of a resize along an axis: ``(source index, weight)`` per output pixel."""
+AxisTaps = tuple[Tap, ...]
+Resize = tuple[AxisTaps, AxisTaps]
 
 
-def _resize_matrices(spec: ResizeSpec, size: tuple[int, int]) -> Matrices:
-    """One ``(out, in)`` matrix per axis: nearest puts a 1 at the source pixel (``geometry.nearest_indices``),
-    bilinear the two weights of ``geometry.bilinear_taps``."""
+def _resize_taps(spec: ResizeSpec, size: tuple[int, int]) -> Resize:
+    """The taps of the spec's resize on each axis: nearest one tap of weight 1 at the source pixel
+    (``geometry.nearest_indices``), bilinear the two taps of ``geometry.bilinear_taps``."""
     if spec.method == "nearest":
-        return _nearest_matrices(size, spec.output_size(size))
-    matrices = []
+        return _nearest_taps(size, spec.output_size(size))
+    axes = []
     for length, scale in zip(size, spec.scale, strict=True):
-        matrix = np.zeros((length * scale, length))
-        for position, tap in enumerate(geometry.bilinear_taps(length, scale)):
-            matrix[position, tap.low] += 1.0 - tap.weight
-            matrix[position, tap.high] += tap.weight
-        matrices.append(matrix)
-    return matrices[0], matrices[1]
+        taps = geometry.bilinear_taps(length, scale)
+        low = (np.array([t.low for t in taps]), np.array([1.0 - t.weight for t in taps]))
+        high = (np.array([t.high for t in taps]), np.array([t.weight for t in taps]))
+        axes.append((low, high))
+    return axes[0], axes[1]
 
 
-def _nearest_matrices(size: tuple[int, int], out_size: tuple[int, int]) -> Matrices:
-    """Nearest resize (source ``floor((dst + 0.5) * in / out)``, any sizes) as one matrix per axis."""
-    matrices = []
-    for length, out_length in zip(size, out_size, strict=True):
-        matrix = np.zeros((out_length, length))
-        matrix[np.arange(out_length), geometry.nearest_indices(length, out_length)] = 1.0
-        matrices.append(matrix)
-    return matrices[0], matrices[1]
+def _nearest_taps(size: tuple[int, int], out_size: tuple[int, int]) -> Resize:
+    """Nearest resize (source ``floor((dst + 0.5) * in / out)``, any sizes): one tap of weight 1 per axis."""
+    rows, cols = (
+        ((np.array(geometry.nearest_indices(length, out_length)), np.ones(out_length)),)
+        for length, out_length in zip(size, out_size, strict=True)
+    )
+    return rows, cols
 
 
-def _resize(x: np.ndarray, matrices: Matrices) -> np.ndarray:
-    """Apply one matrix to the rows and one to the columns of NHWC ``x``."""
-    rows, cols = matrices
-    return np.einsum("oh,pw,bhwc->bopc", rows, cols, x, optimize=True)
+def _resize(x: np.ndarray, taps: Resize) -> np.ndarray:
+    """Resize the rows, then the columns of NHWC ``x``: each output pixel is the sum over its taps of
+    ``weight * x[source]``, taps of weight 0 left out, so a NaN or inf reaches only the pixels it is read by."""
+    for axis, axis_taps in zip((1, 2), taps, strict=True):
+        moved = np.moveaxis(x, axis, 0)
+        out = np.zeros((len(axis_taps[0][0]), *moved.shape[1:]))
+        for source, weight in axis_taps:
+            used = np.flatnonzero(weight)
+            out[used] += weight[used].reshape(-1, 1, 1, 1) * moved[source[used]]
+        x = np.moveaxis(out, 0, axis)
+    return x
+
+
+def _resize_vjp(grad: np.ndarray, taps: Resize, size: tuple[int, int]) -> np.ndarray:
+    """The adjoint of :func:`_resize`: each output pixel's gradient, times its weight, is added to the source
+    pixel of each tap (a scatter-add, columns then rows), so a NaN gradient reaches only the pixels read."""
+    for axis, axis_taps, length in reversed(tuple(zip((1, 2), taps, size, strict=True))):
+        moved = np.moveaxis(grad, axis, 0)
+        out = np.zeros((length, *moved.shape[1:]))
+        for source, weight in axis_taps:
+            used = np.flatnonzero(weight)
+            np.add.at(out, source[used], weight[used].reshape(-1, 1, 1, 1) * moved[used])
+        grad = np.moveaxis(out, 0, axis)
+    return grad
 
 
 def _is_head(spec: object) -> bool:

@@ -1,16 +1,21 @@
 """Cross-framework equivalence: one spec and one set of weights give the same numbers everywhere.
 
-For each case every backend in this process (torch; Keras on this process's ``KERAS_BACKEND``; Flax
-linen; Flax NNX) runs forward and backward with one shared upstream gradient, through the same
-runners ``upsample check`` uses. Outputs, input gradients and weight gradients (converted back to the
-canonical layout) are compared with the float64 NumPy reference and with each other. A failure prints
-the spec as JSON so it can be replayed with ``upsample check SPEC.json``. Every kind is covered: the
-transposed convolution (sweep and hypothesis cases), sub-pixel and resize-convolution (their sweep and
-hypothesis cases), and whole heads (forward in both modes, gradients, three SGD steps with running
-statistics; each head runs Keras in every child, and torch and Flax once, in the child whose Keras
-backend already loaded their framework).
+For each case every build in this process runs forward and backward with one shared upstream gradient,
+through the same runners ``upsample check`` uses. Outputs, input gradients and weight gradients
+(converted back to the canonical layout) are compared with the float64 NumPy reference and with each
+other. A failure prints the spec as JSON so it can be replayed with ``upsample check SPEC.json``. Every
+kind is covered: the transposed convolution (sweep and hypothesis cases), sub-pixel and
+resize-convolution (their sweep and hypothesis cases), and whole heads (forward in both modes,
+gradients, three SGD steps with running statistics).
 
-Run once per Keras backend by tests/test_keras_backends.py (``KERAS_BACKEND`` is fixed per process);
+One rule for layers and heads: tests/test_keras_backends.py runs this module once per Keras backend
+(``KERAS_BACKEND`` is fixed per process), and each framework's builds run in exactly one of those
+children (``BUILDS``): Keras in each (one backend each), torch in the Keras-on-torch child and Flax linen
+and NNX in the Keras-on-JAX child, where that framework is loaded anyway. Every build is compared with
+the reference, and every pair of builds in the same process with each other (Keras on TensorFlow, alone
+in its child, meets the others through the reference). Running torch and Flax in all three children
+tripled their work for no new comparison.
+
 ``UPSAMPLE_EQUIVALENCE_EXAMPLES`` sets the number of hypothesis cases (default 200).
 """
 
@@ -29,17 +34,23 @@ from stack_cases import MODES, head_weights
 
 import upsample
 from upsample import UpsampleSpec, Weights, crosscheck, reference
-from upsample.crosscheck import TARGETS, HeadOutcome, Outcome
+from upsample.crosscheck import TARGETS, HeadOutcome, Outcome, Target
 from upsample.stack import Norm, StackSpec
 
 KERAS_BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# backend name for require_backend -> target
-IN_PROCESS = {
-    "torch": next(t for t in TARGETS if t.label == "torch"),
-    "keras": next(t for t in TARGETS if t.keras_backend == KERAS_BACKEND),
-    "flax": next(t for t in TARGETS if t.label == "flax-linen"),
-    "nnx": next(t for t in TARGETS if t.label == "flax-nnx"),
-}
+BUILDS = {"tensorflow": ("keras",), "jax": ("keras", "flax", "nnx"), "torch": ("keras", "torch")}
+"""The builds (backend names for ``require_backend``) each Keras backend's child runs, layers and heads alike."""
+LABELS = {"torch": "torch", "flax": "flax-linen", "nnx": "flax-nnx"}
+
+
+def build_target(name: str, keras_backend: str) -> Target:
+    """The ``crosscheck.TARGETS`` entry of build ``name`` (``"keras"``: Keras on ``keras_backend``)."""
+    if name == "keras":
+        return next(t for t in TARGETS if t.keras_backend == keras_backend)
+    return next(t for t in TARGETS if t.label == LABELS[name])
+
+
+IN_PROCESS = {name: build_target(name, KERAS_BACKEND) for name in BUILDS[KERAS_BACKEND]}
 EXAMPLES = int(os.environ.get("UPSAMPLE_EQUIVALENCE_EXAMPLES", "200"))
 KIND_EXAMPLES = max(1, EXAMPLES // 8)
 
@@ -49,6 +60,13 @@ def targets() -> dict[str, object]:
     for name in IN_PROCESS:
         require_backend(name)
     return IN_PROCESS
+
+
+def test_each_build_runs_in_exactly_one_child() -> None:
+    """Across the three children every Keras backend runs once and every other build (torch, Flax linen,
+    Flax NNX: ``crosscheck.TARGETS``) once, so none is missed and none repeats another child's work."""
+    labels = [build_target(name, backend).label for backend, names in BUILDS.items() for name in names]
+    assert sorted(labels) == sorted(t.label for t in TARGETS)
 
 
 def run_everywhere(spec: UpsampleSpec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> dict[str, Outcome]:
@@ -118,13 +136,6 @@ def test_kinds_drawn_cases_agree_everywhere(targets: dict, case: tuple) -> None:
 
 # --- heads ---------------------------------------------------------------------------------------
 
-HEAD_TARGETS = {
-    "tensorflow": ["keras"],
-    "jax": ["keras", "flax", "nnx"],
-    "torch": ["keras", "torch"],
-}[KERAS_BACKEND]
-"""The builds each child runs for heads: Keras always; torch and Flax once, where the framework is loaded."""
-
 
 def _head(mode: str, norm: str) -> StackSpec:
     return upsample.plan(
@@ -164,10 +175,8 @@ def test_heads_agree_everywhere(targets: dict, name: str) -> None:
     data = crosscheck.head_data(spec, seed=5)
     expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
     outcomes = {
-        IN_PROCESS[key].label: crosscheck.train_local(
-            IN_PROCESS[key], spec, weights, data, crosscheck.HEAD_LEARNING_RATE
-        )
-        for key in HEAD_TARGETS
+        target.label: crosscheck.train_local(target, spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
+        for target in IN_PROCESS.values()
     }
     for label, outcome in outcomes.items():
         assert_heads_close(outcome, expected, f"{label} vs reference; {name}", spec, 1.0)

@@ -1,13 +1,22 @@
-"""Runs the modules that need a fixed Keras backend (tests/test_keras.py, test_equivalence.py,
-test_porting.py: ``conftest.PER_KERAS_BACKEND``) once per Keras backend, each in its own process.
+"""Runs the modules that need a fixed Keras backend (``conftest.PER_KERAS_BACKEND``) once per Keras
+backend, each in its own process.
 
 ``KERAS_BACKEND`` must be set before Keras is imported, so one pytest process cannot test all three
-backends. This driver spawns ``python -m pytest tests/test_keras.py`` with ``KERAS_BACKEND=<backend>``
-and ``UPSAMPLE_KERAS_CHILD=1`` for tensorflow, jax and torch; tests/test_keras.py skips itself unless
+backends. This driver spawns ``python -m pytest <those modules>`` with ``KERAS_BACKEND=<backend>``
+and ``UPSAMPLE_KERAS_CHILD=1`` for tensorflow, jax and torch; the modules skip themselves unless
 that variable is set, so the outer run never executes the Keras tests a second time (nor with
 whatever backend the outer process happens to have). The environment, UPSAMPLE_REQUIRE_BACKENDS
 included, passes through. A missing framework skips its backend locally and fails when
 UPSAMPLE_REQUIRE_BACKENDS names "keras" (CI).
+
+The TensorFlow child runs with ``TF_ENABLE_ONEDNN_OPTS=0`` unless the caller sets that variable.
+TensorFlow turns its oneDNN kernels on by default only on CPUs with features such as AVX512_VNNI; its
+plain CPU kernels, which an AVX2-only machine runs, are stricter (they refuse an NCHW ``Conv2D``: "The
+Conv2D op currently only supports the NHWC tensor format on the CPU") and sum in another order. With
+oneDNN off every CI machine runs those same kernels, so a test that passes only with oneDNN fails
+everywhere, not just on some machines. Measured on a 2-core AVX-512 machine (other jobs running):
+the TensorFlow child's modules other than test_equivalence.py took 104 s with oneDNN and 120 s
+without, test_equivalence.py 23 s and 25 s.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from upsample.backends import missing_packages
 
 TESTS = Path(__file__).resolve().parent
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> package it needs
+CHILD_DEFAULTS = {"tensorflow": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
+"""Environment defaults per child (the caller's environment wins): TensorFlow's plain CPU kernels everywhere."""
 CHILD_TIMEOUT = 2400  # seconds; a child normally takes a few minutes
 TAIL_LINES = 120
 
@@ -45,7 +56,7 @@ def require_keras_backend(backend: str) -> None:
 @pytest.mark.parametrize("backend", sorted(KERAS_BACKENDS))
 def test_keras_backend(backend: str) -> None:
     require_keras_backend(backend)
-    env = {**os.environ, "KERAS_BACKEND": backend, "UPSAMPLE_KERAS_CHILD": "1"}
+    env = {**CHILD_DEFAULTS.get(backend, {}), **os.environ, "KERAS_BACKEND": backend, "UPSAMPLE_KERAS_CHILD": "1"}
     command = [
         sys.executable,
         "-m",

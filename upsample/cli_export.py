@@ -1,5 +1,5 @@
 """The ``upsample`` command's ONNX side: ``export`` (a spec, weights or head file as a standalone ONNX model)
-and ``inspect MODEL.onnx`` (each ``ConvTranspose`` node as a spec with its coverage verdict)."""
+and ``inspect MODEL.onnx`` (each upsampling layer as a spec with its coverage verdict)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+KIND_NAMES = {
+    "transposed": "transposed convolution",
+    "subpixel": "sub-pixel convolution",
+    "resize": "resize-convolution",
+    "dense": "dense projection",
+}
+"""How ``inspect MODEL.onnx`` names each kind of layer it finds."""
+
+
 def inspect_onnx(args: argparse.Namespace) -> int:
-    """Every ``ConvTranspose`` node of an ONNX model as a spec with its coverage verdict."""
+    """Every upsampling layer of an ONNX model (transposed, sub-pixel, resize-convolution, dense projection)
+    as a spec with its coverage verdict at its own input size, which shape inference finds through the graph
+    (``--input-size``: the model input's size when it is symbolic); an unknown size is said, not assumed."""
     inputs.refuse_overridden(args, inputs.SPEC_FLAGS, args.spec)
     if args.png:
         raise UsageError("--png draws one layer: inspect an ONNX model's nodes one by one from their spec JSON")
@@ -54,22 +65,35 @@ def inspect_onnx(args: argparse.Namespace) -> int:
         raise UsageError(
             f"ONNX model {shown(args.spec)} {'is a directory' if os.path.isdir(args.spec) else 'does not exist'}"
         )
+    given = None if args.input_size is None else inputs.input_size(args.input_size, None)[0]
+    try:
+        layers = onnx_module().describe(args.spec, input_size=given)
+    except ValueError as error:  # --input-size against a declared size
+        raise UsageError(f"--input-size: {error}") from None
+    size_from = "shape inference" + ("" if given is None else " from --input-size")
     found = []
-    for layer in onnx_module().describe(args.spec):
-        size = inputs.input_size(args.input_size, None)[0] if layer.input_size is None else layer.input_size
-        entry: dict[str, Any] = {"node": layer.name, "problem": layer.problem}
-        if layer.spec is not None:
-            entry.update(output.summary(layer.spec, size, "the model" if layer.input_size else "--input-size or 1"))
+    for layer in layers:
+        entry: dict[str, Any] = {"node": layer.name, "kind": layer.kind, "nodes": list(layer.nodes)}
+        entry["problem"] = layer.problem
+        if layer.spec is not None and layer.problem is None:
+            if layer.input_size is None:
+                entry |= {"spec": layer.spec.to_dict(), "input_size": None, "verdict": None}
+            else:
+                entry.update(output.summary(layer.spec, layer.input_size, size_from))
         found.append(entry)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
     if not found:
-        print(f"{args.spec}: no ConvTranspose nodes")
+        print(f"{args.spec}: no upsampling layers ({', '.join(KIND_NAMES.values())})")
     for entry in found:
-        print(f"node {entry['node']}")
+        nodes = f" ({' + '.join(entry['nodes'])})" if len(entry["nodes"]) > 1 else ""
+        print(f"{KIND_NAMES[entry['kind']]} {entry['node']}{nodes}")
         if entry["problem"]:
             print(f"  not a spec: {entry['problem']}")
+        elif entry["input_size"] is None:
+            print(f"  spec: {entry['spec']}")
+            print("  input size unknown: give --input-size (the model input's spatial size)")
         else:
             output.print_table(entry)
         print()

@@ -1,5 +1,6 @@
 """ONNX ``ConvTranspose`` nodes as specs and canonical weights, so an ONNX model's upsampling
-layer can be rebuilt in any framework, and checked for dead pixels (``upsample inspect model.onnx``).
+layer can be rebuilt in any framework; and every upsampling pattern of a model (transposed, sub-pixel,
+resize-convolution, dense projection) as a spec judged at its own input size (``upsample inspect model.onnx``).
 
 The node's weight ``W`` is ``(C_in, C_out, kh, kw)`` as in torch (canonical kernel ``W.transpose(2, 3, 0,
 1)``); its padding attributes become crops by :func:`upsample.onnx.padding.crop_from_onnx`, which follows
@@ -9,30 +10,18 @@ onnxruntime where it and the operator text disagree.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from upsample.arguments import IntOrPair, Pair, as_pair
-from upsample.onnx import padding
+from upsample.onnx import padding, patterns
+from upsample.onnx.patterns import OnnxLayer, Shape
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
 ModelSource = onnx.ModelProto | str | os.PathLike[str] | bytes
-
-
-class OnnxLayer(NamedTuple):
-    """One ``ConvTranspose`` node of a model, as :func:`describe` reads it."""
-
-    name: str
-    """The node's name, or ``#n`` (its position among the model's ``ConvTranspose`` nodes) when unnamed."""
-    spec: UpsampleSpec | None
-    """``None`` when the node has no spec (``problem`` says why)."""
-    input_size: Pair | None
-    """The node's static input ``(H, W)`` from the model's shapes, if known."""
-    problem: str | None
 
 
 def _model(source: ModelSource) -> onnx.ModelProto:
@@ -82,25 +71,54 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return values
 
 
-def _static_sizes(model: onnx.ModelProto) -> dict[str, Pair]:
-    """``(H, W)`` of every rank-4 tensor whose spatial size the model declares or shape inference finds."""
+def _shapes(model: onnx.ModelProto, input_size: Pair | None = None) -> dict[str, Shape]:
+    """Every tensor's shape that the model declares or shape inference (with data propagation, which follows
+    the ``Shape`` -> ``Concat`` -> ``Reshape`` chains exporters write) finds; ``input_size`` sets the spatial
+    size of rank-4 graph inputs whose size is symbolic."""
+    if input_size is not None:
+        model = _with_input_size(model, input_size)
     try:
-        graph = onnx.shape_inference.infer_shapes(model).graph
+        graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
     except Exception:  # a model shape inference cannot handle still has its declared shapes
         graph = model.graph
-    sizes = {}
+    shapes: dict[str, Shape] = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.type.tensor_type.HasField("shape"):
+            dims = info.type.tensor_type.shape.dim
+            shapes[info.name] = tuple(
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims
+            )
+    for tensor in model.graph.initializer:
+        shapes[tensor.name] = tuple(tensor.dims)
+    return shapes
+
+
+def _with_input_size(model: onnx.ModelProto, size: Pair) -> onnx.ModelProto:
+    """A copy of ``model`` whose rank-4 graph inputs have spatial size ``size``; a declared size that differs
+    is refused."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    initializers = {t.name for t in model.graph.initializer}
+    for info in copy.graph.input:
         dims = info.type.tensor_type.shape.dim
-        if len(dims) == 4 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
-            sizes[info.name] = (dims[2].dim_value, dims[3].dim_value)
-    return sizes
+        if info.name in initializers or len(dims) != 4:
+            continue
+        for axis, dim in zip((0, 1), dims[2:], strict=True):
+            if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size[axis]:
+                declared = (dims[2].dim_value, dims[3].dim_value)
+                raise ValueError(
+                    f"input_size {size} differs from the size {declared} the model declares for its input "
+                    f"{info.name!r}; input_size is for models whose input size is symbolic"
+                )
+            dim.Clear()
+            dim.dim_value = size[axis]
+    return copy
 
 
-def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if isinstance(values.get("auto_pad"), bytes):
-        values["auto_pad"] = values["auto_pad"].decode()
-    return values
+def _static_sizes(model: onnx.ModelProto) -> dict[str, Pair]:
+    """``(H, W)`` of every rank-4 tensor whose spatial size the model declares or shape inference finds."""
+    sizes = {name: patterns.spatial(shape) for name, shape in _shapes(model).items()}
+    return {name: size for name, size in sizes.items() if size is not None}
 
 
 def _node_spec(
@@ -118,7 +136,7 @@ def _node_spec(
             f"ConvTranspose node {label!r} is {kernel.ndim - 2}-D (weight shape {kernel.shape}); a spec is 2-D"
         )
     c_in, c_out, kh, kw = kernel.shape
-    attrs = _attributes(node)
+    attrs = patterns.attributes(node)
     refused = {"group": (attrs.get("group", 1), 1), "dilations": (list(attrs.get("dilations", [1, 1])), [1, 1])}
     for name, (value, needed) in refused.items():
         if value != needed:
@@ -185,18 +203,43 @@ def from_onnx(
     return _node_spec(chosen, _label(chosen, nodes.index(chosen)), _constants(model), size)
 
 
-def describe(model_or_path: ModelSource) -> list[OnnxLayer]:
-    """Every ``ConvTranspose`` node as an :class:`OnnxLayer` (what ``upsample inspect model.onnx`` lists)."""
+def describe(model_or_path: ModelSource, input_size: IntOrPair | None = None) -> list[OnnxLayer]:
+    """Every upsampling layer of a model in graph order, each judged at its own input size (what
+    ``upsample inspect model.onnx`` lists).
+
+    Recognised: ``ConvTranspose``; ``Conv`` + ``DepthToSpace`` (sub-pixel, CRD or DCR: the spec is the same,
+    the weights' channel order differs); ``Resize``/``Upsample`` + ``Conv`` (resize-convolution); and
+    ``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` from a 1x1 map or a flat vector to a larger map (a dense
+    projection, reported as the transposed convolution whose kernel is that map's size, on a 1x1 input).
+    Each node's input size comes from shape inference from the model's input; ``input_size`` gives the
+    spatial size of a rank-4 model input whose size is symbolic. A size still unknown is ``None``, never
+    assumed.
+    """
     model = _model(model_or_path)
-    sizes, constants = _static_sizes(model), _constants(model)
+    size = None if input_size is None else as_pair("input_size", input_size, 1)
+    shapes, constants = _shapes(model, size), _constants(model)
+    producers = {output: n for n in model.graph.node for output in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    graph = patterns.Graph(shapes, producers, consumers, constants)
+    transposed = _conv_transposes(model)
     layers = []
-    for index, node in enumerate(_conv_transposes(model)):
-        label = _label(node, index)
-        size = sizes.get(node.input[0])
-        try:
-            spec, _ = _node_spec(node, label, constants, size)
-        except ValueError as error:
-            layers.append(OnnxLayer(label, None, size, str(error)))
-        else:
-            layers.append(OnnxLayer(label, spec, size, None))
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node in transposed:
+            label = _label(node, transposed.index(node))
+            node_size = patterns.spatial(shapes.get(node.input[0]))
+            try:
+                spec, _ = _node_spec(node, label, constants, node_size)
+            except ValueError as error:
+                layers.append(OnnxLayer(label, None, node_size, str(error), "transposed", (label,)))
+            else:
+                layers.append(patterns.judged(label, spec, node_size, "transposed", (label,)))
+        elif node.op_type == "Conv":
+            layers.extend(patterns.conv_pattern(node, node.name or f"Conv#{index}", graph))
+        elif node.op_type in ("Gemm", "MatMul"):
+            layers.extend(patterns.dense_pattern(node, node.name or f"{node.op_type}#{index}", graph))
     return layers

@@ -1,0 +1,230 @@
+"""The upsampling patterns :func:`upsample.onnx.describe` recognises in an ONNX graph, each as the spec of
+its kind: ``Conv`` + ``DepthToSpace`` (sub-pixel), ``Resize``/``Upsample`` + ``Conv`` (resize-convolution) and
+``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` (a dense projection from a 1x1 map or a flat vector), with
+:class:`OnnxLayer`, the record each found layer becomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from upsample.arguments import Pair
+from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.spec import UpsampleSpec
+
+
+class OnnxLayer(NamedTuple):
+    """One upsampling layer found in a model, as :func:`describe` reads it."""
+
+    name: str
+    """The node's name, or ``#n`` (its position among the model's ``ConvTranspose`` nodes) when unnamed; for
+    a pattern of several nodes, the name of the node holding the weights."""
+    spec: UpsampleSpec | Any | None
+    """The layer's spec (``UpsampleSpec``, ``SubpixelSpec`` or ``ResizeSpec``); ``None`` when it has none
+    (``problem`` says why)."""
+    input_size: Pair | None
+    """The layer's input ``(H, W)`` from shape inference through the graph; ``None`` when unknown."""
+    problem: str | None
+    kind: str = "transposed"
+    """``"transposed"`` (``ConvTranspose``), ``"subpixel"`` (``Conv`` + ``DepthToSpace``), ``"resize"``
+    (``Resize``/``Upsample`` + ``Conv``) or ``"dense"`` (``Gemm``/``MatMul`` + ``Reshape`` from a 1x1 map or
+    a flat vector to a spatial map: a transposed convolution whose kernel is the output size)."""
+    nodes: tuple[str, ...] = ()
+    """The names of the nodes that make up the layer, in graph order."""
+    verdict: str | None = None
+    """``spec.diagnose(input_size).verdict``, or ``None`` when the spec or the input size is unknown."""
+
+
+UNKNOWN_SIZE = "input size unknown: give --input-size (input_size=) for the model's input"
+"""What :func:`describe` says of a layer whose input size shape inference could not find."""
+
+
+Shape = tuple[int | None, ...]
+"""A tensor's dimensions, ``None`` where shape inference found no number."""
+
+
+def spatial(shape: Shape | None) -> Pair | None:
+    """``(H, W)`` of an NCHW shape when both are known."""
+    if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+        return None
+    return (shape[2], shape[3])
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if isinstance(values.get("auto_pad"), bytes):
+        values["auto_pad"] = values["auto_pad"].decode()
+    return values
+
+
+class Graph(NamedTuple):
+    """The tensors' shapes and who writes and reads them."""
+
+    shapes: dict[str, Shape]
+    producers: dict[str, onnx.NodeProto]
+    consumers: dict[str, list[onnx.NodeProto]]
+    constants: dict[str, np.ndarray]
+
+    def only_user(self, name: str) -> onnx.NodeProto | None:
+        """The one node reading ``name`` (``Shape`` nodes aside), if there is exactly one."""
+        users = [n for n in self.consumers.get(name, []) if n.op_type != "Shape"]
+        return users[0] if len(users) == 1 else None
+
+
+def judged(name: str, spec: Any, size: Pair | None, kind: str, nodes: tuple[str, ...]) -> OnnxLayer:
+    """The layer with ``spec.diagnose(size).verdict`` when the size is known."""
+    if size is None:
+        return OnnxLayer(name, spec, None, None, kind, nodes)
+    try:
+        verdict = spec.diagnose(size).verdict
+    except ValueError as error:  # a size the spec refuses (too large, or cropped to nothing)
+        return OnnxLayer(name, spec, size, f"at input size {size}: {error}", kind, nodes)
+    return OnnxLayer(name, spec, size, None, kind, nodes, verdict)
+
+
+SAME_PADDING_NOTE = "a spec's convolution pads (k - 1) // 2 before and the rest after (stride 1, no groups or dilation)"
+
+
+def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLayer]:
+    """A ``Conv`` followed by ``DepthToSpace`` (sub-pixel) or after ``Resize``/``Upsample`` (resize-convolution)."""
+    shuffle = graph.only_user(node.output[0])
+    shuffle = shuffle if shuffle is not None and shuffle.op_type == "DepthToSpace" else None
+    resize = graph.producers.get(node.input[0])
+    resize = resize if resize is not None and resize.op_type in ("Resize", "Upsample") else None
+    if shuffle is None and resize is None:
+        return []
+    kind = "subpixel" if shuffle is not None else "resize"
+    nodes = tuple(n.name for n in (resize, node, shuffle) if n is not None)
+    source = node.input[0] if resize is None else resize.input[0]
+    size = spatial(graph.shapes.get(source))
+    kernel = [d for d in graph.shapes.get(node.input[1]) or () if d is not None]
+    if len(kernel) != 4:
+        problem = f"{kind} pattern at Conv {label!r}: its weight shape is unknown"
+        return [OnnxLayer(label, None, size, problem, kind, nodes)]
+    c_conv, c_in, kh, kw = kernel
+    attrs = attributes(node)
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    same = [(k - 1) // 2 for k in (kh, kw)] + [k - 1 - (k - 1) // 2 for k in (kh, kw)]
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    padded_same = pads == same if auto_pad == "NOTSET" else auto_pad == "SAME_UPPER" or (kh, kw) == (1, 1)
+    settings = (attrs.get("group", 1), list(attrs.get("strides", [1, 1])), list(attrs.get("dilations", [1, 1])))
+    if settings != (1, [1, 1], [1, 1]) or not padded_same:
+        found = f"group={settings[0]}, strides={settings[1]}, dilations={settings[2]}, pads={pads}, auto_pad={auto_pad}"
+        return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; {SAME_PADDING_NOTE}", kind, nodes)]
+    use_bias = len(node.input) > 2 and bool(node.input[2])
+    if shuffle is not None:
+        block = helper.get_attribute_value(next(a for a in shuffle.attribute if a.name == "blocksize"))
+        if c_conv % (block * block):
+            problem = f"Conv {label!r} gives {c_conv} channels, not a multiple of blocksize**2 = {block * block}"
+            return [OnnxLayer(label, None, size, problem, kind, nodes)]
+        spec: Any = SubpixelSpec(c_in, c_conv // (block * block), block, (kh, kw), use_bias=use_bias)
+        return [judged(label, spec, size, kind, nodes)]
+    assert resize is not None
+    method, scale = _resize_method(resize), _resize_scale(resize, graph)
+    if isinstance(method, str) and method.startswith("no spec"):
+        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {method}", kind, nodes)]
+    if scale is None:
+        problem = f"{resize.op_type} {resize.name!r}: its scale is unknown (not a constant, and its sizes unknown)"
+        if size is None:
+            problem += f"; {UNKNOWN_SIZE}"
+        return [OnnxLayer(label, None, size, problem, kind, nodes)]
+    if isinstance(scale, str):
+        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {scale}", kind, nodes)]
+    spec = ResizeSpec(c_in, c_conv, scale, method, (kh, kw), use_bias=use_bias)
+    return [judged(label, spec, size, kind, nodes)]
+
+
+def _resize_method(node: onnx.NodeProto) -> str:
+    """``"nearest"`` or ``"bilinear"`` as a :class:`ResizeSpec` means them, else ``"no spec: ..."``."""
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attributes(node).items()}
+    mode = attrs.get("mode", "nearest")
+    if node.op_type == "Upsample":  # deprecated: asymmetric coordinates, nearest rounds down
+        return "nearest" if mode == "nearest" else f"no spec: mode={mode} with asymmetric coordinates"
+    coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
+    half_pixel = coordinates in ("half_pixel", "pytorch_half_pixel")
+    if mode == "nearest":
+        rounding = attrs.get("nearest_mode", "round_prefer_floor")
+        # integer scales: asymmetric + floor repeats; half-pixel centres never tie, so any rounding repeats
+        if (coordinates, rounding) == ("asymmetric", "floor") or (half_pixel and rounding.startswith("round")):
+            return "nearest"
+        return f"no spec: nearest with {coordinates} coordinates and nearest_mode={rounding} is not a repeat"
+    if mode == "linear" and half_pixel:
+        return "bilinear"
+    return f"no spec: mode={mode} with {coordinates} coordinates (a spec's bilinear resize is half-pixel)"
+
+
+def _resize_scale(node: onnx.NodeProto, graph: Graph) -> Pair | str | None:
+    """The integer ``(r_h, r_w)`` from the input and output sizes, else from constant scales; a message when
+    the scale is not an integer; ``None`` when unknown."""
+    before, after = spatial(graph.shapes.get(node.input[0])), spatial(graph.shapes.get(node.output[0]))
+    if before is not None and after is not None:
+        ratios = tuple(after[a] / before[a] for a in (0, 1))
+    else:
+        index = 1 if node.op_type == "Upsample" else 2
+        values = _constant_values(node, index, graph)
+        if values is None or len(values) != 4:
+            return None
+        ratios = (float(values[2]), float(values[3]))
+    if any(r != int(r) or r < 1 for r in ratios):
+        return f"scale {ratios} is not an integer (a spec resizes by an integer factor)"
+    return (int(ratios[0]), int(ratios[1]))
+
+
+def _constant_values(node: onnx.NodeProto, index: int, graph: Graph) -> list[float] | None:
+    """Input ``index`` of ``node`` when an initializer or ``Constant`` node holds it."""
+    if len(node.input) <= index or not node.input[index]:
+        return None
+    name = node.input[index]
+    producer = graph.producers.get(name)
+    if producer is not None and producer.op_type == "Constant" and producer.attribute:
+        return [float(v) for v in numpy_helper.to_array(producer.attribute[0].t).ravel()]
+    value = graph.constants.get(name)
+    return None if value is None else [float(v) for v in value.ravel()]
+
+
+def dense_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLayer]:
+    """``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` from a 1x1 map or a flat vector to an ``H x W`` map."""
+    nodes, out = [node.name], node.output[0]
+    use_bias = node.op_type == "Gemm" and len(node.input) > 2 and bool(node.input[2])
+    user = graph.only_user(out)
+    if user is not None and user.op_type == "Add":
+        use_bias, out = True, user.output[0]
+        nodes.append(user.name)
+        user = graph.only_user(out)
+    reads, weight = graph.shapes.get(node.input[0]), graph.shapes.get(node.input[1])
+    if user is None or user.op_type != "Reshape" or reads is None or len(reads) != 2 or weight is None:
+        return []
+    target = graph.shapes.get(user.output[0])
+    if target is None or len(target) != 4:
+        return []
+    nodes.append(user.name)
+    source = graph.producers.get(node.input[0])
+    size: Pair | None = (1, 1)  # a vector no reshape made: as a 1x1 map
+    if source is not None and source.op_type in ("Reshape", "Flatten"):
+        flattened = graph.shapes.get(source.input[0])
+        size = spatial(flattened) if flattened is not None and len(flattened) == 4 else None
+        if flattened is not None and len(flattened) == 2:
+            size = (1, 1)
+        elif size is not None and size != (1, 1):
+            return []  # a fully connected layer over a flattened map: no upsampler
+        nodes.insert(0, source.name)
+    transposed_b = node.op_type == "Gemm" and attributes(node).get("transB", 0)
+    c_in, features = (weight[1], weight[0]) if transposed_b else (weight[0], weight[1])
+    channels, height, width = target[1:]
+    if (height, width) == (1, 1):
+        return []  # to a 1x1 map: no upsampling
+    if None in (c_in, channels, height, width):
+        problem = f"a dense projection ({' + '.join(nodes)}) to a map of unknown size or channels {target[1:]}"
+        return [OnnxLayer(label, None, size, problem, "dense", tuple(nodes))]
+    if size is None:
+        problem = "a dense projection from a flattened map of unknown size (shape inference cannot follow it)"
+        return [OnnxLayer(label, None, None, problem, "dense", tuple(nodes))]
+    assert c_in is not None and channels is not None and height is not None and width is not None
+    if features != channels * height * width:
+        return []
+    spec = UpsampleSpec(c_in, channels, kernel_size=(height, width), stride=1, use_bias=use_bias)
+    return [judged(label, spec, size, "dense", tuple(nodes))]

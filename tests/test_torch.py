@@ -461,3 +461,51 @@ def test_build_without_weights_is_the_canonical_init() -> None:
     """Issue 14: one rule in every backend: ``spec.build(backend)`` holds ``init_weights(spec, seed=0)``."""
     spec = upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, residual="projection")
     assert ut.get_weights(spec.build("torch")).allclose(upsample.init_weights(spec, seed=0))
+
+
+TRACED_SPECS = {
+    "transposed-nearest": upsample.UpsampleSpec(3, 3, kernel_size=4, stride=2, padding=1, residual="nearest"),
+    "transposed-projection": upsample.UpsampleSpec(3, 5, kernel_size=3, stride=3, residual="projection"),
+    "transposed-dead": upsample.UpsampleSpec(3, 4, kernel_size=3, stride=16, padding="same"),
+    "subpixel": upsample.SubpixelSpec(3, 4, scale=(2, 3), kernel_size=(3, 2), residual="projection"),
+    "resize-nearest": upsample.ResizeSpec(3, 3, scale=2, method="nearest", residual="nearest"),
+    "resize-bilinear": upsample.ResizeSpec(3, 4, scale=(3, 2), method="bilinear", residual="projection"),
+    "head": upsample.plan(3, 8, out_channels=2, norm="batch", final_activation="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRACED_SPECS))
+def test_legacy_onnx_export_traces_without_tracer_warnings(name: str) -> None:
+    """``torch.onnx.export(..., dynamo=False)`` (the TorchScript tracer) raises no ``TracerWarning`` from our
+    input checks, dead-pixel warning or residual gather (turned into errors here), for every kind and a head,
+    batched and unbatched; onnxruntime runs the graph like the eager layer. The 1x1 matmul path
+    (``fast_path``) and the slice-and-pad of crops torch cannot express branch on the input size in the
+    kind modules, so they are off here (``fast_path=False``, crops torch expresses)."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    spec = TRACED_SPECS[name]
+    layer = spec.build("torch") if name == "head" else spec.build("torch", fast_path=False)
+    for module in layer.modules():
+        if hasattr(module, "fast_path"):
+            module.fast_path = False
+    layer.eval()
+    for shape in [(2, 3, 1, 1), (2, 3, 3, 2), (3, 2, 2)][: 2 if name == "head" else 3]:
+        x = torch.randn(*shape)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)
+            warnings.filterwarnings("error", category=torch.jit.TracerWarning)
+            torch.onnx.export(layer, (x,), buffer, dynamo=False)
+        session = onnxruntime.InferenceSession(buffer.getvalue())
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)
+            expected = layer(x).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=f"{name} {shape}")
+    if getattr(spec, "residual", None) is not None:  # the traced gather is ops on the traced sizes: it holds
+        traced = torch.jit.trace(layer, torch.randn(1, 3, 3, 2), check_trace=False)
+        x = torch.randn(2, 3, 5, 4)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)
+            torch.testing.assert_close(traced(x), layer(x), rtol=1e-5, atol=1e-5)

@@ -321,9 +321,11 @@ def refuse_big_map(spec: Any, size: tuple[int, int], limit: int, what: str) -> N
     """Refuse a coverage map (or picture of one) over ``limit`` pixels before computing it."""
     height, width = spec.output_size(size)
     if height * width > limit:
+        cause = limits.spec_cause(spec, lambda s, n: s.output_size(n)[0] * s.output_size(n)[1], limit, size)
         raise UsageError(
             f"{what} would be {height}x{width} = {height * width:,} pixels for a {size[0]}x{size[1]} input, over "
-            f"the limit of {limit:,}; use a smaller --input-size, --kernel, --stride or --scale"
+            f"the limit of {limit:,}{f' (because of {cause})' if cause else ''}; use a smaller --input-size, "
+            f"--kernel, --stride or --scale"
         )
 
 
@@ -339,9 +341,10 @@ def refuse_big_check(spec: Any, batch: int, size: tuple[int, int]) -> None:
     }
     for what, (count, hint) in counts.items():
         if count > MAX_CHECK_VALUES:
+            cause = limits.spec_cause(spec, limits.weight_count, MAX_CHECK_VALUES) if what == "weights" else ""
             raise UsageError(
                 f"the {what} would have {count:,} values ({count * 4 / 2**20:,.0f} MiB as float32), over check's "
-                f"limit of {MAX_CHECK_VALUES:,}; {hint}"
+                f"limit of {MAX_CHECK_VALUES:,}{f' (because of {cause})' if cause else ''}; {hint}"
             )
 
 

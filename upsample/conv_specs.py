@@ -97,9 +97,7 @@ class _ConvKind:
 
     def _axes_coverage(self, size: Pair) -> tuple[list[int], list[int]]:
         """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
-        out = self.output_size(size)
-        for a, axis in enumerate(_AXES):
-            limits.check_count(f"the output along {axis}", out[a], limits.MAX_AXIS, "pixels")
+        limits.check_output(self, size)
         return self._axis_coverage(size[0], 0), self._axis_coverage(size[1], 1)
 
     def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
@@ -107,8 +105,7 @@ class _ConvKind:
         import numpy as np
 
         size = as_pair("input_size", input_size, 1)
-        height, width = self.output_size(size)
-        limits.check_count("the coverage map", height * width, limits.MAX_PIXELS, "pixels")
+        limits.check_map(self, size)
         rows, cols = self._axes_coverage(size)
         return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
 

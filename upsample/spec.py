@@ -175,16 +175,13 @@ class UpsampleSpec:
         import numpy as np
 
         size = as_pair("input_size", input_size, 1)
-        height, width = self.output_size(size)
-        limits.check_count("the coverage map", height * width, limits.MAX_PIXELS, "pixels")
+        limits.check_map(self, size)
         rows, cols = self._axis_coverage(size)
         return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
 
     def _axis_coverage(self, size: Pair) -> tuple[list[int], list[int]]:
         """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
-        out = self.output_size(size)
-        for a, axis in enumerate(("height", "width")):
-            limits.check_count(f"the output along {axis}", out[a], limits.MAX_AXIS, "pixels")
+        limits.check_output(self, size)
         rows, cols = (geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
         return rows, cols
 

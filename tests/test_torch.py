@@ -478,17 +478,14 @@ TRACED_SPECS = {
 def test_legacy_onnx_export_traces_without_tracer_warnings(name: str) -> None:
     """``torch.onnx.export(..., dynamo=False)`` (the TorchScript tracer) raises no ``TracerWarning`` from our
     input checks, dead-pixel warning or residual gather (turned into errors here), for every kind and a head,
-    batched and unbatched; onnxruntime runs the graph like the eager layer. The 1x1 matmul path
-    (``fast_path``) and the slice-and-pad of crops torch cannot express branch on the input size in the
-    kind modules, so they are off here (``fast_path=False``, crops torch expresses)."""
+    batched and unbatched; onnxruntime runs the graph like the eager layer. While tracing, a 1x1 input takes
+    the convolution, not the matmul path (a graph that holds at any size); the slice-and-pad of crops torch
+    cannot express still reads the traced sizes, so these specs use crops torch expresses."""
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
     spec = TRACED_SPECS[name]
-    layer = spec.build("torch") if name == "head" else spec.build("torch", fast_path=False)
-    for module in layer.modules():
-        if hasattr(module, "fast_path"):
-            module.fast_path = False
+    layer = spec.build("torch")
     layer.eval()
     for shape in [(2, 3, 1, 1), (2, 3, 3, 2), (3, 2, 2)][: 2 if name == "head" else 3]:
         x = torch.randn(*shape)

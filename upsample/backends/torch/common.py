@@ -88,6 +88,12 @@ def _traced_residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[An
     return source
 
 
+def takes_matmul_path(layer: Any, height: int, width: int) -> bool:
+    """Whether ``layer`` runs a 1x1 input as one matmul: not while the TorchScript tracer records (the
+    graph keeps the convolution, which holds for any input size), nor when hooks would be skipped."""
+    return bool(layer.fast_path) and not torch.jit.is_tracing() and height == width == 1 and not hooked(layer.conv)
+
+
 def hooked(module: nn.Module) -> bool:
     """Whether calling ``module`` would run hooks (its own or global ones) that reading its weight skips:
     legacy ``spectral_norm``/``weight_norm`` recompute the weight in a forward pre-hook. Fast paths that

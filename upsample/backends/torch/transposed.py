@@ -85,7 +85,7 @@ class Upsample(nn.Module):
 
     def _transposed(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        if self.fast_path and height == 1 and width == 1 and not common.hooked(self.conv):
+        if common.takes_matmul_path(self, height, width):
             return self._one_by_one(x.reshape(batch, self.spec.in_channels))
         y = self.conv(x)  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
         return y if self._native else _crop(y, self._rest, self.conv.bias)

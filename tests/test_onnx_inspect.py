@@ -88,8 +88,8 @@ def assert_found(layers: list[Any], expected: list[tuple[Any, tuple[int, int]]],
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_planned_heads_are_found_stage_by_stage(tmp_path: Path, mode: str, exporter: str) -> None:
-    """Every stage at its own input size: torch's 1x1 first stage is its matmul fast path (a dense projection),
-    ``to_onnx`` writes it as ``ConvTranspose``; the later stages are each mode's pattern."""
+    """Every stage at its own input size: the 1x1 first stage is ``ConvTranspose`` or, where torch's matmul
+    fast path was exported, a dense projection (the same spec); the later stages are each mode's pattern."""
     spec = upsample.plan(8, 32, mode=mode, out_channels=3)
     path = tmp_path / "head.onnx"
     x = np.random.default_rng(0).normal(size=(2, 8, 1, 1)).astype(np.float32)
@@ -98,8 +98,11 @@ def test_planned_heads_are_found_stage_by_stage(tmp_path: Path, mode: str, expor
     else:
         torch_export(with_biases(spec.build("torch")), torch.from_numpy(x), path, exporter)
     expected = truth(list(spec.stages), (1, 1))
-    first = "transposed" if exporter == "to_onnx" else "dense"
-    assert_found(describe(path), expected, [first] + [mode] * (len(expected) - 1))
+    given = (1, 1) if exporter == "to_onnx" else None  # to_onnx may leave height and width symbolic
+    layers = describe(path, input_size=given)
+    # the 1x1 first stage: ConvTranspose, or torch's matmul fast path (a dense projection) when it was traced
+    first = layers[0].kind if layers and layers[0].kind in ("transposed", "dense") else "transposed"
+    assert_found(layers, expected, [first] + [mode] * (len(expected) - 1))
     assert output_size(path, x) == spec.output_size(1) == (32, 32)
 
 
@@ -137,13 +140,18 @@ def test_linear_unflatten_head(tmp_path: Path, exporter: str, unflatten: tuple[i
     assert output_size(path, x) == (32, 32)
 
 
-def symbolic(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with its input's height and width symbolic."""
-    for axis, name in ((2, "h"), (3, "w")):
-        dim = model.graph.input[0].type.tensor_type.shape.dim[axis]
+def sized(model: onnx.ModelProto, size: tuple[Any, Any] = ("h", "w")) -> onnx.ModelProto:
+    """A copy of the model whose input's height and width are ``size``: numbers, or names (symbolic)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for axis, value in zip((2, 3), size, strict=True):
+        dim = copy.graph.input[0].type.tensor_type.shape.dim[axis]
         dim.Clear()
-        dim.dim_param = name
-    return model
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    return copy
 
 
 def test_an_unknown_size_is_reported_as_unknown(tmp_path: Path) -> None:
@@ -152,10 +160,12 @@ def test_an_unknown_size_is_reported_as_unknown(tmp_path: Path) -> None:
     spec = upsample.plan(4, (12, 16), mode="resize", input_size=(3, 4))
     model = to_onnx(spec, init_weights(spec, seed=0), input_size=(3, 4))
     with pytest.raises(ValueError, match=r"input_size \(2, 2\) differs from the size \(3, 4\)"):
-        describe(model, input_size=2)
-    layers = describe(symbolic(model))
+        describe(sized(model, (3, 4)), input_size=2)
+    layers = describe(sized(model))
     assert [(layer.spec, layer.input_size, layer.verdict) for layer in layers] == [(s, None, None) for s in spec.stages]
-    assert_found(describe(model, input_size=(3, 4)), truth(list(spec.stages), (3, 4)), ["resize"] * len(spec.stages))
+    expected = truth(list(spec.stages), (3, 4))
+    assert_found(describe(sized(model), input_size=(3, 4)), expected, ["resize"] * len(spec.stages))
+    assert_found(describe(sized(model, (3, 4))), expected, ["resize"] * len(spec.stages))
 
 
 def test_cli_lists_every_layer_with_its_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +177,8 @@ def test_cli_lists_every_layer_with_its_verdict(tmp_path: Path, capsys: pytest.C
     assert main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
     expected = truth(list(spec.stages), (1, 1))
-    assert text.count("dense projection ") == 1 and text.count("sub-pixel convolution ") == len(expected) - 1
+    first = text.count("dense projection ") + text.count("transposed convolution ")
+    assert first == 1 and text.count("sub-pixel convolution ") == len(expected) - 1
     for stage, size in expected:
         out = stage.output_size(size)
         assert f"{size[0]}x{size[1]} -> {out[0]}x{out[1]}" in text
@@ -176,10 +187,53 @@ def test_cli_lists_every_layer_with_its_verdict(tmp_path: Path, capsys: pytest.C
 
     stage = upsample.SubpixelSpec(4, 2, scale=2)
     unknown = tmp_path / "symbolic.onnx"
-    onnx.save(symbolic(to_onnx(stage, init_weights(stage, seed=0), input_size=5)), unknown)
+    onnx.save(sized(to_onnx(stage, init_weights(stage, seed=0), input_size=5)), unknown)
     assert main(["inspect", str(unknown)]) == 0
     text = capsys.readouterr().out
     assert "input size unknown: give --input-size" in text and "coverage" not in text
     assert main(["inspect", str(unknown), "--input-size", "5"]) == 0
     text = capsys.readouterr().out
     assert "5x5 -> 10x10" in text and stage.diagnose(5).verdict.split(",")[0] in text
+
+
+def conv_model(first: onnx.NodeProto | None, conv: dict[str, Any], last: onnx.NodeProto | None) -> onnx.ModelProto:
+    """``x (1, 4, 5, 5)`` -> ``first`` (writes ``r``) -> ``Conv`` 4 -> 8 channels, 3x3 (writes ``c``) -> ``last``."""
+    weight = onnx.numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
+    nodes = [
+        n
+        for n in (first, onnx.helper.make_node("Conv", ["r" if first else "x", "w"], ["c"], name="conv", **conv), last)
+        if n
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 5, 5])],
+        [onnx.helper.make_tensor_value_info(nodes[-1].output[0], onnx.TensorProto.FLOAT, None)],
+        [weight, onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_patterns_without_a_spec_say_why() -> None:
+    """DCR is the same sub-pixel spec; a strided convolution, non-"same" padding or align_corners has none."""
+    same = {"pads": [1, 1, 1, 1]}
+    for mode in ("CRD", "DCR"):
+        shuffle = onnx.helper.make_node("DepthToSpace", ["c"], ["y"], name="d2s", blocksize=2, mode=mode)
+        (layer,) = describe(conv_model(None, same, shuffle))
+        assert (layer.kind, layer.nodes, layer.input_size) == ("subpixel", ("conv", "d2s"), (5, 5))
+        assert layer.spec == upsample.SubpixelSpec(4, 2, scale=2, use_bias=False)
+        assert layer.verdict == layer.spec.diagnose(5).verdict
+    (strided,) = describe(conv_model(None, {**same, "strides": [2, 2]}, shuffle))
+    assert strided.spec is None and "strides=[2, 2]" in (strided.problem or "")
+    (valid,) = describe(conv_model(None, {}, shuffle))
+    assert valid.spec is None and "pads=[0, 0, 0, 0]" in (valid.problem or "")
+    for coordinates, method in (("half_pixel", "bilinear"), ("align_corners", None)):
+        modes = {"mode": "linear", "coordinate_transformation_mode": coordinates}
+        resize = onnx.helper.make_node("Resize", ["x", "", "scales"], ["r"], name="up", **modes)
+        (layer,) = describe(conv_model(resize, same, None))
+        assert (layer.kind, layer.nodes, layer.input_size) == ("resize", ("up", "conv"), (5, 5))
+        if method is None:
+            assert layer.spec is None and "align_corners" in (layer.problem or "")
+        else:
+            assert layer.spec == upsample.ResizeSpec(4, 8, scale=2, method=method, use_bias=False)
+            assert layer.verdict == layer.spec.diagnose(5).verdict

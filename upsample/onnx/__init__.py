@@ -4,8 +4,10 @@ ONNX ``ConvTranspose`` node under every attribute form.
 - :func:`to_onnx` / :func:`export_file`: NCHW in and out, dynamic batch, static spatial size, explicit
   non-negative ``pads`` only (no ``auto_pad``, ``output_shape`` or ``output_padding``, whose meaning
   differs between runtimes and versions); rows a crop adds are a ``Pad`` before the bias.
-- :func:`from_onnx` / :func:`describe`: ``ConvTranspose`` nodes as specs and canonical weights, read the
-  way onnxruntime runs them (:mod:`upsample.onnx.padding` says where that differs from the operator text).
+- :func:`from_onnx`: a ``ConvTranspose`` node as a spec and canonical weights, read the way onnxruntime
+  runs it (:mod:`upsample.onnx.padding` says where that differs from the operator text).
+- :func:`describe`: every upsampling layer of a model (transposed, sub-pixel, resize-convolution, dense
+  projection) as a spec with its verdict at its own input size, from shape inference through the graph.
 
 Needs ``onnx`` (``pip install "upsample[onnx]"``, with ``onnxruntime`` to run the models); it is imported
 when one of these names is first used, so ``import upsample.onnx`` alone loads nothing.

@@ -55,6 +55,7 @@ def spatial(shape: Shape | None) -> Pair | None:
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """The node's attributes by name, ``auto_pad`` as text."""
     values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if isinstance(values.get("auto_pad"), bytes):
         values["auto_pad"] = values["auto_pad"].decode()

@@ -47,6 +47,27 @@ def heads(size: int) -> list[tuple[str, StackSpec]]:
             "subpixel-batch-leaky",
             upsample.plan(8, (size, 8), 2, "subpixel", norm=batch, activation=leaky, final_activation=gelu_tanh),
         ),
+        *norm_heads(size),
+    ]
+
+
+def norm_heads(size: int) -> list[tuple[str, StackSpec]]:
+    """The norms and activations diffusers and MONAI heads use: GroupNorm + SiLU (diffusers), instance norm
+    with ELU (alpha off its default) ending in SiLU, channels-only layer norm with ELU."""
+    instance, layer = Norm("instance", epsilon=1e-3), Norm("layer", epsilon=1e-6)
+    elu = Activation("elu", alpha=0.7)
+    return [
+        (
+            "subpixel-group-silu",
+            upsample.plan(8, size, 3, "subpixel", norm=Norm("group", groups=2), activation="silu"),
+        ),
+        (
+            "resize-instance-elu",
+            upsample.plan(8, size, 3, "resize", norm=instance, activation=elu, final_activation="swish"),
+        ),
+        # 16 latent channels to 8x8 keeps 16 channels per pixel: a layer norm over 2 channels returns +-1
+        # whatever the input, so float32 noise in the difference flips signs
+        ("transposed-layer-elu", upsample.plan(16, min(size, 8), 3, "transposed", norm=layer, activation="elu")),
     ]
 
 

@@ -31,8 +31,10 @@ from upsample.spec import SPEC_FORMAT_VERSION, load_spec, require_spec
 from upsample.spec_kinds import ParamCount
 
 KIND = "stack"
-NORM_KINDS = ("batch", "group")
-ACTIVATION_KINDS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
+NORM_KINDS = ("batch", "group", "instance", "layer")
+ACTIVATION_KINDS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu")
+ACTIVATION_ALIASES = {"swish": "silu"}
+"""Other names accepted for a kind (``swish`` is SiLU: Keras, Flax and diffusers use both names)."""
 NORM_ARRAYS = ("scale", "offset", "running_mean", "running_var")
 """A norm's arrays, each ``(C,)``; GroupNorm has no running statistics."""
 NORM_FLOPS_PER_VALUE = 4
@@ -61,6 +63,12 @@ class Norm:
             convention; default 0.1). Keras's and Flax's ``momentum`` is ``1 - momentum``.
         groups: GroupNorm only: number of groups, must divide each normalised stage's channels (default 32,
             as Keras and Flax, Wu & He 2018).
+
+    ``"instance"`` normalises per sample and channel over the pixels (GroupNorm with one channel per group;
+    Ulyanov et al. 2016), ``"layer"`` per sample and pixel over the channels (the channels-only LayerNorm of
+    ConvNeXt and diffusers; torch ``nn.GroupNorm(1, C)``'s LayerNorm over (C, H, W) is ``"group"`` with
+    ``groups=1``). Both always have a per-channel scale and offset (torch ``InstanceNorm2d(affine=False)`` is
+    scale 1, offset 0) and no running statistics (torch's ``track_running_stats=False`` default; MONAI's).
     """
 
     kind: str
@@ -84,17 +92,22 @@ class Activation:
     """A pointwise nonlinearity.
 
     Args:
-        kind: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"tanh"`` or ``"sigmoid"``.
+        kind: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"tanh"``, ``"sigmoid"``, ``"silu"`` (``x * sigmoid(x)``;
+            ``"swish"`` is accepted for it) or ``"elu"`` (``x`` above 0, ``alpha * (exp(x) - 1)`` below).
         slope: LeakyReLU's slope for negative inputs (default 0.01: torch's and Flax's; Keras's layer uses 0.3).
         approximate: GELU's tanh approximation (default ``False``: the exact erf form, torch's default;
             ``jax.nn.gelu`` and ``keras.ops.gelu`` default to the approximation).
+        alpha: ELU's scale for negative inputs (default 1.0: torch's, Keras's and Flax's).
     """
 
     kind: str
     slope: float = 0.01
     approximate: bool = False
+    alpha: float = 1.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.kind, str) and self.kind in ACTIVATION_ALIASES:
+            object.__setattr__(self, "kind", ACTIVATION_ALIASES[self.kind])
         if self.kind not in ACTIVATION_KINDS:
             raise ValueError(f"activation must be one of {ACTIVATION_KINDS} or None, got {shown(self.kind)}")
         if isinstance(self.slope, bool) or not isinstance(self.slope, (int, float, np.floating)):
@@ -102,9 +115,14 @@ class Activation:
         object.__setattr__(self, "slope", float(self.slope))
         if not isinstance(self.approximate, bool):
             raise TypeError(f"activation approximate must be a bool, got {shown(self.approximate)}")
+        object.__setattr__(self, "alpha", _float("activation alpha", self.alpha, 0.0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "slope": self.slope, "approximate": self.approximate}
+        """The fields as a dict; ``alpha`` only for ELU, so other activations' JSON stays as it was."""
+        data: dict[str, Any] = {"kind": self.kind, "slope": self.slope, "approximate": self.approximate}
+        if self.kind == "elu":
+            data["alpha"] = self.alpha
+        return data
 
 
 _Part = TypeVar("_Part", Norm, Activation)
@@ -126,7 +144,7 @@ def _coerced(cls: type[_Part], value: Any, name: str, expected: str) -> _Part | 
 
 def as_norm(value: Any, name: str = "norm") -> Norm | None:
     """``None``, ``"batch"``, ``"group"``, a :class:`Norm` or its dict, as a :class:`Norm` (or ``None``)."""
-    return _coerced(Norm, value, name, "None, 'batch', 'group' or an upsample.stack.Norm")
+    return _coerced(Norm, value, name, f"None, one of {NORM_KINDS} or an upsample.stack.Norm")
 
 
 def as_activation(value: Any, name: str = "activation") -> Activation | None:
@@ -140,6 +158,8 @@ def _name(activation: Activation | None) -> str:
         return ""
     if activation.kind == "leaky_relu":
         return f"leaky_relu({activation.slope:g})"
+    if activation.kind == "elu" and activation.alpha != 1.0:
+        return f"elu({activation.alpha:g})"
     return "gelu(tanh)" if activation.kind == "gelu" and activation.approximate else activation.kind
 
 

@@ -92,8 +92,15 @@ def group_norm(
     xp: Any, x: Array, norm: Norm, scale: Array, offset: Array, channel_axis: int, shape: tuple[Any, ...]
 ) -> Array:
     """Per sample, over the pixels and the channels of each of ``norm.groups`` groups, two-pass variance;
-    ``shape`` is ``x``'s shape as ``xp.shape`` gives it (dynamic sizes allowed)."""
-    groups = norm.groups
+    ``shape`` is ``x``'s shape as ``xp.shape`` gives it (dynamic sizes allowed). Also ``"instance"`` (a group
+    per channel) and ``"layer"`` (over the channels of each pixel)."""
+    if norm.kind == "layer":
+        mean = xp.mean(x, axis=channel_axis, keepdims=True)
+        centred = x - mean
+        var = xp.mean(xp.square(centred), axis=channel_axis, keepdims=True)
+        normed = centred / xp.sqrt(var + norm.epsilon)
+        return normed * _per_channel(xp, scale, 4, channel_axis) + _per_channel(xp, offset, 4, channel_axis)
+    groups = shape[channel_axis % 4] if norm.kind == "instance" else norm.groups
     if channel_axis % 4 == 3:
         _, height, width, channels = shape
         grouped = xp.reshape(x, (-1, height, width, groups, channels // groups))
@@ -117,4 +124,6 @@ def activate(functions: Any, activation: Activation | None, x: Array) -> Array:
         return functions.leaky_relu(x, negative_slope=activation.slope)
     if activation.kind == "gelu":
         return functions.gelu(x, approximate=activation.approximate)
+    if activation.kind == "elu":
+        return functions.elu(x, alpha=activation.alpha)
     return getattr(functions, activation.kind)(x)

@@ -2,7 +2,8 @@
 update, and the VJP, float64 NHWC, written for obviousness. Each stage runs through
 :func:`upsample.reference.forward`/:func:`~upsample.reference.vjp`; normalisation and activations are
 written out here from their textbook definitions (Ioffe & Szegedy 2015; Wu & He 2018; Hendrycks & Gimpel
-2016 for GELU), independent of the backends' code.
+2016 for GELU; Elfwing et al. 2018 for SiLU; Clevert et al. 2016 for ELU; Ulyanov et al. 2016 for instance
+norm; Ba et al. 2016 for layer norm), independent of the backends' code.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def activate(activation: Activation | None, z: np.ndarray) -> np.ndarray:
         return np.tanh(z)
     if kind == "sigmoid":
         return 1.0 / (1.0 + np.exp(-z))
+    if kind == "silu":
+        return z / (1.0 + np.exp(-z))
+    if kind == "elu":
+        return np.where(z > 0, z, activation.alpha * np.expm1(np.minimum(z, 0.0)))
     if activation.approximate:  # gelu, tanh form
         return 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
     return z * _normal_cdf(z)
@@ -51,6 +56,11 @@ def activate_derivative(activation: Activation | None, z: np.ndarray) -> np.ndar
     if kind == "sigmoid":
         s = 1.0 / (1.0 + np.exp(-z))
         return s * (1.0 - s)
+    if kind == "silu":
+        s = 1.0 / (1.0 + np.exp(-z))
+        return s * (1.0 + z * (1.0 - s))
+    if kind == "elu":
+        return np.where(z > 0, 1.0, activation.alpha * np.exp(np.minimum(z, 0.0)))
     if activation.approximate:
         c = math.sqrt(2.0 / math.pi)
         t = np.tanh(c * (z + 0.044715 * z**3))
@@ -77,6 +87,15 @@ def _group_view(z: np.ndarray, groups: int) -> np.ndarray:
     return z.reshape(batch, height, width, groups, channels // groups)
 
 
+def _per_sample_view(z: np.ndarray, kind: str, groups: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``z`` viewed so that the statistics of a per-sample norm are means over the returned axes: group norm
+    over pixels and a group's channels, instance norm over pixels (a group per channel), layer norm over
+    channels (per pixel)."""
+    if kind == "layer":
+        return z, (3,)
+    return _group_view(z, z.shape[3] if kind == "instance" else groups), (1, 2, 4)
+
+
 def _normalise(
     spec: StackSpec, norm: NormWeights, z: np.ndarray, training: bool
 ) -> tuple[np.ndarray, _Normed, NormWeights]:
@@ -84,10 +103,10 @@ def _normalise(
     settings = spec.norm
     assert settings is not None
     scale, offset = (np.asarray(a, dtype=np.float64) for a in (norm.scale, norm.offset))
-    if settings.kind == "group":
-        grouped = _group_view(z, settings.groups)
-        mean = grouped.mean(axis=(1, 2, 4), keepdims=True)
-        variance = ((grouped - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
+    if settings.kind != "batch":
+        grouped, axes = _per_sample_view(z, settings.kind, settings.groups)
+        mean = grouped.mean(axis=axes, keepdims=True)
+        variance = ((grouped - mean) ** 2).mean(axis=axes, keepdims=True)
         inverse = 1.0 / np.sqrt(variance + settings.epsilon)
         xhat = ((grouped - mean) * inverse).reshape(z.shape)
         normed = _Normed(xhat, np.broadcast_to(inverse, grouped.shape).reshape(z.shape), True)
@@ -128,9 +147,10 @@ def _normalise_vjp(
     if not normed.batch_statistics:
         return grad_xhat * normed.inverse, NormWeights(grad_scale, grad_offset)
     # mean and variance depend on the input: subtract the means of grad_xhat and grad_xhat * xhat
-    if settings.kind == "group":
-        g, xhat = _group_view(grad_xhat, settings.groups), _group_view(normed.xhat, settings.groups)
-        axes: tuple[int, ...] = (1, 2, 4)
+    axes: tuple[int, ...]
+    if settings.kind != "batch":
+        g, axes = _per_sample_view(grad_xhat, settings.kind, settings.groups)
+        xhat, _ = _per_sample_view(normed.xhat, settings.kind, settings.groups)
     else:
         g, xhat, axes = grad_xhat, normed.xhat, (0, 1, 2)
     centred = g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True)

@@ -85,20 +85,63 @@ def test_exported_kinds_match_reference(spec: Any, size: tuple[int, int]) -> Non
         assert ("DepthToSpace" in ops) == (spec.scale[0] == spec.scale[1])
 
 
-def test_exported_model_has_dynamic_batch_and_fixed_size(tmp_path: Path) -> None:
-    spec = upsample.UpsampleSpec(4, 4, kernel_size=3, stride=2, padding="same", residual="nearest")
-    weights = random_weights(spec, 1)
-    to_onnx(spec, weights, tmp_path / "m.onnx", input_size=(2, 3))
-    model = onnx.load(tmp_path / "m.onnx")
-    dims = [
+def input_dims(model: onnx.ModelProto) -> list[list[Any]]:
+    """Each graph input's and output's dims: ``dim_param`` (symbolic) or ``dim_value``."""
+    return [
         [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
         for v in (*model.graph.input, *model.graph.output)
     ]
-    assert dims == [["batch", 4, 2, 3], ["batch", 4, 4, 6]]
+
+
+def test_fixed_size_model_has_dynamic_batch_and_refuses_other_sizes(tmp_path: Path) -> None:
+    spec = upsample.UpsampleSpec(4, 4, kernel_size=3, stride=2, padding="same", residual="nearest")
+    weights = random_weights(spec, 1)
+    to_onnx(spec, weights, tmp_path / "m.onnx", input_size=(2, 3), dynamic_spatial=False)
+    model = onnx.load(tmp_path / "m.onnx")
+    assert input_dims(model) == [["batch", 4, 2, 3], ["batch", 4, 4, 6]]
     assert json.loads({p.key: p.value for p in model.metadata_props}["upsample.spec"]) == spec.to_dict()
     for batch in (1, 7):
         x = random_input(spec, batch, (2, 3), batch)
         assert_close(nhwc(run_ort(model, nchw(x))), reference.forward(spec, weights, x), f"batch {batch}", spec)
+    with pytest.raises(Exception, match=r"(?s)Got invalid dimensions for input: x.*index: 2 Got: 3 Expected: 2"):
+        run_ort(model, nchw(random_input(spec, 1, (3, 3), 0)))
+
+
+def test_dynamic_spatial_is_refused_where_the_residual_depends_on_the_size(tmp_path: Path) -> None:
+    """An output of ``2i + 1`` with a residual gathers indices that differ per size: fixed by default,
+    refused on request, naming the reason."""
+    spec = upsample.UpsampleSpec(2, kernel_size=3, stride=2, padding="valid", residual="nearest")
+    weights = random_weights(spec, 5)
+    with pytest.raises(
+        ValueError,
+        match=r"dynamic_spatial=True is impossible .*residual gathers size-dependent "
+        r"indices.*input 4x4 -> output 9x9, 8x8 -> 17x17",
+    ):
+        to_onnx(spec, weights, dynamic_spatial=True)
+    model = to_onnx(spec, weights, input_size=(3, 2))
+    assert input_dims(model)[0] == ["batch", 2, 3, 2]
+    x = random_input(spec, 2, (3, 2), 5)
+    assert_close(nhwc(run_ort(model, nchw(x))), reference.forward(spec, weights, x), "fixed fallback", spec)
+    head = upsample.StackSpec([upsample.UpsampleSpec(2, 2, kernel_size=4, stride=2, padding=1), spec], input_size=2)
+    with pytest.raises(ValueError, match=r"stages\[1\]'s residual gathers size-dependent indices"):
+        to_onnx(head, upsample.init_weights(head), dynamic_spatial=True)
+    with pytest.raises(ValueError, match="dynamic_spatial must be None, True or False, got 'yes'"):
+        to_onnx(spec, weights, dynamic_spatial="yes")  # type: ignore[arg-type]
+
+
+def test_cli_export_writes_a_dynamic_model_unless_fixed(tmp_path: Path) -> None:
+    spec = upsample.SubpixelSpec(3, 2, scale=(2, 3), kernel_size=3, residual="projection")
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    weights = upsample.init_weights(spec, seed=0)
+    for flags, dims in [([], ["height", "width"]), (["--fixed-size", "--input-size", "2x3"], [2, 3])]:
+        command = [sys.executable, "-m", "upsample.cli", "export", str(tmp_path / "spec.json"), "-o"]
+        result = subprocess.run([*command, str(tmp_path / "m.onnx"), *flags], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert ("dynamic height and width" in result.stderr) == (not flags), result.stderr
+        model = onnx.load(tmp_path / "m.onnx")
+        assert input_dims(model)[0][2:] == dims
+        x = random_input(spec, 2, (2, 3), 1)
+        assert_close(nhwc(run_ort(model, nchw(x))), reference.forward(spec, weights, x), f"cli {flags}", spec)
 
 
 @pytest.mark.parametrize("opset", [13, 21])
@@ -404,3 +447,57 @@ def test_to_onnx_head_refuses_layer_weights() -> None:
     spec = SGD_CASES[0][1]
     with pytest.raises(TypeError, match="weights must be an upsample.StackWeights for a StackSpec, got Weights"):
         to_onnx(spec, upsample.init_weights(spec.stages[0]))
+
+
+# --- dynamic spatial axes: one model at every size ------------------------------------------------
+
+
+DYNAMIC_SIZES = [(1, 1), (3, 2), (5, 7), (2, 9)]
+"""Spatial sizes one dynamic model runs at."""
+
+
+def _dynamic_cases() -> list[Any]:
+    """Every kind and residual mode whose output is an integer multiple of its input (or has no residual):
+    crops with negative parts, a window off the full output at the shortest input, odd outputs, heads."""
+    transposed = [
+        upsample.UpsampleSpec(3, 3, kernel_size=4, stride=2, padding=1, residual="nearest"),
+        upsample.UpsampleSpec(2, 3, kernel_size=(3, 2), stride=(2, 3), padding="same", residual="projection"),
+        upsample.UpsampleSpec(2, 2, kernel_size=(5, 3), stride=(3, 1), padding=((1, 1), (-1, 3)), residual="nearest"),
+        upsample.UpsampleSpec(3, 2, kernel_size=(3, 2), stride=(2, 3), padding=((-1, 2), (0, -2))),
+        upsample.UpsampleSpec(1, kernel_size=1, stride=3, padding=((-2, 0), (1, -1))),  # window off at 1x1
+        upsample.UpsampleSpec(2, kernel_size=3, stride=2, padding="valid"),  # 2i + 1, no residual
+    ]
+    layers = [pytest.param(spec, id=f"transposed-{i}") for i, spec in enumerate(transposed)]
+    layers += [pytest.param(spec, id=f"{spec.to_dict()['kind']}-{i}") for i, spec in enumerate(kind_cases.SWEEP)]
+    return layers + _head_cases()
+
+
+@pytest.mark.parametrize("spec", _dynamic_cases())
+def test_one_dynamic_model_matches_reference_at_every_size(spec: Any, tmp_path: Path) -> None:
+    """One exported file, run at several spatial sizes, against the reference at each; H and W symbolic."""
+    from stack_cases import head_weights
+
+    from upsample import stack_reference
+    from upsample.stack import StackSpec
+
+    head = isinstance(spec, StackSpec)
+    if head:
+        weights = head_weights(spec)
+    else:
+        weights = random_weights(spec, 2) if isinstance(spec, upsample.UpsampleSpec) else kind_cases.weights(spec, 2)
+    to_onnx(spec, weights, tmp_path / "m.onnx", dynamic_spatial=True)
+    model = onnx.load(tmp_path / "m.onnx")
+    assert input_dims(model) == [
+        ["batch", spec.in_channels, "height", "width"],
+        ["batch", spec.out_channels, "out_height", "out_width"],
+    ]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for size in DYNAMIC_SIZES:
+        x = np.random.default_rng(size[0] * 10 + size[1]).normal(size=(2, *size, spec.in_channels)).astype(np.float32)
+        if head:
+            expected = stack_reference.forward(spec, weights, x, training=False)[0]
+        else:
+            expected = reference.forward(spec, weights, x)
+        got = nhwc(session.run(None, {"x": nchw(x)})[0])
+        assert got.shape == expected.shape, (size, got.shape, expected.shape)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=f"input {size}")

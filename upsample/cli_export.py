@@ -28,20 +28,30 @@ def onnx_module() -> Any:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """A spec, weights or head file as a standalone ONNX model (weights: the file's, or ``init_weights(seed)``;
-    a head in inference mode, normalising with its running statistics)."""
+    a head in inference mode, normalising with its running statistics). Height and width are dynamic where
+    the spec allows (``--fixed-size``: fixed to the input size)."""
     from upsample.weights import init_weights
 
     inputs.writable_path(args.onnx, "--onnx", [".onnx"])
     loaded = inputs.read_spec_file(args.spec)
     size, size_from = inputs.input_size(args.input_size, loaded)
     weights = loaded.weights if loaded.weights is not None else init_weights(loaded.spec, seed=args.seed)
-    onnx_module().to_onnx(loaded.spec, weights, args.onnx, input_size=size, opset=args.opset)
+    module = onnx_module()
+    dynamic_spatial = False if args.fixed_size else None
+    model = module.to_onnx(
+        loaded.spec, weights, args.onnx, input_size=size, opset=args.opset, dynamic_spatial=dynamic_spatial
+    )
     made = "its weights" if loaded.weights is not None else f"init_weights(seed={args.seed})"
     mode = ", inference mode (running statistics)" if loaded.is_head else ""
-    print(
-        f"saved {args.onnx}: NCHW, dynamic batch, input {size[0]}x{size[1]} ({size_from}), {made}{mode}",
-        file=sys.stderr,
-    )
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims[2].dim_param:
+        shape = "dynamic height and width"
+    else:
+        from upsample.onnx.export import dynamic_blocker
+
+        blocker = None if args.fixed_size else dynamic_blocker(loaded.spec)
+        shape = f"input {size[0]}x{size[1]} ({size_from}; fixed: {blocker or '--fixed-size'})"
+    print(f"saved {args.onnx}: NCHW, dynamic batch, {shape}, {made}{mode}", file=sys.stderr)
     return 0
 
 
@@ -107,7 +117,14 @@ def add_export_command(commands: Any, spec_help: str) -> None:
     export.add_argument(
         "-o", "--onnx", metavar="PATH", required=True, help="the .onnx file to write (needs upsample[onnx])"
     )
-    export.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default: the file's, or 1)")
+    export.add_argument(
+        "--input-size", type=inputs.size_or_pair, help="input size where it is fixed (default: the file's, or 1)"
+    )
+    export.add_argument(
+        "--fixed-size",
+        action="store_true",
+        help="fix the input's height and width to --input-size (default: dynamic where the spec allows)",
+    )
     export.add_argument("--opset", type=inputs.positive_int, default=17, help="ONNX opset (default 17)")
     export.add_argument("--seed", type=inputs.non_negative_int, default=0, help="weights seed for a spec file")
     export.set_defaults(run=cmd_export)

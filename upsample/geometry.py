@@ -10,6 +10,7 @@ rows that only the bias reaches).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 Crop = tuple[int, int]
@@ -388,3 +389,17 @@ def bilinear_taps(input_length: int, scale: int) -> tuple[LinearTap, ...]:
         clamp = lambda index: min(max(index, 0), input_length - 1)  # noqa: E731
         taps.append(LinearTap(clamp(low), clamp(low + 1), weight))
     return tuple(taps)
+
+
+def integer_ratio(length_at: Callable[[int], int], probe: int = 1024) -> int | None:
+    """The integer ``n`` with ``length_at(i) == n * i`` for every input length ``i``, else ``None``.
+
+    Every kind's output length is affine in its input length (transposed ``(i - 1) * s + k - begin - end``,
+    sub-pixel and resize ``r * i``), so its values at ``probe`` and ``2 * probe`` (large enough for any crop
+    to leave an output) decide it: a transposed axis has the ratio ``s`` exactly when ``k - s == begin + end``.
+    """
+    first, second = length_at(probe), length_at(2 * probe)
+    slope, offset = divmod(second - first, probe)
+    if offset or first != slope * probe or slope < 1:
+        return None
+    return slope

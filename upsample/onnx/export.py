@@ -1,9 +1,13 @@
 """A spec and its weights as a standalone ONNX model, built with ``onnx.helper``.
 
 One emitter per spec kind writes the layer's main path into a :class:`GraphBuilder`; the residual skip,
-shared by every kind, is added after it: identity or a bias-free 1x1 ``Conv`` (projection), gathered to
-the output size with constant ``Gather`` indices from :func:`upsample.geometry.nearest_gather` (not
-``Resize``, whose coordinate modes round differently for non-integer scales). A head (``StackSpec``) chains
+shared by every kind, is added after it: identity or a bias-free 1x1 ``Conv`` (projection), brought to
+the output size by ``Resize`` nearest (``asymmetric``, ``floor``) when the output is an integer multiple
+of the input for every size, else by constant ``Gather`` indices from :func:`upsample.geometry.nearest_gather`
+(``Resize``'s coordinate modes round differently from the canonical index for non-integer scales).
+
+The spatial axes are dynamic (symbolic ``height``/``width``) unless a residual's ratio is not an integer
+(:func:`dynamic_blocker`); emitters then get ``size=None``. A head (``StackSpec``) chains
 these per stage with its norms and activations in inference mode (:mod:`upsample.onnx.heads`).
 """
 
@@ -19,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from upsample import geometry
 from upsample.arguments import IntOrPair, Pair, as_pair
+from upsample.messages import shown
 from upsample.onnx import padding
 from upsample.spec import UpsampleSpec
 from upsample.stack import KIND as STACK_KIND
@@ -58,15 +63,22 @@ class GraphBuilder:
         return output
 
 
-Emitter = Callable[[Any, Any, Pair, GraphBuilder, str], str]
-"""``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, NCHW."""
+Emitter = Callable[[Any, Any, Pair | None, GraphBuilder, str], str]
+"""``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, NCHW; ``input_size``
+``None`` for a model with dynamic spatial axes."""
 
 
-def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """``ConvTranspose`` with the non-negative part of the crops as ``pads``, then ``Slice`` (only when a
     window misses the full output), ``Pad`` for rows a negative crop adds, then the bias (so added rows
-    get it too: docs/conventions.md)."""
-    axes = [padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a]) for a in (0, 1)]
+    get it too: docs/conventions.md). Dynamic: that ``Slice`` comes after the ``Pad``, its ends counted
+    from the end (:func:`upsample.onnx.padding.export_axis_dynamic`)."""
+    axes = [
+        padding.export_axis_dynamic(spec.kernel_size[a], spec.stride[a], spec.crops[a])
+        if size is None
+        else padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a])
+        for a in (0, 1)
+    ]
     adds_rows = any(axis.rows != (0, 0) for axis in axes)
     inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
     if spec.use_bias and not adds_rows:
@@ -79,18 +91,26 @@ def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair, graph: Gr
         pads=padding.onnx_pads([axis.pads for axis in axes]),
     )
     sliced = {a + 2: axis.slice for a, axis in enumerate(axes) if axis.slice is not None}
-    if sliced:
-        starts = graph.constant("starts", [window[0] for window in sliced.values()], np.int64)
-        ends = graph.constant("ends", [window[1] for window in sliced.values()], np.int64)
-        y = graph.add("Slice", [y, starts, ends, graph.constant("axes", list(sliced), np.int64)])
+    if sliced and size is not None:
+        y = _slice(graph, y, sliced)
     if adds_rows:
         y = graph.add(
             "Pad",
             [y, graph.constant("pads", padding.onnx_pads([(0, 0), (0, 0), *(axis.rows for axis in axes)]), np.int64)],
         )
-        if spec.use_bias:
-            y = graph.add("Add", [y, graph.constant("bias", np.asarray(weights.bias).reshape(-1, 1, 1))])
+    if sliced and size is None:  # dynamic: rows first, then the window (ends counted from the end)
+        y = _slice(graph, y, sliced)
+    if adds_rows and spec.use_bias:
+        y = graph.add("Add", [y, graph.constant("bias", np.asarray(weights.bias).reshape(-1, 1, 1))])
     return y
+
+
+def _slice(graph: GraphBuilder, x: str, windows: dict[int, Any]) -> str:
+    """``Slice`` keeping ``[start, stop)`` on each axis of ``windows`` (``stop`` ``None``: to the end)."""
+    last = np.iinfo(np.int64).max
+    starts = graph.constant("starts", [window[0] for window in windows.values()], np.int64)
+    ends = graph.constant("ends", [last if window[1] is None else window[1] for window in windows.values()], np.int64)
+    return graph.add("Slice", [x, starts, ends, graph.constant("axes", list(windows), np.int64)])
 
 
 def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
@@ -103,19 +123,27 @@ def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
     return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads)
 
 
-def _emit_subpixel(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+def _emit_subpixel(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """``Conv``, then the CRD pixel shuffle: ``DepthToSpace`` mode CRD for a square scale, else the same
-    permutation as ``Reshape`` -> ``Transpose`` -> ``Reshape`` (``DepthToSpace`` has one block size)."""
+    permutation as ``Reshape`` -> ``Transpose`` -> ``Reshape`` (``DepthToSpace`` has one block size), with
+    the shapes from ``Shape`` -> ``Concat`` when the size is dynamic."""
     y = _same_conv(spec, weights, graph, x)
     (r_h, r_w), channels = spec.scale, spec.out_channels
     if r_h == r_w:
         return graph.add("DepthToSpace", [y], blocksize=r_h, mode="CRD")
-    split = graph.constant("shape", [0, channels, r_h, r_w, *size], np.int64)  # 0: keep the (dynamic) batch
+    if size is None:
+        hw = graph.add("Gather", [graph.add("Shape", [y]), graph.constant("hw", [2, 3], np.int64)], axis=0)
+        split = graph.add("Concat", [graph.constant("shape", [0, channels, r_h, r_w], np.int64), hw], axis=0)
+        scaled = graph.add("Mul", [hw, graph.constant("scale", [r_h, r_w], np.int64)])
+        merged = graph.add("Concat", [graph.constant("shape", [0, channels], np.int64), scaled], axis=0)
+    else:
+        split = graph.constant("shape", [0, channels, r_h, r_w, *size], np.int64)  # 0: keep the (dynamic) batch
+        merged = graph.constant("shape", [0, channels, size[0] * r_h, size[1] * r_w], np.int64)
     y = graph.add("Transpose", [graph.add("Reshape", [y, split])], perm=[0, 1, 4, 2, 5, 3])
-    return graph.add("Reshape", [y, graph.constant("shape", [0, channels, size[0] * r_h, size[1] * r_w], np.int64)])
+    return graph.add("Reshape", [y, merged])
 
 
-def _emit_resize(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str) -> str:
+def _emit_resize(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """``Resize`` by the integer scale, then ``Conv``. Nearest: ``asymmetric`` coordinates rounded down
     (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (docs/choosing-an-upsampler.md)."""
     if spec.method == "nearest":
@@ -126,7 +154,7 @@ def _emit_resize(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
 
 
-def _emit_stack(spec: Any, weights: StackWeights, size: Pair, graph: GraphBuilder, x: str) -> str:
+def _emit_stack(spec: Any, weights: StackWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """A head: :func:`upsample.onnx.heads.emit_stack` (imported here: it builds on this module)."""
     from upsample.onnx.heads import emit_stack
 
@@ -142,7 +170,7 @@ EMITTERS: dict[str, Emitter] = {
 """Spec kind (``spec.to_dict()["kind"]``) -> its emitter."""
 
 
-def emit_layer(spec: Any, weights: Any, size: Pair, graph: GraphBuilder, x: str) -> str:
+def emit_layer(spec: Any, weights: Any, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """Any spec kind's emitter, then the residual of a single layer that has one."""
     y = EMITTERS[spec.to_dict()["kind"]](spec, weights, size, graph, x)
     if getattr(spec, "residual", None) is not None:
@@ -150,11 +178,56 @@ def emit_layer(spec: Any, weights: Any, size: Pair, graph: GraphBuilder, x: str)
     return y
 
 
-def _emit_residual(spec: Any, weights: Weights, size: Pair, graph: GraphBuilder, x: str, y: str) -> str:
-    """``y + nearest(skip(x))``; a length-1 axis broadcasts in ``Add`` and an identity gather is skipped."""
+def residual_ratios(spec: Any) -> tuple[int | None, int | None]:
+    """Per axis, the integer ``n`` with output length ``n * i`` for every input length ``i`` (else ``None``)."""
+
+    def height(length: int) -> int:
+        return int(spec.output_size(length)[0])
+
+    def width(length: int) -> int:
+        return int(spec.output_size(length)[1])
+
+    return geometry.integer_ratio(height), geometry.integer_ratio(width)
+
+
+def dynamic_blocker(spec: Any) -> str | None:
+    """Why ``spec`` cannot be exported with dynamic spatial axes, or ``None`` when it can: only a residual
+    whose output is not an integer multiple of its input (e.g. ``2i + 1``) gathers size-dependent indices."""
+    for i, stage in enumerate(getattr(spec, "stages", None) or [spec]):
+        if getattr(stage, "residual", None) is None or None not in residual_ratios(stage):
+            continue
+        where = f"stages[{i}]'s" if hasattr(spec, "stages") else "the"
+        return (
+            f"{where} residual gathers size-dependent indices: its output is not an integer multiple of its input "
+            f"for every size (input 4x4 -> output {_shown_size(stage, 4)}, 8x8 -> {_shown_size(stage, 8)})"
+        )
+    return None
+
+
+def _shown_size(spec: Any, length: int) -> str:
+    """``HxW`` of ``spec``'s output for a ``length`` x ``length`` input, or ``'none'`` when it has none."""
+    try:
+        height, width = spec.output_size(length)
+    except ValueError:
+        return "none"
+    return f"{height}x{width}"
+
+
+def _emit_residual(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str, y: str) -> str:
+    """``y + nearest(skip(x))``; a length-1 axis broadcasts in ``Add`` and an identity gather is skipped;
+    an integer ratio for every size is a ``Resize`` (``floor(dst / n)``, the canonical
+    ``floor((dst + 0.5) * i / (n * i))``)."""
     skip = x
     if spec.residual == "projection":
         skip = graph.add("Conv", [x, graph.constant("skip", np.asarray(weights.skip).T[:, :, None, None])])
+    if size is None:
+        ratios = residual_ratios(spec)
+        assert None not in ratios  # dynamic_blocker ran
+        if ratios != (1, 1):
+            scales = graph.constant("scales", [1.0, 1.0, *ratios], np.float32)
+            modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+            skip = graph.add("Resize", [skip, "", scales], **modes)
+        return graph.add("Add", [y, skip])
     for a, out_length in enumerate(spec.output_size(size)):
         indices = geometry.nearest_gather(size[a], out_length)
         if indices is not None:
@@ -171,12 +244,17 @@ def to_onnx(
     *,
     input_size: IntOrPair | None = None,
     opset: int = DEFAULT_OPSET,
+    dynamic_spatial: bool | None = None,
 ) -> onnx.ModelProto:
     """The layer (or head, in inference mode) as an ONNX model: input ``x`` ``(batch, C_in, H, W)`` float32
-    with a dynamic batch and ``(H, W) = input_size`` (default: a head's own ``input_size``, else 1), output
-    ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
+    with a dynamic batch, output ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
 
-    The spatial size is fixed because the residual's gather indices and the crops' slices depend on it.
+    ``dynamic_spatial``: ``None`` (default) makes ``H`` and ``W`` symbolic (``height``, ``width``) wherever
+    the spec allows, else fixes them to ``input_size`` (default: a head's own ``input_size``, else 1);
+    ``True`` requires dynamic axes (``ValueError`` naming the reason when impossible); ``False`` fixes them.
+    Only a residual whose output is not an integer multiple of its input for every size (e.g. ``2i + 1``)
+    needs a fixed size: its gather indices depend on it (:func:`dynamic_blocker`). A dynamic transposed
+    layer whose crops remove its whole full output at some size (a window off the output) fails there.
     The model is checked with ``onnx.checker`` (shape inference included) before it is returned.
     """
     kind = spec.to_dict().get("kind") if hasattr(spec, "to_dict") else None
@@ -193,21 +271,32 @@ def to_onnx(
             f"weights must be an upsample.{wanted.__name__} for a {type(spec).__name__}, got {type(weights).__name__}"
         )
     weights.check(spec)
+    if dynamic_spatial not in (None, True, False):
+        raise ValueError(f"dynamic_spatial must be None, True or False, got {shown(dynamic_spatial)}")
     if input_size is None:
         input_size = spec.input_size if kind == STACK_KIND else 1
     size = as_pair("input_size", input_size, 1)
     out_h, out_w = spec.output_size(size)
+    blocker = dynamic_blocker(spec) if dynamic_spatial is not False else None
+    if dynamic_spatial and blocker:
+        raise ValueError(f"dynamic_spatial=True is impossible for this {type(spec).__name__}: {blocker}")
+    dynamic = dynamic_spatial is not False and blocker is None
     graph = GraphBuilder(opset)
-    y = emit_layer(spec, weights, size, graph, INPUT)
+    y = emit_layer(spec, weights, None if dynamic else size, graph, INPUT)
     graph.nodes.append(helper.make_node("Identity", [y], [OUTPUT], name=OUTPUT))
-    x_info = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.in_channels, *size])
-    y_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.out_channels, out_h, out_w])
+    in_dims: list[Any] = ["height", "width"] if dynamic else list(size)
+    out_dims: list[Any] = ["out_height", "out_width"] if dynamic else [out_h, out_w]
+    x_info = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.in_channels, *in_dims])
+    y_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.out_channels, *out_dims])
     model = helper.make_model(
         helper.make_graph(graph.nodes, f"upsample_{kind}", [x_info], [y_info], graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="upsample",
     )
-    helper.set_model_props(model, {"upsample.spec": spec.to_json(), "upsample.input_size": f"{size[0]}x{size[1]}"})
+    props = {"upsample.spec": spec.to_json()}
+    if not dynamic:
+        props["upsample.input_size"] = f"{size[0]}x{size[1]}"
+    helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
         onnx.save(model, os.fspath(path))
@@ -221,10 +310,12 @@ def export_file(
     input_size: IntOrPair | None = None,
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
+    dynamic_spatial: bool | None = None,
 ) -> tuple[Any, Weights]:
     """What ``upsample export SOURCE --onnx OUT`` does: ``source`` is a layer's or a head's weights
     ``.safetensors`` file (spec and trained weights) or a spec JSON file of any kind (then weights from
-    ``init_weights(spec, seed)``). Returns ``(spec, weights)`` as exported."""
+    ``init_weights(spec, seed)``); ``input_size`` and ``dynamic_spatial`` as in :func:`to_onnx`.
+    Returns ``(spec, weights)`` as exported."""
     from upsample.spec import load_spec
     from upsample.stack_weights import load_any
     from upsample.weights import init_weights
@@ -239,5 +330,5 @@ def export_file(
         except OSError as error:
             raise ValueError(f"cannot read spec file {where!r}: {error.strerror}") from None
         weights = init_weights(spec, seed=seed)
-    to_onnx(spec, weights, onnx_path, input_size=input_size, opset=opset)
+    to_onnx(spec, weights, onnx_path, input_size=input_size, opset=opset, dynamic_spatial=dynamic_spatial)
     return spec, weights

@@ -11,6 +11,7 @@ GELU from ``Erf`` or ``Tanh`` (the ``Gelu`` operator exists only from opset 20).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,9 +26,10 @@ REDUCE_AXES_AS_INPUT_OPSET = 18
 """From opset 18 ``ReduceMean`` takes its axes as an input instead of an attribute."""
 
 
-def emit_stack(spec: StackSpec, weights: StackWeights, size: Pair, graph: GraphBuilder, x: str) -> str:
-    """Stage ``i`` at ``spec.stage_sizes(size)[i]``, then its norm (if ``spec.normed(i)``) and activation."""
-    sizes = spec.stage_sizes(size)
+def emit_stack(spec: StackSpec, weights: StackWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+    """Stage ``i`` at ``spec.stage_sizes(size)[i]`` (every stage dynamic when ``size`` is ``None``), then its
+    norm (if ``spec.normed(i)``) and activation."""
+    sizes: Sequence[Pair | None] = [None] * len(spec.stages) if size is None else spec.stage_sizes(size)
     y = x
     for i, (stage, stage_weights, norm) in enumerate(zip(spec.stages, weights.stages, weights.norms, strict=True)):
         y = emit_layer(stage, stage_weights, sizes[i], graph, y)

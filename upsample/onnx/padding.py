@@ -112,3 +112,21 @@ def export_axis(input_length: int, kernel: int, stride: int, crop: Crop) -> Expo
 def onnx_pads(axes: Sequence[Crop]) -> list[int]:
     """ONNX's ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]`` order from per-axis ``(begin, end)``."""
     return [axis[0] for axis in axes] + [axis[1] for axis in axes]
+
+
+def export_axis_dynamic(kernel: int, stride: int, crop: Crop) -> ExportAxis:
+    """:func:`export_axis` for an axis whose length is known only at run time.
+
+    The same ``pads`` and rows as at any fixed size when the crop's window overlaps the full output at
+    every input length the layer has an output for (it does at the shortest, as the full output grows
+    with the input). Otherwise (a crop removing the whole full output at the shortest input, its window
+    brought back by rows a negative crop adds) the conv runs unpadded, its rows are padded first and
+    ``slice`` is kept of that, its stop counted from the end (``None``: to the end), exact at every length.
+    """
+    begin, end = crop
+    shortest = 1 + max(0, -(-(1 + begin + end - kernel) // stride))  # the shortest input with an output
+    (start, stop), rows = geometry.slice_and_pad_unknown(crop)
+    pads = (start, 0 if stop is None else -stop)
+    if geometry.full_length(shortest, kernel, stride) > sum(pads):
+        return ExportAxis(pads, None, rows)
+    return ExportAxis((0, 0), (start, stop), rows)  # type: ignore[arg-type]

@@ -146,7 +146,7 @@ def test_torch_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> N
 def torch_refusals() -> list[tuple[Any, str]]:
     from torch import nn
 
-    tail = r"expected stages \(ConvTranspose2d; Conv2d \+ PixelShuffle; Upsample \+ Conv2d; each also as a nested"
+    tail = r"expected ConvTranspose2d, Conv2d \+ PixelShuffle or Upsample \+ Conv2d stages \(each also as a nested"
     return [
         (
             nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2), nn.Dropout()),
@@ -166,7 +166,10 @@ def torch_refusals() -> list[tuple[Any, str]]:
             ),
             r"sequential\[1\]\[0\]: conv.stride must be \(1, 1\)",
         ),
-        (nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(4, 4, 2, 2)), r"sequential\[0\] \(ReLU\) comes before any stage"),
+        (
+            nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(4, 4, 2, 2)),
+            r"sequential\[0\] \(activation\) comes before any stage: ReLU must follow one",
+        ),
     ]
 
 
@@ -293,7 +296,8 @@ def test_flax_refusals_name_the_position_and_type() -> None:
     from upsample.backends import flax as uf
 
     model = nnx_model()
-    with pytest.raises(ValueError, match=r"layers\[3\] \(nearest_2x\) has no place in a head: expected stages"):
+    refusal = r"layers\[3\] \(nearest_2x\) has no place in a head: expected nnx.ConvTranspose, nnx.Conv \+ its"
+    with pytest.raises(ValueError, match=refusal):
         uf.from_native(model)
     with pytest.raises(ValueError, match=r"stages has key 3: expected the index of a nnx.Conv"):
         uf.from_native(model, stages={3: {"scale": 2, "method": "nearest"}})

@@ -92,7 +92,7 @@ def test_keras_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> N
 def test_keras_refusals_name_the_position_and_type() -> None:
     model = native_model(True)
     transposed, nested = model.layers[0], model.layers[3]
-    tail = r"expected stages \(Conv2DTranspose; UpSampling2D \+ Conv2D; each also as a nested keras.Sequential\)"
+    tail = r"expected Conv2DTranspose or UpSampling2D \+ Conv2D stages \(each also as a nested keras.Sequential\)"
     with pytest.raises(ValueError, match=r"layers\[1\] \(Dropout\) has no place in a head: " + tail):
         keras_stack.from_native([transposed, keras.layers.Dropout(0.5)])
     with pytest.raises(ValueError, match=r"layers\[1\] \(Conv2D\) has no place in a head"):

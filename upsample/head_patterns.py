@@ -39,9 +39,9 @@ def accepted(names: Mapping[str, str], nested: str | None) -> str:
         for pattern in STAGE_PATTERNS
         if all(role in names for role in pattern)
     ]
-    if nested is not None:
-        stages.append(f"each also as a nested {nested}")
-    return f"stages ({'; '.join(stages)}), each followed by at most one {names['norm']} and one {names['activation']}"
+    listed = f"{', '.join(stages[:-1])} or {stages[-1]}" if len(stages) > 1 else stages[0]
+    inside = f" (each also as a nested {nested})" if nested is not None else ""
+    return f"{listed} stages{inside}, each followed by at most one {names['norm']} and one {names['activation']}"
 
 
 def top_index(position: str) -> int:
@@ -107,7 +107,9 @@ def read_head(
         position, name = members[0][0], members[0][1]
         if kind in ("norm", "activation"):
             if not parts:
-                raise ValueError(f"{position} ({name}) comes before any stage; expected {expected}")
+                raise ValueError(
+                    f"{position} ({kind}) comes before any stage: {name} must follow one; expected {expected}"
+                )
             if kind in seen or (kind == "norm" and "activation" in seen):
                 raise ValueError(f"{position} ({name}) has no place in a head: expected {expected}")
             seen.add(kind)

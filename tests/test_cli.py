@@ -467,7 +467,8 @@ def test_huge_request_fails_fast_without_allocating(argv: list[str], expected: l
 
 def test_export_onnx_then_inspect_the_model(tmp_path: Path) -> None:
     """``upsample export`` writes the planned stage as ONNX (onnxruntime runs it like the reference), and
-    ``upsample inspect model.onnx`` lists its ConvTranspose node as that spec, at the model's input size."""
+    ``upsample inspect model.onnx`` lists its ConvTranspose node as that spec; its height and width are
+    dynamic, so the size is unknown until ``--input-size`` gives it."""
     if backends.missing_packages(("onnx", "onnxruntime")) and "onnx" not in required_backends():
         pytest.skip('onnx is not installed: pip install "upsample[onnx]"')
     import onnxruntime
@@ -485,6 +486,8 @@ def test_export_onnx_then_inspect_the_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(y.transpose(0, 2, 3, 1), expected, rtol=1e-4, atol=1e-5)
     listed = json.loads(run("inspect", str(model), "--json").stdout)
     assert [UpsampleSpec.from_dict(entry["spec"]) for entry in listed] == [spec]
+    assert listed[0]["input_size"] is None  # the export's height and width are dynamic: the size is unknown
+    listed = json.loads(run("inspect", str(model), "--input-size", "4", "--json").stdout)
     assert listed[0]["input_size"] == [4, 4] and listed[0]["dead_pixels"] == 0
     bad = run("export", str(plan), "--onnx", str(tmp_path / "stage.txt"))
     assert bad.returncode == 2 and "--onnx" in bad.stderr and len(bad.stderr.splitlines()) == 1

@@ -45,7 +45,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     mode = ", inference mode (running statistics)" if loaded.is_head else ""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if dims[2].dim_param:
-        shape = "dynamic height and width"
+        shape = f"dynamic height and width (--fixed-size fixes them to {size[0]}x{size[1]} ({size_from}))"
     else:
         from upsample.onnx.export import dynamic_blocker
 

@@ -253,8 +253,7 @@ def to_onnx(
     the spec allows, else fixes them to ``input_size`` (default: a head's own ``input_size``, else 1);
     ``True`` requires dynamic axes (``ValueError`` naming the reason when impossible); ``False`` fixes them.
     Only a residual whose output is not an integer multiple of its input for every size (e.g. ``2i + 1``)
-    needs a fixed size: its gather indices depend on it (:func:`dynamic_blocker`). A dynamic transposed
-    layer whose crops remove its whole full output at some size (a window off the output) fails there.
+    needs a fixed size: its gather indices depend on it (:func:`dynamic_blocker`).
     The model is checked with ``onnx.checker`` (shape inference included) before it is returned.
     """
     kind = spec.to_dict().get("kind") if hasattr(spec, "to_dict") else None

@@ -398,7 +398,10 @@ def integer_ratio(length_at: Callable[[int], int], probe: int = 1024) -> int | N
     sub-pixel and resize ``r * i``), so its values at ``probe`` and ``2 * probe`` (large enough for any crop
     to leave an output) decide it: a transposed axis has the ratio ``s`` exactly when ``k - s == begin + end``.
     """
-    first, second = length_at(probe), length_at(2 * probe)
+    try:
+        first, second = length_at(probe), length_at(2 * probe)
+    except ValueError:  # crops that leave no output at this length leave none at small lengths either
+        return None
     slope, offset = divmod(second - first, probe)
     if offset or first != slope * probe or slope < 1:
         return None

@@ -44,7 +44,7 @@ import upsample  # noqa: E402
 from upsample import stack_reference  # noqa: E402
 from upsample.backends.keras import stack as keras_stack  # noqa: E402
 from upsample.runners import keras as keras_runner  # noqa: E402
-from upsample.stack import Norm, StackSpec  # noqa: E402
+from upsample.stack import Activation, Norm, StackSpec  # noqa: E402
 from upsample.stack_weights import StackWeights  # noqa: E402
 
 pytestmark = [
@@ -210,6 +210,40 @@ def test_from_native_keras_sequential(training: bool) -> None:
     np.testing.assert_allclose(nhwc(torch_head(torch.tensor(nchw(x))).detach()), want, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match=r"layers\[1\] \(Dropout\) has no place in a head"):
         keras_stack.from_native([model.layers[0], keras.layers.Dropout(0.5)])
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("norm", ["layer-elu", "instance-silu"])
+def test_from_native_keras_layer_and_instance_norms(norm: str, training: bool) -> None:
+    """Keras's LayerNormalization (channels) with ELU, and GroupNormalization(groups=-1) (its instance norm)
+    with swish, convert; the head reproduces the model's outputs and the NumPy reference."""
+    keras.utils.set_random_seed(0)
+    native_norm, activation = {
+        "layer-elu": (lambda: keras.layers.LayerNormalization(epsilon=1e-5), lambda: keras.layers.ELU(alpha=0.5)),
+        "instance-silu": (lambda: keras.layers.GroupNormalization(groups=-1), lambda: keras.layers.Activation("swish")),
+    }[norm]
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 8)),
+            keras.layers.Conv2DTranspose(8, 4, 2, padding="same"),
+            native_norm(),
+            activation(),
+            keras.layers.Conv2DTranspose(3, 4, 2, padding="same"),
+            keras.layers.Activation("silu"),
+        ]
+    )
+    model.layers[1].gamma.assign(np.linspace(0.5, 1.5, 8))
+    model.layers[1].beta.assign(np.linspace(-0.5, 0.5, 8))
+    spec, weights = keras_stack.from_native(model)
+    kind = norm.split("-")[0]
+    assert spec.norm == Norm(kind, epsilon=1e-5 if kind == "layer" else 1e-3)
+    assert spec.activation == (Activation("elu", alpha=0.5) if kind == "layer" else Activation("silu"))
+    x = np.random.default_rng(1).normal(size=(4, 2, 2, 8)).astype(np.float32)
+    want = np.asarray(keras.ops.convert_to_numpy(model(x, training=training)))
+    reference = stack_reference.forward(spec, weights, x.astype(np.float64), training=training)[0]
+    np.testing.assert_allclose(reference, want, rtol=RTOL, atol=ATOL)
+    got = spec.build("keras", weights=weights, data_format="channels_last")(x, training=training)
+    np.testing.assert_allclose(np.asarray(keras.ops.convert_to_numpy(got)), want, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("kind", ["batch", "group"])

@@ -57,7 +57,7 @@ def test_validation_names_stage_and_argument() -> None:
     with pytest.raises(TypeError, match=r"stages\[0\] must be an upsample spec"):
         StackSpec([a.to_dict()])
     with pytest.raises(ValueError, match="activation must be one of"):
-        StackSpec([a], activation="swish")
+        StackSpec([a], activation="mish")
     with pytest.raises(ValueError, match="norm momentum must be in"):
         StackSpec([a], norm=Norm("batch", momentum=1.5))
     with pytest.raises(TypeError, match="stages must be a non-empty sequence"):

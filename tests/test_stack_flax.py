@@ -92,6 +92,8 @@ def test_sgd_steps_match_reference(spec: StackSpec, api: str) -> None:
 def test_planned_generator_heads_build(mode: str, api: str) -> None:
     spec = upsample.plan(512, 64, out_channels=3, mode=mode, norm="batch", activation="relu", final_activation="tanh")
     head = spec.build("flax" if api == "linen" else "nnx")
+    if api == "nnx":
+        head.eval()  # an NNX head starts in training mode, as nnx.BatchNorm does: batch statistics mutate state
     assert jax.eval_shape(head, jax.ShapeDtypeStruct((2, 1, 1, 512), jnp.float32)).shape == (2, 64, 64, 3)
 
 

@@ -170,6 +170,15 @@ def save_head(path: str | os.PathLike[str], spec: StackSpec, weights: StackWeigh
     the StackSpec JSON in its metadata (``upsample.spec``, as :func:`upsample.save_weights` does)."""
     from safetensors.numpy import save_file
 
+    single = "; a single layer's file is written by upsample.save_weights(path, spec, weights)"
+    if not isinstance(spec, StackSpec):
+        hint = single if hasattr(spec, "weight_shapes") else ""
+        hint = "; read JSON text with upsample.StackSpec.from_json" if isinstance(spec, str) else hint
+        raise TypeError(f"spec must be an upsample.StackSpec, got {type(spec).__name__}{hint}")
+    if not isinstance(weights, StackWeights):
+        made = "; a head's weights come from upsample.stack_weights.init_head or a backend's get_weights(head)"
+        hint = single if isinstance(weights, Weights) else made
+        raise TypeError(f"weights must be an upsample.StackWeights, got {type(weights).__name__}{hint}")
     weights.check(spec)
     tensors = {name: np.ascontiguousarray(array) for name, array in weights.flat().items()}
     save_file(

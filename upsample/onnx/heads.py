@@ -41,15 +41,24 @@ def emit_stack(spec: StackSpec, weights: StackWeights, size: Pair | None, graph:
 
 
 def _emit_norm(settings: Norm, norm: NormWeights, channels: int, graph: GraphBuilder, x: str) -> str:
-    """BatchNorm with the running statistics, or GroupNorm with the statistics of each sample's groups."""
+    """BatchNorm with the running statistics; GroupNorm with the statistics of each sample's groups, instance
+    norm as GroupNorm with a group per channel; layer norm over the channels of each pixel (NCHW: the values
+    reshaped to ``(B, C, H * W)`` and transposed to ``(B, H * W, C)``)."""
     if settings.kind == "batch":
         arrays = [graph.constant(name, array) for name, array in zip(NormWeights.NAMES, norm.arrays(), strict=True)]
         return graph.add("BatchNormalization", [x, *arrays], epsilon=settings.epsilon)
-    grouped = graph.add("Reshape", [x, graph.constant("shape", [0, settings.groups, -1], np.int64)])
+    if settings.kind == "layer":
+        flat = graph.add("Reshape", [x, graph.constant("shape", [0, channels, -1], np.int64)])
+        grouped = graph.add("Transpose", [flat], perm=[0, 2, 1])
+    else:
+        groups = channels if settings.kind == "instance" else settings.groups
+        grouped = graph.add("Reshape", [x, graph.constant("shape", [0, groups, -1], np.int64)])
     centred = graph.add("Sub", [grouped, _reduce_mean(graph, grouped)])
     variance = _reduce_mean(graph, graph.add("Mul", [centred, centred]))  # biased, as every framework's forward
     deviation = graph.add("Sqrt", [graph.add("Add", [variance, graph.constant("epsilon", settings.epsilon)])])
     normalised = graph.add("Div", [centred, deviation])
+    if settings.kind == "layer":
+        normalised = graph.add("Transpose", [normalised], perm=[0, 2, 1])
     x_shape = graph.add("Shape", [x])
     y = graph.add("Reshape", [normalised, x_shape])
     y = graph.add("Mul", [y, graph.constant("scale", np.asarray(norm.scale).reshape(channels, 1, 1))])
@@ -70,6 +79,10 @@ def _emit_activation(activation: Activation | None, graph: GraphBuilder, x: str)
     simple = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
     if activation.kind in simple:
         return graph.add(simple[activation.kind], [x])
+    if activation.kind == "silu":  # x * sigmoid(x), in ops every opset has
+        return graph.add("Mul", [x, graph.add("Sigmoid", [x])])
+    if activation.kind == "elu":
+        return graph.add("Elu", [x], alpha=activation.alpha)
     if activation.kind == "leaky_relu":
         return graph.add("LeakyRelu", [x], alpha=activation.slope)
     if activation.approximate:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
+from flax import nnx
 
 from upsample.backends.flax import conv, transposed
 from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
@@ -78,7 +80,11 @@ def to_variables(spec: Any, weights: Weights, param_dtype: Any = jnp.float32) ->
     return (conv if isinstance(spec, CONV_SPEC_TYPES) else transposed).to_variables(spec, weights, param_dtype)
 
 
-def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Weights]:
-    """Spec and canonical weights of a ``ConvTranspose`` (transposed), or of a ``Conv`` with ``scale=`` (and
-    ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`)."""
+def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+    """Spec and canonical weights of a ``ConvTranspose`` (transposed), of a ``Conv`` with ``scale=`` (and
+    ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`), or of an ``nnx.Sequential``,
+    a linen ``nn.Sequential`` or a list of NNX layers: a head, returned as ``(StackSpec, StackWeights)`` (``params``
+    are then the linen variables; ``stages=``: see :func:`upsample.backends.flax.stack_native.from_native`)."""
+    if isinstance(layer, (list, tuple, nnx.Sequential, nn.Sequential)):
+        return _heads().from_native(layer, params, **kwargs)
     return (conv if "scale" in kwargs else transposed).from_native(layer, params, **kwargs)

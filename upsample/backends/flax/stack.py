@@ -10,7 +10,8 @@ Variables (both APIs, the same tree)::
 
 Linen: ``head.apply(variables, x, train=True, mutable=["batch_stats"])`` trains (batch statistics, running
 statistics returned); ``train=False`` (the default) uses the running statistics. NNX: ``head.train()`` /
-``head.eval()`` (the default) set ``use_running_average`` as for ``nnx.BatchNorm``.
+``head.eval()`` set ``use_running_average`` as for ``nnx.BatchNorm``, and like it a new head starts in training
+mode.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flax import nnx
 from upsample import stack_ops
 from upsample.backends import flax as stage_backend
 from upsample.backends.flax import conv, transposed
+from upsample.backends.flax.common import check_unbatched
 from upsample.backends.flax.stack_native import from_native
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
@@ -34,6 +36,11 @@ from upsample.stack_weights import NormWeights, StackWeights, init_head
 __all__ = ["Head", "HeadNNX", "build", "from_native", "get_weights", "set_weights", "to_variables"]
 
 Array = Any
+_NNX_STAGES: dict[type, Any] = {
+    UpsampleSpec: transposed.UpsampleNNX,
+    SubpixelSpec: conv.SubpixelNNX,
+    ResizeSpec: conv.ResizeConvNNX,
+}
 _LINEN_STAGES: dict[type, type[nn.Module]] = {
     UpsampleSpec: transposed.Upsample,
     SubpixelSpec: conv.Subpixel,
@@ -48,8 +55,8 @@ def _require_spec(spec: Any) -> StackSpec:
 
 
 def _normalise(norm: Norm, x: Array, scale: Array, offset: Array, statistics: tuple[Array, Array] | None) -> Array:
-    """Group norm, or batch norm in inference mode with ``statistics = (mean, var)``."""
-    if norm.kind == "group":
+    """Group, instance or layer norm, or batch norm in inference mode with ``statistics = (mean, var)``."""
+    if norm.kind != "batch":  # group, instance, layer: per sample, no running statistics
         return stack_ops.group_norm(jnp, x, norm, scale, offset, -1, x.shape)
     assert statistics is not None
     return stack_ops.batch_norm(jnp, x, norm, scale, offset, *statistics, -1)
@@ -72,7 +79,7 @@ class _Norm(nn.Module):
     def __call__(self, x: Array, train: bool) -> Array:
         scale = self.param("scale", nn.initializers.ones, (self.channels,))
         offset = self.param("offset", nn.initializers.zeros, (self.channels,))
-        if self.norm.kind == "group":
+        if self.norm.kind != "batch":
             return _normalise(self.norm, x, scale, offset, None)
         mean = self.variable("batch_stats", "mean", jnp.zeros, (self.channels,))
         var = self.variable("batch_stats", "var", jnp.ones, (self.channels,))
@@ -98,6 +105,11 @@ class Head(nn.Module):
         self.norms = [_Norm(spec.norm, stage.out_channels) for i, stage in enumerate(spec.stages) if spec.normed(i)]  # type: ignore[arg-type]
 
     def __call__(self, x: Array, train: bool = False) -> Array:
+        """``(B, H, W, C_in)`` -> ``(B, H', W', C_out)`` (an unbatched ``(H, W, C_in)`` too, as the stage layers
+        take it); ``train=True`` (with ``mutable=["batch_stats"]``) uses and updates batch statistics."""
+        if getattr(x, "ndim", None) == 3:
+            check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
+            return self(x[None], train)[0]
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if self.spec.normed(i):
@@ -170,21 +182,46 @@ class _NormNNX(nnx.Module):
 
 
 class HeadNNX(nnx.Module):
-    """The head ``spec`` describes as an NNX module (NHWC), holding ``weights`` (default
-    ``init_weights(spec, seed=0)``); starts in inference mode: ``head.train()`` switches BatchNorm to batch
-    statistics, ``head.eval()`` back."""
+    """The head ``spec`` describes as an NNX module (NHWC). Like every NNX module it takes ``rngs``: without
+    ``weights`` its stages are initialised by Flax from ``rngs`` (as :class:`UpsampleNNX` and the other NNX
+    layers), its norms at scale 1, offset 0, running mean 0, variance 1; with ``weights`` it holds them
+    (``rngs`` then unused). Like ``nnx.BatchNorm`` it starts in training mode unless ``use_running_average=True``:
+    ``head.eval()`` switches BatchNorm to the running statistics, ``head.train()`` back.
+
+    Args:
+        spec: the head.
+        rngs: ``nnx.Rngs`` to draw the stages' weights from; needed when ``weights`` is ``None``.
+        weights: canonical :class:`~upsample.StackWeights`.
+        use_running_average: start in inference mode, as ``nnx.BatchNorm(use_running_average=True)``.
+        param_dtype, dtype, fast_path: passed to every stage layer.
+    """
 
     def __init__(
-        self, spec: StackSpec, *, weights: StackWeights | None = None, param_dtype: Any = jnp.float32, **kwargs: Any
+        self,
+        spec: StackSpec,
+        *,
+        rngs: nnx.Rngs | None = None,
+        weights: StackWeights | None = None,
+        param_dtype: Any = jnp.float32,
+        use_running_average: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.spec = _require_spec(spec)
-        weights = init_head(spec) if weights is None else weights.check(spec)
-        self.stages = nnx.List(
-            [
+        if weights is None and not isinstance(rngs, nnx.Rngs):
+            raise TypeError(
+                f"rngs must be an nnx.Rngs to draw the weights from (or pass weights=), got {type(rngs).__name__}"
+            )
+        if weights is not None:
+            weights.check(spec)
+            stages = [
                 stage_backend.build(stage, weights=w, api="nnx", param_dtype=param_dtype, **kwargs)
                 for stage, w in zip(spec.stages, weights.stages, strict=True)
             ]
-        )
+        else:
+            stages = [
+                _NNX_STAGES[type(stage)](stage, rngs=rngs, param_dtype=param_dtype, **kwargs) for stage in spec.stages
+            ]
+        self.stages = nnx.List(stages)
         self.norms = nnx.List(
             [
                 _NormNNX(spec.norm, stage.out_channels, param_dtype)  # type: ignore[arg-type]
@@ -192,9 +229,16 @@ class HeadNNX(nnx.Module):
                 if spec.normed(i)
             ]  # type: ignore[arg-type]
         )
-        set_weights(self, weights)
+        if weights is not None:
+            set_weights(self, weights)
+        self.eval() if use_running_average else self.train()
 
     def __call__(self, x: Array) -> Array:
+        """``(B, H, W, C_in)`` -> ``(B, H', W', C_out)``; an unbatched ``(H, W, C_in)`` too, as the stage layers
+        take it (a batch of one for the norms)."""
+        if getattr(x, "ndim", None) == 3:
+            check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
+            return self(x[None])[0]
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if self.spec.normed(i):

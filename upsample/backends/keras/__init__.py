@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
+
 from upsample.backends.keras import conv, transposed
 from upsample.backends.keras.conv import ResizeConv, Subpixel
 from upsample.backends.keras.transposed import Upsample
@@ -47,7 +49,13 @@ def set_weights(layer: Any, weights: Any) -> None:
     (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).set_weights(layer, weights)
 
 
-def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Weights]:
-    """Spec and canonical weights of a ``Conv2DTranspose`` (transposed), or of a ``Conv2D`` with ``scale=``
-    (and ``method=`` for a resize-convolution: see :func:`upsample.backends.keras.conv.from_native`)."""
-    return (conv if "scale" in kwargs else transposed).from_native(layer, **kwargs)
+def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """Spec and canonical weights of a ``Conv2DTranspose`` (transposed), of a ``Conv2D`` with ``scale=`` (and
+    ``method=`` for a resize-convolution: see :func:`upsample.backends.keras.conv.from_native`), or of a
+    ``keras.Sequential`` / list of layers: a head, returned as ``(StackSpec, StackWeights)`` (see
+    :func:`upsample.backends.keras.stack.from_native`)."""
+    if "scale" in kwargs:
+        return conv.from_native(layer, **kwargs)
+    if isinstance(layer, (list, tuple)) or isinstance(layer, keras.Sequential):
+        return _heads().from_native(layer)
+    return transposed.from_native(layer)

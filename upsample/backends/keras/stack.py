@@ -16,19 +16,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from upsample import stack_ops
+from upsample import head_patterns, stack_ops
 from upsample.backends import keras as stage_backend
 from upsample.backends.keras import common
 from upsample.spec import load_spec
 from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, Part, StackWeights, assemble
+from upsample.stack_weights import NormWeights, StackWeights
 
 __all__ = ["Head", "HeadNorm", "build", "from_native", "get_weights", "set_weights"]
 
 
 @keras.saving.register_keras_serializable(package="upsample")
 class HeadNorm(keras.layers.Layer):
-    """The spec's BatchNorm or GroupNorm over ``channels`` channels at ``channel_axis`` (see the module)."""
+    """The spec's batch, group, instance or layer norm over ``channels`` channels at ``channel_axis`` (see the
+    module)."""
 
     def __init__(self, norm: Norm, channels: int, channel_axis: int = -1, **layer_kwargs: Any) -> None:
         super().__init__(**layer_kwargs)
@@ -47,7 +48,7 @@ class HeadNorm(keras.layers.Layer):
 
     def call(self, x: Any, training: bool | None = None) -> Any:
         norm, axis, ops = self.norm, self.channel_axis, keras.ops
-        if norm.kind == "group":
+        if norm.kind != "batch":  # group, instance, layer: per sample, no running statistics
             return stack_ops.group_norm(ops, x, norm, self.scale, self.offset, axis, ops.shape(x))
         if not training:
             return stack_ops.batch_norm(
@@ -183,7 +184,16 @@ def set_weights(head: Head, weights: StackWeights) -> None:
 
 # --- existing Keras models ----------------------------------------------------------------------
 
-_FUNCTIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu", "linear": None}
+_FUNCTIONS = {
+    "relu": "relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "gelu": "gelu",
+    "silu": "silu",
+    "swish": "silu",
+    "elu": "elu",
+    "linear": None,
+}
 
 
 def _native_activation(layer: Any) -> Activation | None | str:
@@ -193,6 +203,8 @@ def _native_activation(layer: Any) -> Activation | None | str:
     if isinstance(layer, keras.layers.ReLU):
         plain = layer.max_value is None and float(layer.negative_slope) == 0 and float(layer.threshold) == 0
         return Activation("relu") if plain else "ReLU with max_value, negative_slope or threshold"
+    if isinstance(layer, keras.layers.ELU):
+        return Activation("elu", alpha=float(layer.alpha))
     name = keras.activations.serialize(layer.activation)
     name = name if isinstance(name, str) else str(name.get("config", name))
     if name not in _FUNCTIONS:
@@ -208,8 +220,16 @@ def _native_norm(index: int, layer: Any, channel_axis: int) -> tuple[Norm, NormW
             f"layers[{index}] ({type(layer).__name__}) must normalise the channel axis {channel_axis} with "
             f"center=True and scale=True to convert, got axis={layer.axis}, center={layer.center}, scale={layer.scale}"
         )
+    if isinstance(layer, keras.layers.LayerNormalization):
+        if getattr(layer, "rms_scaling", False):
+            raise ValueError(f"layers[{index}] (LayerNormalization) with rms_scaling=True has no spec equivalent")
+        norm = Norm("layer", epsilon=layer.epsilon)
+        return norm, NormWeights.from_arrays([common.to_numpy(layer.gamma), common.to_numpy(layer.beta)])
     if isinstance(layer, keras.layers.GroupNormalization):
-        norm = Norm("group", epsilon=layer.epsilon, groups=layer.groups)
+        # groups=-1 (set to the channel count on build) is Keras's instance normalisation: a group per channel
+        instance = layer.groups in (-1, int(layer.gamma.shape[0]))
+        groups = {} if instance else {"groups": layer.groups}
+        norm = Norm("instance" if instance else "group", epsilon=layer.epsilon, **groups)
         return norm, NormWeights.from_arrays([common.to_numpy(layer.gamma), common.to_numpy(layer.beta)])
     if getattr(layer, "renorm", False):
         raise ValueError(f"layers[{index}] (BatchNormalization) with renorm=True has no spec equivalent")
@@ -219,33 +239,79 @@ def _native_norm(index: int, layer: Any, channel_axis: int) -> tuple[Norm, NormW
     return norm, NormWeights.from_arrays([common.to_numpy(a) for a in arrays])
 
 
+_NAMES = {
+    "transposed": "Conv2DTranspose",
+    "conv": "Conv2D",
+    "resize": "UpSampling2D",
+    "norm": "BatchNormalization/GroupNormalization/LayerNormalization",
+    "activation": "ReLU, LeakyReLU, ELU or Activation('relu' | 'tanh' | 'sigmoid' | 'gelu' | 'silu' | 'elu')",
+}
+"""Keras has no pixel-shuffle layer: a sub-pixel stage is read with ``upsample.backends.keras.from_native(conv,
+scale=...)`` alone."""
+
+
+def _role(layer: Any) -> str:
+    """The layer's role in a head (:data:`upsample.head_patterns.ROLES`), or why an activation layer has none."""
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return "transposed"
+    if isinstance(layer, keras.layers.Conv2D):
+        return "conv"
+    if isinstance(layer, keras.layers.UpSampling2D):
+        return "resize"
+    norms = (keras.layers.BatchNormalization, keras.layers.GroupNormalization, keras.layers.LayerNormalization)
+    if isinstance(layer, norms):
+        return "norm"
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.Activation)):
+        activation = _native_activation(layer)
+        return activation if isinstance(activation, str) else "activation" if activation else "linear"
+    return "other"
+
+
+def _flat(layers: list[Any], where: str) -> list[head_patterns.Layer]:
+    """Every layer with its position and role, nested ``keras.Sequential`` flattened, linear activations
+    (the identity) left out."""
+    flat: list[head_patterns.Layer] = []
+    for index, layer in enumerate(layers):
+        position = f"{where}[{index}]"
+        if isinstance(layer, keras.Sequential):
+            flat.extend(_flat(list(layer.layers), position))
+            continue
+        role = _role(layer)
+        if role in head_patterns.ROLES:
+            flat.append((position, type(layer).__name__, role, layer))
+        elif role != "linear":
+            flat.append((position, role, "other", layer))
+    return flat
+
+
+def _stage(kind: str, layers: list[Any]) -> Any:
+    if kind == "transposed":
+        return stage_backend.from_native(layers[0])
+    resize, conv = layers
+    if resize.data_format != conv.data_format:
+        raise ValueError(
+            f"UpSampling2D has data_format={resize.data_format!r} and the Conv2D after it {conv.data_format!r}"
+        )
+    return stage_backend.from_native(conv, scale=tuple(resize.size), method=resize.interpolation)
+
+
 def from_native(model: Any) -> tuple[StackSpec, StackWeights]:
-    """Spec and canonical weights of a built ``keras.Sequential`` (or list of layers) of ``Conv2DTranspose``
-    stages, each but the last followed by the same ``BatchNormalization``/``GroupNormalization`` (or none) and
-    activation layer (``ReLU``, ``LeakyReLU``, ``Activation``), the last by an optional activation.
+    """Spec and canonical weights of a built ``keras.Sequential`` (or list of layers) of stages
+    (``Conv2DTranspose``; ``UpSampling2D`` + ``Conv2D``; flat or as a nested ``keras.Sequential``), each but the
+    last followed by the same ``BatchNormalization``/``GroupNormalization`` (or none) and activation layer
+    (``ReLU``, ``LeakyReLU``, ``Activation``), the last by an optional activation.
 
     The converted head computes the same outputs in inference and training mode; its running variance then
     follows the spec (unbiased, as torch), where Keras's own ``BatchNormalization`` uses the biased variance.
     Build it with ``data_format`` of the model's convolutions."""
-    layers = list(model.layers) if hasattr(model, "layers") else list(model)
-    convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    layers = _flat(list(model.layers) if hasattr(model, "layers") else list(model), "layers")
+    convs = [layer for _, _, role, layer in layers if role in ("transposed", "conv")]
     channel_axis = -1 if not convs or convs[0].data_format == "channels_last" else 1
-    parts: list[Part] = []
-    for index, layer in enumerate(layers):
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            parts.append(("stage", stage_backend.from_native(layer)))
-        elif isinstance(layer, (keras.layers.BatchNormalization, keras.layers.GroupNormalization)):
-            parts.append(("norm", _native_norm(index, layer, channel_axis)))
-        elif isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.Activation)):
-            activation = _native_activation(layer)
-            if isinstance(activation, str):
-                parts.append(("other", activation))
-            elif activation is not None:
-                parts.append(("activation", activation))
-        else:
-            parts.append(("other", type(layer).__name__))
-    expected = (
-        "Conv2DTranspose stages, each followed by at most one BatchNormalization/GroupNormalization and one "
-        "ReLU, LeakyReLU or Activation('relu' | 'tanh' | 'sigmoid' | 'gelu')"
+    return head_patterns.read_head(
+        layers,
+        _NAMES,
+        "keras.Sequential",
+        _stage,
+        lambda position, layer: _native_norm(head_patterns.top_index(position), layer, channel_axis),
+        _native_activation,
     )
-    return assemble(parts, "layers", expected)

@@ -48,7 +48,14 @@ def set_weights(layer: Any, weights: Any) -> None:
     (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).set_weights(layer, weights)
 
 
-def from_native(module: Any) -> tuple[Any, Weights]:
-    """Spec and canonical weights of ``nn.ConvTranspose2d`` (transposed) or an ``nn.Sequential`` pattern
-    (sub-pixel, resize: see :func:`upsample.backends.torch.conv.from_native`)."""
-    return (conv if isinstance(module, nn.Sequential) else transposed).from_native(module)
+def from_native(module: Any) -> tuple[Any, Any]:
+    """Spec and canonical weights of ``nn.ConvTranspose2d`` (transposed), a two-module kind pattern
+    ``nn.Sequential(Conv2d, PixelShuffle)`` / ``nn.Sequential(Upsample, Conv2d)`` (see
+    :func:`upsample.backends.torch.conv.from_native`; any two modules without a ``ConvTranspose2d`` or a
+    nested ``nn.Sequential`` are read as one), or any other ``nn.Sequential``: a head, returned as
+    ``(StackSpec, StackWeights)`` (see :func:`upsample.backends.torch.stack.from_native`)."""
+    if isinstance(module, nn.Sequential):
+        kinds = (nn.ConvTranspose2d, nn.Sequential)
+        pattern = len(module) == 2 and not any(isinstance(child, kinds) for child in module)
+        return conv.from_native(module) if pattern else _heads().from_native(module)
+    return transposed.from_native(module)

@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from upsample import head_patterns
 from upsample.backends import torch as stage_backend
-from upsample.backends.torch import transposed
+from upsample.backends.torch import conv, transposed
+from upsample.backends.torch.common import check_unbatched
 from upsample.backends.torch.common import to_numpy as _numpy
 from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, Part, StackWeights, assemble
+from upsample.stack_weights import NormWeights, StackWeights
 
 __all__ = ["Head", "build", "from_native", "get_weights", "set_weights"]
 
@@ -31,12 +33,35 @@ def _activation(activation: Activation) -> nn.Module:
         return nn.LeakyReLU(activation.slope)
     if activation.kind == "gelu":
         return nn.GELU(approximate="tanh" if activation.approximate else "none")
+    if activation.kind == "silu":
+        return nn.SiLU()
+    if activation.kind == "elu":
+        return nn.ELU(alpha=activation.alpha)
     return nn.Tanh() if activation.kind == "tanh" else nn.Sigmoid()
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each pixel of an NCHW tensor (ConvNeXt's and diffusers'
+    ``channels_first`` LayerNorm): torch's own ``nn.functional.layer_norm`` on the channels-last view."""
+
+    def __init__(self, channels: int, eps: float, **factory: Any) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels, **factory))
+        self.bias = nn.Parameter(torch.zeros(channels, **factory))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.layer_norm(x.movedim(-3, -1), self.weight.shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, -3)
 
 
 def _norm(norm: Norm, channels: int, **factory: Any) -> nn.Module:
     if norm.kind == "batch":
         return nn.BatchNorm2d(channels, eps=norm.epsilon, momentum=norm.momentum, **factory)
+    if norm.kind == "instance":
+        return nn.InstanceNorm2d(channels, eps=norm.epsilon, affine=True, **factory)
+    if norm.kind == "layer":
+        return ChannelLayerNorm(channels, norm.epsilon, **factory)
     return nn.GroupNorm(norm.groups, channels, eps=norm.epsilon, **factory)
 
 
@@ -79,7 +104,11 @@ class Head(nn.Module):
             set_weights(self, weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``."""
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``; an
+        unbatched ``(C_in, H, W)`` too, as the stage layers take it (a batch of one for the norms)."""
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
+            return self.layers(x.unsqueeze(0)).squeeze(0)
         return self.layers(x)
 
 
@@ -136,6 +165,8 @@ _ACTIVATIONS: dict[type, str] = {
     nn.GELU: "gelu",
     nn.Tanh: "tanh",
     nn.Sigmoid: "sigmoid",
+    nn.SiLU: "silu",
+    nn.ELU: "elu",
 }
 
 
@@ -145,10 +176,24 @@ def _native_activation(module: nn.Module) -> Activation:
         return Activation(kind, slope=module.negative_slope)  # type: ignore[arg-type]
     if kind == "gelu":
         return Activation(kind, approximate=module.approximate == "tanh")
+    if kind == "elu":
+        return Activation(kind, alpha=module.alpha)  # type: ignore[arg-type]
     return Activation(kind)
 
 
 def _native_norm(index: int, module: nn.Module) -> tuple[Norm, NormWeights]:
+    if isinstance(module, nn.InstanceNorm2d):
+        if module.track_running_stats:
+            raise ValueError(
+                f"sequential[{index}] (InstanceNorm2d) must have track_running_stats=False to convert: "
+                "the spec's instance norm keeps no running statistics"
+            )
+        channels = module.num_features
+        scale = _numpy(module.weight) if module.affine else np.ones(channels, np.float32)
+        offset = _numpy(module.bias) if module.affine else np.zeros(channels, np.float32)
+        return Norm("instance", epsilon=module.eps), NormWeights(scale, offset)
+    if isinstance(module, ChannelLayerNorm):
+        return Norm("layer", epsilon=module.eps), NormWeights(_numpy(module.weight), _numpy(module.bias))
     if isinstance(module, nn.GroupNorm):
         if not module.affine:
             raise ValueError(f"sequential[{index}] (GroupNorm) must have affine=True to convert")
@@ -165,25 +210,61 @@ def _native_norm(index: int, module: nn.Module) -> tuple[Norm, NormWeights]:
     return Norm("batch", epsilon=module.eps, momentum=module.momentum), NormWeights(*(_numpy(a) for a in arrays))  # type: ignore[arg-type]
 
 
+_ROLES: dict[type, str] = {
+    nn.ConvTranspose2d: "transposed",
+    nn.Conv2d: "conv",
+    nn.PixelShuffle: "shuffle",
+    nn.Upsample: "resize",
+    nn.BatchNorm2d: "norm",
+    nn.GroupNorm: "norm",
+    nn.InstanceNorm2d: "norm",
+    ChannelLayerNorm: "norm",
+    **{kind: "activation" for kind in _ACTIVATIONS},
+}
+"""Each native module's role in a head (:data:`upsample.head_patterns.ROLES`), by its exact type."""
+_NAMES = {
+    "transposed": "ConvTranspose2d",
+    "conv": "Conv2d",
+    "shuffle": "PixelShuffle",
+    "resize": "Upsample",
+    "norm": "BatchNorm2d/GroupNorm/InstanceNorm2d",
+    "activation": f"of {sorted(t.__name__ for t in _ACTIVATIONS)}",
+}
+
+
+def _flat(sequential: nn.Sequential, where: str) -> list[head_patterns.Layer]:
+    """Every module of ``sequential`` with its position and role, nested ``nn.Sequential`` flattened."""
+    layers: list[head_patterns.Layer] = []
+    for index, module in enumerate(sequential):
+        position = f"{where}[{index}]"
+        if isinstance(module, nn.Sequential):
+            layers.extend(_flat(module, position))
+            continue
+        layers.append((position, type(module).__name__, _ROLES.get(type(module), "other"), module))
+    return layers
+
+
+def _stage(kind: str, modules: list[nn.Module]) -> Any:
+    if kind == "transposed":
+        return transposed.from_native(modules[0])  # type: ignore[arg-type]
+    return conv.from_native(nn.Sequential(*modules))
+
+
 def from_native(sequential: nn.Sequential) -> tuple[StackSpec, StackWeights]:
-    """Spec and canonical weights of an ``nn.Sequential`` of ``ConvTranspose2d`` stages, each but the last
+    """Spec and canonical weights of an ``nn.Sequential`` of stages (``ConvTranspose2d``; ``Conv2d`` +
+    ``PixelShuffle``; ``Upsample`` + ``Conv2d``; flat or as nested ``nn.Sequential``), each but the last
     followed by the same ``BatchNorm2d``/``GroupNorm`` (or none) and activation, the last by an optional
-    activation: the PyTorch DCGAN generator's pattern. ``build(spec, weights=...)`` then computes the same
-    outputs, in train and eval mode. Anything else is refused, naming the module's index."""
+    activation: the PyTorch DCGAN generator's pattern and every head ``upsample.plan`` makes. ``build(spec,
+    weights=...)`` then computes the same outputs, in train and eval mode. Anything else is refused, naming
+    the module's position and type."""
     if not isinstance(sequential, nn.Sequential):
         raise TypeError(f"sequential must be a torch.nn.Sequential, got {type(sequential).__name__}")
-    parts: list[Part] = []
-    for index, module in enumerate(sequential):
-        if isinstance(module, nn.ConvTranspose2d):
-            parts.append(("stage", transposed.from_native(module)))
-        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
-            parts.append(("norm", _native_norm(index, module)))
-        elif type(module) in _ACTIVATIONS:
-            parts.append(("activation", _native_activation(module)))
-        else:
-            parts.append(("other", type(module).__name__))
-    expected = (
-        f"ConvTranspose2d stages, each followed by at most one BatchNorm2d/GroupNorm and one of "
-        f"{sorted(t.__name__ for t in _ACTIVATIONS)}"
+    return head_patterns.read_head(
+        _flat(sequential, "sequential"),
+        _NAMES,
+        "nn.Sequential",
+        _stage,
+        lambda position, module: _native_norm(head_patterns.top_index(position), module),
+        _native_activation,
+        "sequential",
     )
-    return assemble(parts, "sequential", expected)

@@ -588,6 +588,16 @@ def test_plan_head_group_norm_chooses_groups_and_shows_them(capsys: pytest.Captu
     assert "momentum 0.1" in _cli(capsys, *args[:-1], "batch")
 
 
+@pytest.mark.parametrize("norm", ["instance", "layer"])
+def test_plan_head_takes_every_norm_and_names_it(capsys: pytest.CaptureFixture[str], norm: str) -> None:
+    """``--norm instance|layer`` with ``--activation silu`` reaches the spec, and the table's norm line names
+    that norm (not BatchNorm's momentum)."""
+    args = ("plan", "--head", "--channels", "16", "--size", "16", "--norm", norm, "--activation", "silu")
+    head = upsample.load_spec(_cli(capsys, *args, "--json"))
+    assert head.norm.kind == norm and head.activation.kind == "silu"
+    assert f"norm: {norm}norm, epsilon 1e-05" in _cli(capsys, *args)
+
+
 def test_plan_head_method_and_no_bias_reach_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
     """``--method bilinear`` makes bilinear resize stages, ``--no-bias`` stages without a bias (the JSON said
     nearest and biased whatever was given)."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from upsample import cli_inputs as inputs
 from upsample import plans
+from upsample.stack import NORM_KINDS
 
 HEAD_FLAGS = ("norm", "groups", "activation", "final_activation")
 """``plan``'s flags that only a head (``--head``) takes."""
@@ -50,7 +51,7 @@ def add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
 def add_head_flags(parser: argparse.ArgumentParser) -> None:
     head = parser.add_argument_group("a whole head (--head): stages from --input-size to --size")
     head.add_argument("--head", action="store_true", help="plan a head of stages instead of one layer")
-    head.add_argument("--norm", choices=("batch", "group"), help="normalisation after each stage but the last")
+    head.add_argument("--norm", choices=NORM_KINDS, help="normalisation after each stage but the last")
     head.add_argument(
         "--groups",
         type=inputs.positive_int,

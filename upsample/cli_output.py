@@ -53,11 +53,13 @@ def head_summary(head: Any, size: tuple[int, int], size_from: str) -> dict[str, 
 
 
 def norm_line(norm: Any) -> str:
-    """A head's :class:`~upsample.Norm` in one line under its table: GroupNorm's groups and epsilon, BatchNorm's
-    epsilon and momentum (the weight of the new batch, torch's convention)."""
+    """A head's :class:`~upsample.Norm` in one line under its table: its kind and epsilon, GroupNorm's groups,
+    BatchNorm's momentum (the weight of the new batch, torch's convention)."""
     if norm.kind == "group":
         return f"norm: groupnorm, {norm.groups} groups, epsilon {norm.epsilon:g}"
-    return f"norm: batchnorm, epsilon {norm.epsilon:g}, momentum {norm.momentum:g} (weight of the new batch)"
+    if norm.kind == "batch":
+        return f"norm: batchnorm, epsilon {norm.epsilon:g}, momentum {norm.momentum:g} (weight of the new batch)"
+    return f"norm: {norm.kind}norm, epsilon {norm.epsilon:g}"
 
 
 def print_head(head: Any, summary: dict[str, Any]) -> None:

@@ -563,3 +563,40 @@ def test_kernel_regularizer_and_constraint_apply_on_every_path() -> None:
     assert losses[0] == losses[1] > 0
     np.testing.assert_allclose(kernels[0], kernels[1], rtol=1e-5, atol=1e-6)
     assert kernels[0].min() >= 0  # the constraint ran
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        upsample.UpsampleSpec(3, 2, kernel_size=3, stride=2, padding=1, residual="projection"),
+        upsample.SubpixelSpec(3, 2),
+        upsample.ResizeSpec(3, 2, method="bilinear"),
+        upsample.plan(4, 8, out_channels=2, norm="batch", input_size=2),
+    ],
+    ids=["transposed", "subpixel", "resize", "head"],
+)
+def test_the_runner_reads_nhwc_whatever_the_image_data_format(spec: Any) -> None:
+    """``upsample check`` feeds NHWC arrays; a user whose ``keras.json`` says channels_first gets the same
+    numbers (the runner's layers, ours and Keras's own, take ``data_format="channels_last"``)."""
+    from upsample import crosscheck
+    from upsample.runners import keras as runner
+
+    before = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        if isinstance(spec, upsample.StackSpec):
+            from upsample import stack_reference
+
+            weights, data = crosscheck.head_check_weights(spec), crosscheck.head_data(spec, steps=1)
+            outcome = runner.train_head(spec, weights, data, 0.1)
+            expected = stack_reference.forward(spec, weights, data[0][0], training=False)[0]
+            np.testing.assert_allclose(outcome.y_eval, expected, rtol=1e-4, atol=1e-5)
+            return
+        weights = upsample.init_weights(spec, seed=1)
+        x = np.random.default_rng(0).normal(size=(2, 3, 2, 3)).astype(np.float32)
+        y = reference.forward(spec, weights, x)
+        grad_y = np.ones_like(y, np.float32)
+        outcome = runner.run(spec, weights, x, grad_y, repeats=0)
+        np.testing.assert_allclose(outcome.y, y, rtol=1e-4, atol=1e-5)
+    finally:
+        keras.config.set_image_data_format(before)

@@ -27,6 +27,9 @@ from upsample.weights import Weights
 
 Pure = Callable[[Sequence[Any], Any], Any]
 
+LAST = "channels_last"
+"""Every layer here takes NHWC arrays, whatever ``keras.config.image_data_format()`` says."""
+
 
 def _pure(layer: keras.layers.Layer, fixed: Sequence[Any] = (), **call_kwargs: Any) -> Pure:
     """``(trainable values, x) -> (y, updated non-trainable values)`` for a built layer whose non-trainable
@@ -111,7 +114,7 @@ def run(
     fast_path: bool = True,
     repeats: int = 5,
 ) -> Outcome:
-    layer = adapter.build(spec, weights=weights.astype(np.float32), fast_path=fast_path)
+    layer = adapter.build(spec, weights=weights.astype(np.float32), fast_path=fast_path, data_format=LAST)
     x = x.astype(np.float32)
     layer.build(x.shape)
     values = [v.value for v in layer.trainable_variables]
@@ -124,8 +127,9 @@ def run(
 def train_head(
     spec: StackSpec, weights: StackWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
 ) -> HeadOutcome:
-    head = heads.build(spec, weights=weights.astype(np.float32))
-    holder = heads.build(spec, weights=weights.astype(np.float32))  # reads gradients in the canonical layout
+    head = heads.build(spec, weights=weights.astype(np.float32), data_format=LAST)
+    # the holder reads gradients in the canonical layout
+    holder = heads.build(spec, weights=weights.astype(np.float32), data_format=LAST)
     numpy = keras.ops.convert_to_numpy
     y_eval = numpy(head(data[0][0].astype(np.float32), training=False))
     first = None
@@ -150,12 +154,14 @@ def train_head(
 def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
     """Keras's own layers for the same computation (square scales), built for ``input_shape``."""
     if isinstance(spec, SubpixelSpec | ResizeSpec):
-        conv = keras.layers.Conv2D(spec.conv_channels, spec.kernel_size, padding="same", use_bias=spec.use_bias)
+        conv = keras.layers.Conv2D(
+            spec.conv_channels, spec.kernel_size, padding="same", use_bias=spec.use_bias, data_format=LAST
+        )
         if isinstance(spec, SubpixelSpec):
             shuffle = keras.layers.Lambda(lambda z: keras.ops.depth_to_space(z, spec.scale[0]))
             layers = [conv, shuffle]
         else:
-            layers = [keras.layers.UpSampling2D(spec.scale, interpolation=spec.method), conv]
+            layers = [keras.layers.UpSampling2D(spec.scale, interpolation=spec.method, data_format=LAST), conv]
         return keras.Sequential([keras.Input(input_shape[1:]), *layers])
     args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
     native = keras.layers.Conv2DTranspose(
@@ -165,6 +171,7 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
         padding=args.padding,
         output_padding=args.output_padding,
         use_bias=spec.use_bias,
+        data_format=LAST,
     )
     native.build(input_shape)
     return native
@@ -175,7 +182,7 @@ def bench_callables(
 ) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     keras.utils.set_random_seed(0)
     x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
-    ours = adapter.build(spec)
+    ours = adapter.build(spec, data_format=LAST)
     ours.build(x.shape)
     native = _native(spec, tuple(x.shape))
     m, k, n = matmul_shape(spec, batch, input_size)
@@ -217,7 +224,7 @@ def generator_step_callables(specs: Sequence[Any], batch: int) -> dict[str, Call
     native, ours = [], []
     for spec in specs:
         native.append(_native(spec, (batch, size, size, spec.in_channels)))
-        ours.append(adapter.build(spec))
+        ours.append(adapter.build(spec, data_format=LAST))
         size = spec.output_size(size)[0]
     target = keras.ops.zeros((batch, size, size, specs[-1].out_channels))
 

@@ -13,7 +13,7 @@ PER_KERAS_BACKEND = [
     "test_porting.py",
     "test_kinds_keras.py",
     "test_precision_keras.py",
-    "test_stack_keras.py",
+    "test_head_keras.py",
     "test_head_from_native_keras.py",
     "test_nonfinite.py",
     "test_head_roundtrip.py",

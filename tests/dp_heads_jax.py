@@ -21,16 +21,16 @@ from dp_heads_common import HEADS, JAX_HEADS, LR, batches, initial_weights, save
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from upsample.backends.flax import stack as heads
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights
+from upsample.backends.flax import head as heads
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights
 
 DEVICES = 4
 Forward = Callable[[Any, Any, Any], tuple[Any, Any]]
 """``(params, stats, x) -> (y, updated stats)`` in training mode."""
 
 
-def head_api(spec: StackSpec, api: str) -> tuple[Forward, Any, Any, Callable[[Any, Any], StackWeights]]:
+def head_api(spec: HeadSpec, api: str) -> tuple[Forward, Any, Any, Callable[[Any, Any], HeadWeights]]:
     """``(forward, params, stats, (params, stats) -> canonical weights)`` of the linen or NNX head."""
     head = heads.build(spec, weights=initial_weights(spec), api=api)
     if api == "linen":

@@ -14,7 +14,7 @@ import sys
 import keras
 from dp_heads_common import HEADS, JAX_HEADS, LR, batches, initial_weights, save
 
-from upsample.backends.keras import stack as heads
+from upsample.backends.keras import head as heads
 
 DEVICES = 4
 

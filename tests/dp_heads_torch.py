@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from dp_heads_common import BATCH, HEADS, LR, batches, initial_weights, save
 from torch.nn.parallel import DistributedDataParallel
 
-from upsample.backends.torch import stack as heads
+from upsample.backends.torch import head as heads
 
 WORLD_SIZE = 2
 

@@ -25,14 +25,14 @@ from upsample import (
     UpsampleSpec,
     backends,
     cli,
+    head_reference,
     init_weights,
     messages,
     plans,
     reference,
     save_weights,
-    stack_reference,
 )
-from upsample.stack_weights import NormWeights, StackWeights, save_head
+from upsample.head_weights import HeadWeights, NormWeights, save_head
 
 MEMORY_LIMIT = 3 << 30
 """Address space of a huge-value row's process: allocating what the input asks for would fail."""
@@ -239,7 +239,7 @@ def test_check_runs_a_whole_head(tmp_path: Path) -> None:
     result = run("check", str(path), "--backends", "torch,flax-nnx", "--quiet", "--json")
     summary = json.loads(result.stdout)
     assert result.returncode == 0, result.stderr
-    assert summary["spec"]["kind"] == "stack" and summary["steps"] == 3
+    assert summary["spec"]["kind"] == "head" and summary["steps"] == 3
     assert [(row["backend"], row["status"]) for row in summary["rows"]] == [("torch", "pass"), ("flax-nnx", "pass")]
     assert all(row["output_shape"] == [2, 8, 8, 2] and row["error_trained"] < 1e-5 for row in summary["rows"])
     text = run("check", str(path), "--backends", "torch", "--quiet")
@@ -494,7 +494,7 @@ def test_export_onnx_then_inspect_the_model(tmp_path: Path) -> None:
 
 
 def test_plan_head_prints_the_stages_and_writes_the_stack_spec() -> None:
-    """Issue 16: ``plan --head`` is ``upsample.plan``: a table of the stages, ``--json`` the StackSpec."""
+    """Issue 16: ``plan --head`` is ``upsample.plan``: a table of the stages, ``--json`` the HeadSpec."""
     args = ["plan", "--channels", "512", "--size", "64", "--out-channels", "3", "--head", "--norm", "batch"]
     shown = run(*args, "--final-activation", "tanh")
     assert shown.returncode == 0, shown.stderr
@@ -534,13 +534,13 @@ def test_export_a_saved_head_matches_the_reference_in_inference_mode(tmp_path: P
         else NormWeights(n.scale * 1.5, n.offset + 0.2, rng.normal(0, 0.3, n.scale.shape), n.scale * 2)
         for n in init_weights(head, seed=1).norms
     )
-    weights = StackWeights(init_weights(head, seed=1).stages, norms).astype(np.float32)
+    weights = HeadWeights(init_weights(head, seed=1).stages, norms).astype(np.float32)
     saved, model = tmp_path / "head.safetensors", tmp_path / "head.onnx"
     save_head(saved, head, weights)
     result = run("export", str(saved), "-o", str(model))
     assert result.returncode == 0 and "2x2 (recorded in" in result.stderr and "its weights" in result.stderr, result
     x = rng.normal(size=(3, 2, 2, 6)).astype(np.float32)
-    want, _ = stack_reference.forward(head, weights, x.astype(np.float64), training=False)
+    want, _ = head_reference.forward(head, weights, x.astype(np.float64), training=False)
     np.testing.assert_allclose(_run_onnx(model, x), want, rtol=1e-4, atol=1e-5)
     shown = run("inspect", str(saved))
     assert shown.returncode == 0 and shown.stdout.startswith(head.table()), shown
@@ -551,7 +551,7 @@ def test_export_a_saved_head_matches_the_reference_in_inference_mode(tmp_path: P
 
 def test_export_a_head_spec_json_with_seeded_weights(tmp_path: Path) -> None:
     """``plan --head --json > head.json`` then ``export head.json``: the head with ``init_weights(seed)``
-    weights, at the size the StackSpec records or ``--input-size``."""
+    weights, at the size the HeadSpec records or ``--input-size``."""
     _onnx_runtime()
     planned = tmp_path / "head.json"
     args = ["--channels", "64", "--size", "8", "--out-channels", "2", "--norm", "group", "--input-size", "2"]
@@ -561,7 +561,7 @@ def test_export_a_head_spec_json_with_seeded_weights(tmp_path: Path) -> None:
     result = run("export", str(planned), "--onnx", str(model), "--seed", "3", "--input-size", "4")
     assert result.returncode == 0 and "init_weights(seed=3)" in result.stderr, result.stderr
     x = np.random.default_rng(6).normal(size=(2, 4, 4, 64)).astype(np.float32)
-    want, _ = stack_reference.forward(head, init_weights(head, seed=3), x.astype(np.float64))
+    want, _ = head_reference.forward(head, init_weights(head, seed=3), x.astype(np.float64))
     assert want.shape == (2, 16, 16, 2)
     np.testing.assert_allclose(_run_onnx(model, x), want, rtol=1e-4, atol=1e-5)
 

@@ -37,8 +37,8 @@ from dp_heads_common import (
 from test_distributed import JAX_ENV
 
 from upsample.crosscheck import head_gradient_atol
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights
 
 RTOL, ATOL = 1e-4, 1e-5
 MIN_CHANGE = 0.1
@@ -46,7 +46,7 @@ MIN_CHANGE = 0.1
 DDP_PROCESSES = 2
 
 
-def atol(spec: StackSpec, name: str) -> float:
+def atol(spec: HeadSpec, name: str) -> float:
     """``ATOL`` for running statistics; for a parameter, what ``STEPS`` float32 updates of ``LR`` times a gradient
     summed over ``B * H * W`` values leave, ``STEPS * LR * head_gradient_atol`` (measured while choosing the heads:
     5.2e-5 on a last-stage kernel entry of 0.25, 2048 values per channel, a 16x16 BatchNorm head in JAX, against
@@ -56,7 +56,7 @@ def atol(spec: StackSpec, name: str) -> float:
     return max(ATOL, STEPS * LR * head_gradient_atol(spec, name, BATCH))
 
 
-def assert_close(spec: StackSpec, got: StackWeights, want: StackWeights, what: str) -> None:
+def assert_close(spec: HeadSpec, got: HeadWeights, want: HeadWeights, what: str) -> None:
     """Every array, parameters and running statistics, to ``RTOL`` and :func:`atol`."""
     got_flat, want_flat = flat64(got), flat64(want)
     assert set(got_flat) == set(want_flat), f"{what}: arrays {sorted(got_flat)} vs {sorted(want_flat)}"
@@ -65,14 +65,14 @@ def assert_close(spec: StackSpec, got: StackWeights, want: StackWeights, what: s
         np.testing.assert_allclose(got_flat[name], array, rtol=RTOL, atol=tolerance, err_msg=f"{what}: {name}")
 
 
-def largest_difference(a: StackWeights, b: StackWeights, running: bool) -> float:
+def largest_difference(a: HeadWeights, b: HeadWeights, running: bool) -> float:
     """The largest absolute difference over the running statistics (``running``) or over the parameters."""
     fa, fb = flat64(a), flat64(b)
     return max(float(np.abs(fa[n] - fb[n]).max()) for n in fa if (".running_" in n) == running)
 
 
 @pytest.fixture(scope="module")
-def oracles() -> dict[str, tuple[StackWeights, StackWeights]]:
+def oracles() -> dict[str, tuple[HeadWeights, HeadWeights]]:
     """Each head's ``(global, per-shard)`` float64 training; the per-shard one over ``DDP_PROCESSES`` shards."""
     out = {}
     for name, spec in HEADS.items():
@@ -81,7 +81,7 @@ def oracles() -> dict[str, tuple[StackWeights, StackWeights]]:
     return out
 
 
-def test_oracles_tell_batch_statistics_apart(oracles: dict[str, tuple[StackWeights, StackWeights]]) -> None:
+def test_oracles_tell_batch_statistics_apart(oracles: dict[str, tuple[HeadWeights, HeadWeights]]) -> None:
     """Training moves the weights, and sharding changes BatchNorm heads' training but not GroupNorm's: else the
     tests below could not tell global from per-shard statistics."""
     for name, spec in HEADS.items():
@@ -97,7 +97,7 @@ def test_oracles_tell_batch_statistics_apart(oracles: dict[str, tuple[StackWeigh
 
 
 def test_jax_sharded_step_uses_global_batch_statistics(
-    oracles: dict[str, tuple[StackWeights, StackWeights]], tmp_path: Path
+    oracles: dict[str, tuple[HeadWeights, HeadWeights]], tmp_path: Path
 ) -> None:
     require_backend("flax")
     results = run_worker("dp_heads_jax.py", JAX_ENV, tmp_path / "jax.npz")
@@ -113,7 +113,7 @@ def test_jax_sharded_step_uses_global_batch_statistics(
 
 
 def test_keras_data_parallel_uses_global_batch_statistics(
-    oracles: dict[str, tuple[StackWeights, StackWeights]], tmp_path: Path
+    oracles: dict[str, tuple[HeadWeights, HeadWeights]], tmp_path: Path
 ) -> None:
     for backend in ("keras", "flax"):
         require_backend(backend)
@@ -128,7 +128,7 @@ def test_keras_data_parallel_uses_global_batch_statistics(
 
 
 def test_torch_ddp_batch_norm_uses_shard_statistics(
-    oracles: dict[str, tuple[StackWeights, StackWeights]], tmp_path: Path
+    oracles: dict[str, tuple[HeadWeights, HeadWeights]], tmp_path: Path
 ) -> None:
     require_backend("torch")
     results = run_worker("dp_heads_torch.py", {}, tmp_path / "torch.npz")

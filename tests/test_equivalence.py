@@ -29,13 +29,13 @@ import kind_cases
 import numpy as np
 import pytest
 from cases import ATOL, assert_close, cases, random_input, random_weights, require_backend, sweep, sweep_ids
+from head_cases import MODES, head_weights
 from hypothesis import HealthCheck, given, settings
-from stack_cases import MODES, head_weights
 
 import upsample
 from upsample import UpsampleSpec, Weights, crosscheck, reference
 from upsample.crosscheck import TARGETS, HeadOutcome, Outcome, Target
-from upsample.stack import Norm, StackSpec
+from upsample.head import HeadSpec, Norm
 
 KERAS_BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 BUILDS = {"tensorflow": ("keras",), "jax": ("keras", "flax", "nnx"), "torch": ("keras", "torch")}
@@ -137,7 +137,7 @@ def test_kinds_drawn_cases_agree_everywhere(targets: dict, case: tuple) -> None:
 # --- heads ---------------------------------------------------------------------------------------
 
 
-def _head(mode: str, norm: str) -> StackSpec:
+def _head(mode: str, norm: str) -> HeadSpec:
     return upsample.plan(
         8,
         32,
@@ -152,7 +152,7 @@ def _head(mode: str, norm: str) -> StackSpec:
 HEADS = {f"{mode}-{norm}": _head(mode, norm) for mode in MODES for norm in ("batch", "group")}
 
 
-def assert_heads_close(first: HeadOutcome, second: HeadOutcome, what: str, spec: StackSpec, slack: float) -> None:
+def assert_heads_close(first: HeadOutcome, second: HeadOutcome, what: str, spec: HeadSpec, slack: float) -> None:
     """Everything a head check compares, ``slack`` times the reference tolerance (2 for a pair of builds)."""
     atol = crosscheck.ATOL * slack
     for name in ("y", "y_eval"):

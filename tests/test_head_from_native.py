@@ -15,8 +15,8 @@ import pytest
 from cases import ATOL, RTOL, require_backend
 
 import upsample
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights, init_head
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights, init_head
 
 TRAINING = pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 
@@ -36,20 +36,20 @@ def latents(channels: int, size: int = 3, batch: int = 4) -> np.ndarray:
 # --- running the converted head ---------------------------------------------------------------
 
 
-def run_torch(spec: StackSpec, weights: StackWeights, x: np.ndarray, training: bool) -> np.ndarray:
+def run_torch(spec: HeadSpec, weights: HeadWeights, x: np.ndarray, training: bool) -> np.ndarray:
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     head = torch_stack.Head(spec, weights=weights).train(training)
     with torch.no_grad():
         return nhwc(head(torch.tensor(nchw(x))))
 
 
-def run_flax(api: str, spec: StackSpec, weights: StackWeights, x: np.ndarray, training: bool) -> np.ndarray:
+def run_flax(api: str, spec: HeadSpec, weights: HeadWeights, x: np.ndarray, training: bool) -> np.ndarray:
     import jax.numpy as jnp
 
-    from upsample.backends.flax import stack as flax_stack
+    from upsample.backends.flax import head as flax_stack
 
     if api == "nnx":
         head = flax_stack.HeadNNX(spec, weights=weights)
@@ -61,7 +61,7 @@ def run_flax(api: str, spec: StackSpec, weights: StackWeights, x: np.ndarray, tr
 
 
 def assert_every_build_matches(
-    spec: StackSpec, weights: StackWeights, x: np.ndarray, want: Any, training: bool
+    spec: HeadSpec, weights: HeadWeights, x: np.ndarray, want: Any, training: bool
 ) -> None:
     """The converted head built in torch, linen and NNX gives the native model's own output."""
     builds = []
@@ -117,7 +117,7 @@ def test_torch_head_of_every_kind_reproduced(nested: bool, norm: str, training: 
     require_backend("torch")
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     model = torch_model(nested, norm).train(training)
     spec, weights = torch_stack.from_native(model)
@@ -136,7 +136,7 @@ def test_torch_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> N
 
     model = torch_model(False, "batch")
     spec, weights = ut.from_native(model)
-    assert isinstance(spec, StackSpec) and isinstance(weights, StackWeights)
+    assert isinstance(spec, HeadSpec) and isinstance(weights, HeadWeights)
     assert spec == ut.stack.from_native(model)[0]
     pattern, _ = ut.from_native(nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.PixelShuffle(2)))
     assert isinstance(pattern, upsample.SubpixelSpec)
@@ -175,7 +175,7 @@ def torch_refusals() -> list[tuple[Any, str]]:
 
 def test_torch_refusals_name_the_position_and_type() -> None:
     require_backend("torch")
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     for model, message in torch_refusals():
         with pytest.raises(ValueError, match=message):
@@ -187,7 +187,7 @@ def test_torch_head_takes_an_unbatched_input_as_its_layers_do(training: bool) ->
     require_backend("torch")
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     model = torch_model(True, "batch").train(training)
     spec, weights = torch_stack.from_native(model)
@@ -264,7 +264,7 @@ def test_linen_head_of_every_kind_reproduced(training: bool) -> None:
     import jax
     import jax.numpy as jnp
 
-    from upsample.backends.flax import stack as flax_stack
+    from upsample.backends.flax import head as flax_stack
 
     def model(train: bool) -> Any:
         return nn.Sequential(
@@ -314,13 +314,13 @@ def test_save_head_refuses_what_is_not_a_head(tmp_path: Any) -> None:
     layer = upsample.UpsampleSpec(4, 4, 2, stride=2)
     weights = init_head(HEAD)
     path = tmp_path / "head.safetensors"
-    with pytest.raises(TypeError, match="spec must be an upsample.StackSpec, got UpsampleSpec.*save_weights"):
+    with pytest.raises(TypeError, match="spec must be an upsample.HeadSpec, got UpsampleSpec.*save_weights"):
         upsample.save_head(path, layer, upsample.init_weights(layer))
-    with pytest.raises(TypeError, match="weights must be an upsample.StackWeights, got dict.*init_head"):
+    with pytest.raises(TypeError, match="weights must be an upsample.HeadWeights, got dict.*init_head"):
         upsample.save_head(path, HEAD, weights.flat())
-    with pytest.raises(TypeError, match="weights must be an upsample.StackWeights, got Weights.*save_weights"):
+    with pytest.raises(TypeError, match="weights must be an upsample.HeadWeights, got Weights.*save_weights"):
         upsample.save_head(path, HEAD, weights.stages[0])
-    with pytest.raises(TypeError, match=re.escape("got str; read JSON text with upsample.StackSpec.from_json")):
+    with pytest.raises(TypeError, match=re.escape("got str; read JSON text with upsample.HeadSpec.from_json")):
         upsample.save_head(path, HEAD.to_json(), weights)
     assert not path.exists()
     upsample.save_head(path, HEAD, weights)
@@ -334,7 +334,7 @@ def test_head_nnx_takes_rngs_and_starts_in_training_mode() -> None:
     from flax import nnx
 
     from upsample.backends import flax as uf
-    from upsample.backends.flax import stack as flax_stack
+    from upsample.backends.flax import head as flax_stack
 
     head = flax_stack.HeadNNX(HEAD, rngs=nnx.Rngs(1))
     first = uf.UpsampleNNX(HEAD.stages[0], rngs=nnx.Rngs(1))  # the first draw of the same stream

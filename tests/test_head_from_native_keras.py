@@ -27,9 +27,9 @@ from cases import ATOL, RTOL  # noqa: E402
 
 import upsample  # noqa: E402
 from upsample.backends import keras as uk  # noqa: E402
-from upsample.backends.keras import stack as keras_stack  # noqa: E402
-from upsample.stack import StackSpec  # noqa: E402
-from upsample.stack_weights import StackWeights  # noqa: E402
+from upsample.backends.keras import head as keras_stack  # noqa: E402
+from upsample.head import HeadSpec  # noqa: E402
+from upsample.head_weights import HeadWeights  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
@@ -82,7 +82,7 @@ def test_keras_head_of_every_kind_reproduced(nested: bool, training: bool) -> No
 def test_keras_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> None:
     model = native_model(True)
     spec, weights = uk.from_native(model)
-    assert isinstance(spec, StackSpec) and isinstance(weights, StackWeights)
+    assert isinstance(spec, HeadSpec) and isinstance(weights, HeadWeights)
     assert uk.from_native(list(model.layers))[0] == spec
     assert isinstance(uk.from_native(model.layers[0])[0], upsample.UpsampleSpec)
     conv = model.layers[3].layers[1]

@@ -1,7 +1,7 @@
 """The norms and activations diffusers and MONAI heads use (instance and channels-only layer norm, SiLU/swish,
 ELU): their validation and JSON, and heads read from native torch and Flax code using them, checked against
 the native model's own outputs in train and eval mode with the converted head built in torch, linen and NNX.
-Forward, gradients, SGD steps and ONNX export run in the head tests through tests/stack_cases.py."""
+Forward, gradients, SGD steps and ONNX export run in the head tests through tests/head_cases.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cases import require_backend
 from test_head_from_native import assert_every_build_matches, latents, nchw, nhwc
 
 import upsample
-from upsample import stack_reference
-from upsample.stack import Activation, Norm, StackSpec
+from upsample import head_reference
+from upsample.head import Activation, HeadSpec, Norm
 
 TRAINING = pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 
@@ -28,14 +28,14 @@ def test_swish_is_silu_and_elu_keeps_its_alpha() -> None:
     assert Activation("swish") == Activation("silu")
     spec = upsample.plan(8, 8, 3, "transposed", norm="instance", activation={"kind": "elu", "alpha": 0.5})
     assert spec.activation == Activation("elu", alpha=0.5)
-    assert StackSpec.from_json(spec.to_json()) == spec
+    assert HeadSpec.from_json(spec.to_json()) == spec
     assert "alpha" not in Activation("relu").to_dict()  # other activations' JSON as before
 
 
 @pytest.mark.parametrize("kind", ["instance", "layer"])
 def test_per_sample_norms_round_trip_without_running_statistics(kind: str) -> None:
     spec = upsample.plan(8, 8, 3, "subpixel", norm=Norm(kind, epsilon=1e-6), activation="silu")
-    assert StackSpec.from_json(spec.to_json()) == spec
+    assert HeadSpec.from_json(spec.to_json()) == spec
     shapes = spec.weight_shapes()
     assert shapes["norms.0.scale"] == (8,) and shapes["norms.0.running_mean"] is shapes["norms.0.running_var"] is None
 
@@ -59,12 +59,12 @@ def test_reference_activations_match_their_definitions() -> None:
         (Activation("silu"), torch.nn.functional.silu),
         (Activation("elu", alpha=0.7), functools.partial(torch.nn.functional.elu, alpha=0.7)),
     ]:
-        np.testing.assert_allclose(stack_reference.activate(activation, z), native(torch.tensor(z)).numpy(), 1e-12)
+        np.testing.assert_allclose(head_reference.activate(activation, z), native(torch.tensor(z)).numpy(), 1e-12)
         step = 1e-6
-        numeric = (stack_reference.activate(activation, z + step) - stack_reference.activate(activation, z - step)) / (
+        numeric = (head_reference.activate(activation, z + step) - head_reference.activate(activation, z - step)) / (
             2 * step
         )
-        np.testing.assert_allclose(stack_reference.activate_derivative(activation, z), numeric, atol=1e-7)
+        np.testing.assert_allclose(head_reference.activate_derivative(activation, z), numeric, atol=1e-7)
 
 
 # --- heads from native torch code ---------------------------------------------------------------
@@ -106,7 +106,7 @@ def test_torch_head_with_diffusers_and_monai_norms_reproduced(norm: str, trainin
     require_backend("torch")
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     model = torch_model(norm).train(training)
     spec, weights = torch_stack.from_native(model)
@@ -117,7 +117,7 @@ def test_torch_head_with_diffusers_and_monai_norms_reproduced(norm: str, trainin
     x = latents(8)
     with torch.no_grad():
         want = nhwc(copy.deepcopy(model)(torch.tensor(nchw(x))))
-    np.testing.assert_allclose(want, stack_reference.forward(spec, weights, x, training=training)[0], 1e-4, 1e-5)
+    np.testing.assert_allclose(want, head_reference.forward(spec, weights, x, training=training)[0], 1e-4, 1e-5)
     assert_every_build_matches(spec, weights, x, want, training)
 
 
@@ -125,7 +125,7 @@ def test_torch_instance_norm_with_running_statistics_is_refused() -> None:
     require_backend("torch")
     from torch import nn
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     model = nn.Sequential(
         nn.ConvTranspose2d(8, 6, 4, 2, 1), nn.InstanceNorm2d(6, track_running_stats=True), nn.SiLU(),
@@ -166,5 +166,5 @@ def test_nnx_head_with_layer_and_instance_norm_reproduced(norm: str, training: b
     assert spec.activation == Activation("elu", alpha=0.4) and spec.final_activation == Activation("silu")
     x = latents(8)
     want = np.asarray(model(jnp.asarray(x)))
-    np.testing.assert_allclose(want, stack_reference.forward(spec, weights, x, training=training)[0], 1e-4, 1e-5)
+    np.testing.assert_allclose(want, head_reference.forward(spec, weights, x, training=training)[0], 1e-4, 1e-5)
     assert_every_build_matches(spec, weights, x, want, training)

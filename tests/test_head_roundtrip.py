@@ -18,7 +18,7 @@ from cases import ATOL, RTOL, require_backend, required_backends
 
 import upsample
 import upsample.backends
-from upsample import stack_reference
+from upsample import head_reference
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -28,7 +28,7 @@ SPEC = upsample.plan(
 )
 
 
-def _torch_weights() -> upsample.StackWeights:
+def _torch_weights() -> upsample.HeadWeights:
     """Every parameter of the torch head drawn by torch's own generator, then read out canonically."""
     import torch
 
@@ -42,7 +42,7 @@ def _torch_weights() -> upsample.StackWeights:
     return ut.get_weights(head)
 
 
-def _outputs(weights: upsample.StackWeights, x: np.ndarray) -> dict[str, tuple[np.ndarray, upsample.StackWeights]]:
+def _outputs(weights: upsample.HeadWeights, x: np.ndarray) -> dict[str, tuple[np.ndarray, upsample.HeadWeights]]:
     """Inference-mode NHWC output and the weights read back, per build."""
     import jax.numpy as jnp
     import keras
@@ -90,7 +90,7 @@ def test_torch_weights_reach_every_build_and_onnx() -> None:
 
     weights = _torch_weights()
     x = np.random.default_rng(3).normal(size=(2, 4, 4, 16)).astype(np.float32)
-    expected = stack_reference.forward(SPEC, weights, x, training=False)[0]
+    expected = head_reference.forward(SPEC, weights, x, training=False)[0]
     outputs = _outputs(weights, x)
     torch_y = outputs["torch"][0]
     for label, (y, back) in outputs.items():
@@ -102,7 +102,7 @@ def test_torch_weights_reach_every_build_and_onnx() -> None:
     for size in ((4, 4), (3, 5)):
         x = np.random.default_rng(size[1]).normal(size=(2, *size, 16)).astype(np.float32)
         (y,) = session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})
-        expected = stack_reference.forward(SPEC, weights, x, training=False)[0]
+        expected = head_reference.forward(SPEC, weights, x, training=False)[0]
         np.testing.assert_allclose(y.transpose(0, 2, 3, 1), expected, rtol=RTOL, atol=ATOL, err_msg=f"onnx {size}")
 
 
@@ -114,6 +114,6 @@ def test_round_trip_is_sensitive_to_the_weights() -> None:
     name = next(n for n in flat if "offset" in n)
     moved = {**flat, name: flat[name] + 0.1}
     x = np.random.default_rng(3).normal(size=(2, 4, 4, 16)).astype(np.float32)
-    a = stack_reference.forward(SPEC, weights, x, training=False)[0]
-    b = stack_reference.forward(SPEC, upsample.StackWeights.from_flat(SPEC, moved), x, training=False)[0]
+    a = head_reference.forward(SPEC, weights, x, training=False)[0]
+    b = head_reference.forward(SPEC, upsample.HeadWeights.from_flat(SPEC, moved), x, training=False)[0]
     assert np.abs(a - b).max() > 100 * ATOL

@@ -584,12 +584,12 @@ def test_the_runner_reads_nhwc_whatever_the_image_data_format(spec: Any) -> None
     before = keras.config.image_data_format()
     keras.config.set_image_data_format("channels_first")
     try:
-        if isinstance(spec, upsample.StackSpec):
-            from upsample import stack_reference
+        if isinstance(spec, upsample.HeadSpec):
+            from upsample import head_reference
 
             weights, data = crosscheck.head_check_weights(spec), crosscheck.head_data(spec, steps=1)
             outcome = runner.train_head(spec, weights, data, 0.1)
-            expected = stack_reference.forward(spec, weights, data[0][0], training=False)[0]
+            expected = head_reference.forward(spec, weights, data[0][0], training=False)[0]
             np.testing.assert_allclose(outcome.y_eval, expected, rtol=1e-4, atol=1e-5)
             return
         weights = upsample.init_weights(spec, seed=1)

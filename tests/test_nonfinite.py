@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stack_cases import head_weights
+from head_cases import head_weights
 from test_equivalence import IN_PROCESS
 
 import upsample
-from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, Weights, crosscheck, reference, stack_reference
-from upsample.stack import Norm, StackSpec
+from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, Weights, crosscheck, head_reference, reference
+from upsample.head import HeadSpec, Norm
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
@@ -149,7 +149,7 @@ def test_the_measured_example_reaches_36_of_96_outputs() -> None:
     assert int((~np.isfinite(y)).sum()) == 36 and np.isinf(y).any()
 
 
-def _head(mode: str, norm: Any) -> StackSpec:
+def _head(mode: str, norm: Any) -> HeadSpec:
     return upsample.plan(4, 12, 3, mode, norm=norm, activation="relu", final_activation="tanh", input_size=3)
 
 
@@ -185,7 +185,7 @@ def test_head_reference_in_inference_mode_reaches_what_its_stages_reach(name: st
     assert reach is not None
     weights = head_weights(spec, seed=3)
     x = poison(clean_input(spec, (3, 3), batch=1), [((2, 1), np.nan)])
-    y = stack_reference.forward(spec, weights, x, training=False)[0]
+    y = head_reference.forward(spec, weights, x, training=False)[0]
     expected = reach[2 * 3 + 1].reshape(size)
     assert np.array_equal(np.isnan(y), np.broadcast_to(expected[None, :, :, None], y.shape)), name
     assert 0 < expected.sum() < expected.size
@@ -303,7 +303,7 @@ def test_heads_in_inference_mode_propagate_like_the_reference(builds: dict, name
     spec = HEADS[name]
     weights = head_weights(spec, seed=3)
     x = poison(clean_input(spec, (3, 3)), [((0, 0), np.nan), ((2, 2), np.inf), ((1, 1), -np.inf)])
-    y = stack_reference.forward(spec, weights, x, training=False)[0]
+    y = head_reference.forward(spec, weights, x, training=False)[0]
     assert not np.isfinite(y).all() and np.isfinite(y[1]).all()
     data = [(x, np.ones_like(y))]
     for target in IN_PROCESS.values():

@@ -122,7 +122,7 @@ def test_dynamic_spatial_is_refused_where_the_residual_depends_on_the_size(tmp_p
     assert input_dims(model)[0] == ["batch", 2, 3, 2]
     x = random_input(spec, 2, (3, 2), 5)
     assert_close(nhwc(run_ort(model, nchw(x))), reference.forward(spec, weights, x), "fixed fallback", spec)
-    head = upsample.StackSpec([upsample.UpsampleSpec(2, 2, kernel_size=4, stride=2, padding=1), spec], input_size=2)
+    head = upsample.HeadSpec([upsample.UpsampleSpec(2, 2, kernel_size=4, stride=2, padding=1), spec], input_size=2)
     with pytest.raises(ValueError, match=r"stages\[1\]'s residual gathers size-dependent indices"):
         to_onnx(head, upsample.init_weights(head), dynamic_spatial=True)
     with pytest.raises(ValueError, match="dynamic_spatial must be None, True or False, got 'yes'"):
@@ -405,13 +405,13 @@ def test_export_axis_reproduces_the_crop(k: int, s: int, i: int) -> None:
 
 
 def _head_cases() -> list[Any]:
-    """tests/stack_cases.py's heads to 8x8 (every stage kind, BatchNorm and GroupNorm, every activation), and
+    """tests/head_cases.py's heads to 8x8 (every stage kind, BatchNorm and GroupNorm, every activation), and
     a head of residual stages from a 2x3 input with GELU exact at the end."""
-    from stack_cases import SGD_CASES
+    from head_cases import SGD_CASES
 
-    from upsample.stack import StackSpec
+    from upsample.head import HeadSpec
 
-    residual = StackSpec(
+    residual = HeadSpec(
         [
             upsample.UpsampleSpec(3, 4, kernel_size=3, stride=2, padding="same", residual="projection"),
             upsample.SubpixelSpec(4, 4, scale=(2, 3), residual="nearest"),
@@ -427,14 +427,14 @@ def _head_cases() -> list[Any]:
 @pytest.mark.parametrize("opset", [DEFAULT_OPSET, 18])
 @pytest.mark.parametrize("spec", _head_cases())
 def test_exported_head_matches_reference(spec: Any, opset: int, tmp_path: Path) -> None:
-    from stack_cases import batches, head_weights
+    from head_cases import batches, head_weights
 
-    from upsample import stack_reference
+    from upsample import head_reference
 
     weights = head_weights(spec)
     model = to_onnx(spec, weights, tmp_path / "head.onnx", input_size=spec.input_size, opset=opset)
     x, _ = batches(spec, 1)[0]
-    expected = stack_reference.forward(spec, weights, x, training=False)[0]
+    expected = head_reference.forward(spec, weights, x, training=False)[0]
     got = nhwc(run_ort(onnx.load(tmp_path / "head.onnx"), nchw(x)))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert model.opset_import[0].version == opset
@@ -442,10 +442,10 @@ def test_exported_head_matches_reference(spec: Any, opset: int, tmp_path: Path) 
 
 
 def test_to_onnx_head_refuses_layer_weights() -> None:
-    from stack_cases import SGD_CASES
+    from head_cases import SGD_CASES
 
     spec = SGD_CASES[0][1]
-    with pytest.raises(TypeError, match="weights must be an upsample.StackWeights for a StackSpec, got Weights"):
+    with pytest.raises(TypeError, match="weights must be an upsample.HeadWeights for a HeadSpec, got Weights"):
         to_onnx(spec, upsample.init_weights(spec.stages[0]))
 
 
@@ -475,12 +475,12 @@ def _dynamic_cases() -> list[Any]:
 @pytest.mark.parametrize("spec", _dynamic_cases())
 def test_one_dynamic_model_matches_reference_at_every_size(spec: Any, tmp_path: Path) -> None:
     """One exported file, run at several spatial sizes, against the reference at each; H and W symbolic."""
-    from stack_cases import head_weights
+    from head_cases import head_weights
 
-    from upsample import stack_reference
-    from upsample.stack import StackSpec
+    from upsample import head_reference
+    from upsample.head import HeadSpec
 
-    head = isinstance(spec, StackSpec)
+    head = isinstance(spec, HeadSpec)
     if head:
         weights = head_weights(spec)
     else:
@@ -495,7 +495,7 @@ def test_one_dynamic_model_matches_reference_at_every_size(spec: Any, tmp_path: 
     for size in DYNAMIC_SIZES:
         x = np.random.default_rng(size[0] * 10 + size[1]).normal(size=(2, *size, spec.in_channels)).astype(np.float32)
         if head:
-            expected = stack_reference.forward(spec, weights, x, training=False)[0]
+            expected = head_reference.forward(spec, weights, x, training=False)[0]
         else:
             expected = reference.forward(spec, weights, x)
         got = nhwc(session.run(None, {"x": nchw(x)})[0])

@@ -20,13 +20,15 @@ _LAZY = {
     "load_spec": "upsample.spec",
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
-    "StackSpec": "upsample.stack",
-    "Norm": "upsample.stack",
-    "Activation": "upsample.stack",
-    "StackWeights": "upsample.stack_weights",
-    "plan": "upsample.stack_plan",
-    "save_head": "upsample.stack_weights",
-    "load_head": "upsample.stack_weights",
+    "HeadSpec": "upsample.head",
+    "StackSpec": "upsample.head",
+    "Norm": "upsample.head",
+    "Activation": "upsample.head",
+    "HeadWeights": "upsample.head_weights",
+    "StackWeights": "upsample.head_weights",
+    "plan": "upsample.head_plan",
+    "save_head": "upsample.head_weights",
+    "load_head": "upsample.head_weights",
     "UpsampleWarning": "upsample.checks",
     "Weights": "upsample.weights",
     "WeightsFileError": "upsample.weights",
@@ -60,15 +62,17 @@ if TYPE_CHECKING:
     from upsample.conv_specs import ResizeSpec as ResizeSpec
     from upsample.conv_specs import SubpixelSpec as SubpixelSpec
     from upsample.coverage_report import CoverageReport as CoverageReport
+    from upsample.head import Activation as Activation
+    from upsample.head import HeadSpec as HeadSpec
+    from upsample.head import Norm as Norm
+    from upsample.head import StackSpec as StackSpec
+    from upsample.head_plan import plan as plan
+    from upsample.head_weights import HeadWeights as HeadWeights
+    from upsample.head_weights import StackWeights as StackWeights
+    from upsample.head_weights import load_head as load_head
+    from upsample.head_weights import save_head as save_head
     from upsample.spec import UpsampleSpec as UpsampleSpec
     from upsample.spec import load_spec as load_spec
-    from upsample.stack import Activation as Activation
-    from upsample.stack import Norm as Norm
-    from upsample.stack import StackSpec as StackSpec
-    from upsample.stack_plan import plan as plan
-    from upsample.stack_weights import StackWeights as StackWeights
-    from upsample.stack_weights import load_head as load_head
-    from upsample.stack_weights import save_head as save_head
     from upsample.weights import Weights as Weights
     from upsample.weights import WeightsFileError as WeightsFileError
     from upsample.weights import init_weights as init_weights

@@ -16,8 +16,8 @@ from upsample import __version__, cli_export, cli_flags, plans
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
 from upsample.cli_inputs import PLAN_FLAGS, SPEC_FLAGS, UsageError
+from upsample.head import HeadSpec
 from upsample.messages import shown
-from upsample.stack import StackSpec
 
 MESSAGE_LIMIT = 400
 """Characters of an error line at most (values inside are already short; this bounds the rest)."""
@@ -53,8 +53,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_head(args: argparse.Namespace) -> int:
-    """``plan --head``: the stages of ``upsample.plan`` as a table; ``--json`` writes the ``StackSpec``."""
-    from upsample.stack_plan import plan
+    """``plan --head``: the stages of ``upsample.plan`` as a table; ``--json`` writes the ``HeadSpec``."""
+    from upsample.head_plan import plan
 
     for flag in ("kernel", "residual"):
         if getattr(args, flag) is not None:
@@ -108,7 +108,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.png:
         inputs.writable_path(args.png, "--png", [".png"])
     spec, _, size, size_from = _spec_and_size(args, SPEC_FLAGS)
-    if isinstance(spec, StackSpec):
+    if isinstance(spec, HeadSpec):
         return _inspect_head(args, spec, size, size_from)
     inputs.refuse_big_map(spec, size, inputs.MAX_MAP_PIXELS, "the coverage map")
     if args.png:
@@ -132,7 +132,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_head(args: argparse.Namespace, head: StackSpec, size: tuple[int, int], size_from: str) -> int:
+def _inspect_head(args: argparse.Namespace, head: HeadSpec, size: tuple[int, int], size_from: str) -> int:
     """A whole head: its stage table and each stage's coverage verdict at that stage's input size."""
     if args.png:
         raise UsageError("--png draws one layer: inspect a head's stages one by one from their spec JSON")
@@ -155,7 +155,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     targets = crosscheck.select(args.backends)
     spec, weights, size, size_from = _spec_and_size(args, PLAN_FLAGS)
     progress = (lambda message: None) if args.quiet else (lambda m: print(f"... {m}", file=sys.stderr, flush=True))
-    if isinstance(spec, StackSpec):
+    if isinstance(spec, HeadSpec):
         return _check_head(args, spec, weights, size, targets, progress)
     inputs.refuse_big_check(spec, args.batch, size)
     if weights is None:
@@ -185,7 +185,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _check_head(
     args: argparse.Namespace,
-    head: StackSpec,
+    head: HeadSpec,
     weights: Any,
     size: tuple[int, int],
     targets: Any,

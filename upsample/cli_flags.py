@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from upsample import cli_inputs as inputs
 from upsample import plans
-from upsample.stack import NORM_KINDS
+from upsample.head import NORM_KINDS
 
 HEAD_FLAGS = ("norm", "groups", "activation", "final_activation")
 """``plan``'s flags that only a head (``--head``) takes."""

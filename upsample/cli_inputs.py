@@ -21,7 +21,7 @@ from upsample import limits
 from upsample.messages import shown
 
 if TYPE_CHECKING:
-    from upsample.stack_weights import StackWeights
+    from upsample.head_weights import HeadWeights
     from upsample.weights import Weights
 
 SPEC_FLAGS = "mode channels out_channels kernel stride padding output_padding scale method residual no_bias".split()
@@ -127,25 +127,25 @@ def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
 class Loaded:
     """A spec read from a file, with the weights and the intended input size the file carries, if any.
 
-    ``spec`` is a single layer's spec or a :class:`~upsample.StackSpec` (:attr:`is_head`); ``weights`` then
-    ``Weights`` or ``StackWeights`` (from a ``.safetensors`` file), ``None`` for JSON. A head's input size is
-    the one its StackSpec records, unless a ``plan``/``inspect --json`` wrapper gives another."""
+    ``spec`` is a single layer's spec or a :class:`~upsample.HeadSpec` (:attr:`is_head`); ``weights`` then
+    ``Weights`` or ``HeadWeights`` (from a ``.safetensors`` file), ``None`` for JSON. A head's input size is
+    the one its HeadSpec records, unless a ``plan``/``inspect --json`` wrapper gives another."""
 
     spec: Any
-    weights: Weights | StackWeights | None
+    weights: Weights | HeadWeights | None
     input_size: tuple[int, int] | None
     path: str
 
     @property
     def is_head(self) -> bool:
-        """Whether the file holds a whole head (``spec`` a StackSpec, ``weights`` StackWeights or ``None``)."""
-        from upsample.stack import StackSpec
+        """Whether the file holds a whole head (``spec`` a HeadSpec, ``weights`` HeadWeights or ``None``)."""
+        from upsample.head import HeadSpec
 
-        return isinstance(self.spec, StackSpec)
+        return isinstance(self.spec, HeadSpec)
 
 
 def read_spec_file(path: str) -> Loaded:
-    """A spec JSON file (a bare spec or StackSpec, or ``{"spec": ..., "input_size": [h, w]}`` as ``plan --json``
+    """A spec JSON file (a bare spec or HeadSpec, or ``{"spec": ..., "input_size": [h, w]}`` as ``plan --json``
     writes; ``-`` reads standard input) or a ``.safetensors`` file of one layer's weights or a whole head's."""
     if os.path.isdir(path):
         kind = "weights" if path.endswith(".safetensors") else "spec"
@@ -168,12 +168,12 @@ def read_spec_file(path: str) -> Loaded:
 
 def _read_weights_file(path: str) -> Loaded:
     """One layer's weights (``save_weights``) or a head's (``save_head``), by the kind its metadata names."""
-    from upsample.stack import StackSpec
-    from upsample.stack_weights import load_any
+    from upsample.head import HeadSpec
+    from upsample.head_weights import load_any
     from upsample.weights import WeightsFileError, saved_input_size
 
     spec, weights = load_any(path)
-    if isinstance(spec, StackSpec):
+    if isinstance(spec, HeadSpec):
         return Loaded(spec, weights, spec.input_size, path)
     try:
         size = saved_input_size(path)
@@ -218,12 +218,12 @@ def _loaded(data: Any, path: str) -> Loaded:
         spec = load_spec(data["spec"] if wrapped else data)
     except (ValueError, TypeError) as error:
         raise UsageError(f"spec file {shown(path)}: {error}") from None
-    from upsample.stack import StackSpec
+    from upsample.head import HeadSpec
 
     size = data.get("input_size") if wrapped else None
     if size is not None:
         return Loaded(spec, None, _recorded_size(size, path), path)
-    return Loaded(spec, None, spec.input_size if isinstance(spec, StackSpec) else None, path)
+    return Loaded(spec, None, spec.input_size if isinstance(spec, HeadSpec) else None, path)
 
 
 def _recorded_size(value: Any, path: str) -> tuple[int, int]:

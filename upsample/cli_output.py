@@ -27,7 +27,7 @@ def summary(spec: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
 
 
 def head_summary(head: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
-    """A whole head (``StackSpec``) at input ``size``: its spec, sizes, cost, and each stage's coverage at
+    """A whole head (``HeadSpec``) at input ``size``: its spec, sizes, cost, and each stage's coverage at
     that stage's own input size; ``ok`` only if every stage is."""
     report = head.diagnose(size)
     stages = [
@@ -63,7 +63,7 @@ def norm_line(norm: Any) -> str:
 
 
 def print_head(head: Any, summary: dict[str, Any]) -> None:
-    """The head's stage table (``StackSpec.table``, as ``plan --head`` prints it), its norm's constants and
+    """The head's stage table (``HeadSpec.table``, as ``plan --head`` prints it), its norm's constants and
     each stage's verdict."""
     (h, w), (out_h, out_w) = summary["input_size"], summary["output_size"]
     print(head.table((h, w)))

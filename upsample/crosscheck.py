@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from upsample import reference, stack_reference
+from upsample import head_reference, reference
 from upsample.backends import missing_packages
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights, load_head, save_head
 from upsample.messages import shown
 from upsample.spec import UpsampleSpec
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights, load_head, save_head
 from upsample.weights import Weights, load_weights, save_weights
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 against the float64 reference (docs/conventions.md)
@@ -66,7 +66,7 @@ class Outcome:
 @dataclasses.dataclass
 class HeadOutcome:
     """What a runner's ``train_head`` returns, float64 NHWC; weights as flat canonical arrays
-    (:meth:`StackWeights.flat` names). ``y``, ``grad_x`` and ``grads`` are the first batch's training-mode pass,
+    (:meth:`HeadWeights.flat` names). ``y``, ``grad_x`` and ``grads`` are the first batch's training-mode pass,
     ``y_eval`` the first batch in inference mode before training, ``trained`` the weights (running statistics
     included) after one SGD step per batch."""
 
@@ -82,8 +82,8 @@ HEAD_LEARNING_RATE = 1e-3
 amplify float32 rounding past the tolerance within three steps (0.05 does for the tests' 32x32 heads)."""
 
 
-def head_gradient_atol(spec: StackSpec, name: str, batch: int) -> float:
-    """The absolute tolerance of a head's gradient named ``name`` (:meth:`StackWeights.flat`): a stage's weights
+def head_gradient_atol(spec: HeadSpec, name: str, batch: int) -> float:
+    """The absolute tolerance of a head's gradient named ``name`` (:meth:`HeadWeights.flat`): a stage's weights
     and a norm's scale and offset are per-channel sums over the ``B * H * W`` output values of their stage, so
     float32 leaves cancellation noise of order ``ATOL * sqrt(B * H * W)`` (measured: up to 1.4e-5 over 96 values
     for a bias gradient that is exactly zero before a BatchNorm, in Flax; 1.3e-5 over 32 values for a BatchNorm
@@ -92,7 +92,7 @@ def head_gradient_atol(spec: StackSpec, name: str, batch: int) -> float:
     return ATOL * float(np.sqrt(batch * height * width))
 
 
-def head_input_atol(spec: StackSpec) -> float:
+def head_input_atol(spec: HeadSpec) -> float:
     """The absolute tolerance of a head's input gradient: each input value's gradient is a float32 sum over the
     ``n`` values of the first stage's output per input pixel, so ``ATOL * sqrt(n)`` (measured: 1.8e-5 on an
     entry of 0.072 summed from terms up to 30, a GroupNorm head from 1x1 whose first stage has 1024 outputs
@@ -102,22 +102,22 @@ def head_input_atol(spec: StackSpec) -> float:
     return ATOL * max(1.0, float(np.sqrt(per_pixel)))
 
 
-def trainable(weights: StackWeights) -> dict[str, np.ndarray]:
+def trainable(weights: HeadWeights) -> dict[str, np.ndarray]:
     """The flat arrays a gradient has (no running statistics), float64."""
     return {name: np.asarray(a, np.float64) for name, a in weights.flat().items() if ".running_" not in name}
 
 
 def expected_head(
-    spec: StackSpec, weights: StackWeights, data: list[tuple[np.ndarray, np.ndarray]], learning_rate: float
+    spec: HeadSpec, weights: HeadWeights, data: list[tuple[np.ndarray, np.ndarray]], learning_rate: float
 ) -> HeadOutcome:
     """The reference's :class:`HeadOutcome` for ``data`` (``(x, grad_y)`` pairs, NHWC)."""
     x, grad_y = data[0]
-    y, _ = stack_reference.forward(spec, weights, x, training=True)
-    grad_x, grads = stack_reference.vjp(spec, weights, x, grad_y, training=True)
-    y_eval, _ = stack_reference.forward(spec, weights, x, training=False)
+    y, _ = head_reference.forward(spec, weights, x, training=True)
+    grad_x, grads = head_reference.vjp(spec, weights, x, grad_y, training=True)
+    y_eval, _ = head_reference.forward(spec, weights, x, training=False)
     trained = weights
     for xs, gs in data:
-        trained = stack_reference.sgd_step(spec, trained, xs, gs, learning_rate)
+        trained = head_reference.sgd_step(spec, trained, xs, gs, learning_rate)
     flat = {name: np.asarray(a, np.float64) for name, a in trained.flat().items()}
     return HeadOutcome(y, grad_x, trainable(grads), y_eval, flat)
 
@@ -168,7 +168,7 @@ def _max_errors(
     return max((e for e, _ in results), default=0.0), all(ok for _, ok in results)
 
 
-def compare_head(label: str, spec: StackSpec, outcome: HeadOutcome, expected: HeadOutcome) -> Row:
+def compare_head(label: str, spec: HeadSpec, outcome: HeadOutcome, expected: HeadOutcome) -> Row:
     """A table row for a head: outputs (training and inference mode), input gradient, weight gradients, and the
     weights after the SGD steps, each against the reference."""
     batch = len(expected.y)
@@ -218,7 +218,7 @@ def run_local(target: Target, spec: UpsampleSpec, weights: Weights, x: np.ndarra
 
 
 def train_local(
-    target: Target, spec: StackSpec, weights: StackWeights, data: list[tuple[np.ndarray, np.ndarray]], rate: float
+    target: Target, spec: HeadSpec, weights: HeadWeights, data: list[tuple[np.ndarray, np.ndarray]], rate: float
 ) -> HeadOutcome:
     """Run ``target``'s ``train_head`` in this process."""
     runner = importlib.import_module(f"upsample.runners.{target.runner}")
@@ -311,10 +311,10 @@ def check(
         )
 
 
-def head_check_weights(spec: StackSpec, seed: int = 0) -> StackWeights:
+def head_check_weights(spec: HeadSpec, seed: int = 0) -> HeadWeights:
     """Seeded float32 weights for a head check: ``init_weights`` moved off its starting point (biases start at
     zero, norms at scale 1, offset 0 and running statistics 0 and 1), so every path is exercised."""
-    from upsample.stack_weights import NormWeights, init_head
+    from upsample.head_weights import NormWeights, init_head
 
     rng = np.random.default_rng(seed)
     weights = init_head(spec, seed=seed)
@@ -331,10 +331,10 @@ def head_check_weights(spec: StackSpec, seed: int = 0) -> StackWeights:
         Weights(*(None if a is None else a + rng.normal(0, 0.05, a.shape) for a in w.arrays()))  # type: ignore[arg-type]
         for w in weights.stages
     )
-    return StackWeights(stages, tuple(norm(n) for n in weights.norms)).astype(np.float32)
+    return HeadWeights(stages, tuple(norm(n) for n in weights.norms)).astype(np.float32)
 
 
-def head_data(spec: StackSpec, batch: int = 2, steps: int = 3, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def head_data(spec: HeadSpec, batch: int = 2, steps: int = 3, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``steps`` seeded ``(x, grad_y)`` pairs for a head check, NHWC float32."""
     rng = np.random.default_rng(seed)
     (h, w), (out_h, out_w) = spec.input_size, spec.output_size()
@@ -348,8 +348,8 @@ def head_data(spec: StackSpec, batch: int = 2, steps: int = 3, seed: int = 0) ->
 
 
 def check_head(
-    spec: StackSpec,
-    weights: StackWeights,
+    spec: HeadSpec,
+    weights: HeadWeights,
     data: list[tuple[np.ndarray, np.ndarray]],
     *,
     learning_rate: float = HEAD_LEARNING_RATE,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from upsample.stack_weights import Part, StackWeights, assemble
+from upsample.head_weights import HeadWeights, Part, assemble
 
 __all__ = ["ROLES", "STAGE_PATTERNS", "Layer", "accepted", "group", "read_head", "top_index"]
 
@@ -94,8 +94,8 @@ def read_head(
     read_norm: Callable[[str, Any], Any],
     read_activation: Callable[[Any], Any],
     where: str = "layers",
-) -> tuple[Any, StackWeights]:
-    """The head ``layers`` describe as ``(StackSpec, StackWeights)``: ``read_stage(kind, native_layers)``,
+) -> tuple[Any, HeadWeights]:
+    """The head ``layers`` describe as ``(HeadSpec, HeadWeights)``: ``read_stage(kind, native_layers)``,
     ``read_norm(position, layer)`` and ``read_activation(layer)`` are the backend's single-layer readers.
     ``names`` are the backend's class names by role, ``nested`` its sequence class if nested ones are
     flattened (see :func:`accepted`). A reader's error is re-raised

@@ -32,12 +32,12 @@ Spec = UpsampleSpec | SubpixelSpec | ResizeSpec
 
 
 def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
-    """The layer ``spec`` describes, on NHWC ``x``; returns float64 NHWC. A head (``StackSpec``) runs in
-    inference mode (``upsample.stack_reference`` has training mode and the running statistics)."""
+    """The layer ``spec`` describes, on NHWC ``x``; returns float64 NHWC. A head (``HeadSpec``) runs in
+    inference mode (``upsample.head_reference`` has training mode and the running statistics)."""
     if _is_head(spec):
-        from upsample import stack_reference
+        from upsample import head_reference
 
-        return stack_reference.forward(spec, weights, x, training=False)[0]  # type: ignore[arg-type]
+        return head_reference.forward(spec, weights, x, training=False)[0]  # type: ignore[arg-type]
     x = np.asarray(x)
     check_input(spec, x.shape, "NHWC", np.issubdtype(x.dtype, np.floating), str(x.dtype))
     weights.check(spec)  # type: ignore[arg-type]
@@ -62,9 +62,9 @@ def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tupl
     Returns ``(grad_x, grad_weights)``, float64, canonical layout (a head: inference mode).
     """
     if _is_head(spec):
-        from upsample import stack_reference
+        from upsample import head_reference
 
-        return stack_reference.vjp(spec, weights, x, grad_y, training=False)  # type: ignore[arg-type,return-value]
+        return head_reference.vjp(spec, weights, x, grad_y, training=False)  # type: ignore[arg-type,return-value]
     x = np.asarray(x, dtype=np.float64)
     forward(spec, weights, x[:1])  # same checks as the forward pass
     kernel = np.asarray(weights.kernel, dtype=np.float64)
@@ -252,6 +252,6 @@ def _resize_vjp(grad: np.ndarray, taps: Resize, size: tuple[int, int]) -> np.nda
 
 
 def _is_head(spec: object) -> bool:
-    """Whether ``spec`` is a ``StackSpec`` (none can exist before ``upsample.stack`` is imported)."""
-    stack = sys.modules.get("upsample.stack")
-    return stack is not None and isinstance(spec, stack.StackSpec)
+    """Whether ``spec`` is a ``HeadSpec`` (none can exist before ``upsample.head`` is imported)."""
+    head = sys.modules.get("upsample.head")
+    return head is not None and isinstance(spec, head.HeadSpec)

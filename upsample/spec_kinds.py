@@ -13,7 +13,8 @@ SPEC_KINDS: dict[str, str] = {
     "transposed": "upsample.spec:UpsampleSpec",
     "subpixel": "upsample.conv_specs:SubpixelSpec",
     "resize": "upsample.conv_specs:ResizeSpec",
-    "stack": "upsample.stack:StackSpec",
+    "head": "upsample.head:HeadSpec",
+    "stack": "upsample.head:HeadSpec",  # what heads were called in files written before
 }
 """Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
 

@@ -174,13 +174,13 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``,
     ``"bilinear"`` (transposed specs: the FCN bilinear kernel on the channel diagonal, identity skip; needs
     equal channel counts) and ``"icnr"`` (sub-pixel specs: :func:`icnr_kernel`). Biases start at zero.
-    A head (``StackSpec``) gives each stage the scheme where it fits and he_uniform elsewhere
-    (:func:`upsample.stack_weights.stage_schemes` says which); it raises only when the scheme fits no stage.
+    A head (``HeadSpec``) gives each stage the scheme where it fits and he_uniform elsewhere
+    (:func:`upsample.head_weights.stage_schemes` says which); it raises only when the scheme fits no stage.
     """
-    from upsample.stack import StackSpec
-    from upsample.stack_weights import init_head
+    from upsample.head import HeadSpec
+    from upsample.head_weights import init_head
 
-    if isinstance(spec, StackSpec):  # a whole head: per-stage weights plus norms
+    if isinstance(spec, HeadSpec):  # a whole head: per-stage weights plus norms
         return init_head(spec, seed, scheme, dtype)  # type: ignore[return-value]
     limits.check_weights(require_spec(spec))
     if scheme not in (*SCHEMES, *SUBPIXEL_SCHEMES):
@@ -311,9 +311,9 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[UpsampleSpec, Weights]:
 
 def layer_weights(where: str, spec: Any, tensors: dict[str, np.ndarray]) -> tuple[UpsampleSpec, Weights]:
     """One layer's spec and weights from what :func:`read_weights_file` read."""
-    from upsample.stack import StackSpec
+    from upsample.head import HeadSpec
 
-    if isinstance(spec, StackSpec):
+    if isinstance(spec, HeadSpec):
         raise WeightsFileError(f"{shown(where)} holds a whole head: read it with upsample.load_head")
     unknown = sorted(set(tensors) - {"kernel", "bias", "skip"})
     if unknown:

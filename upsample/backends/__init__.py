@@ -76,11 +76,11 @@ def build(spec: UpsampleSpec, name: str, *, weights: Weights | None = None, **kw
     builds the same layer everywhere (the layer classes themselves, called directly, keep their
     framework's own seeded initialisation, as every layer of that framework does).
     """
-    from upsample.stack import StackSpec
+    from upsample.head import HeadSpec
     from upsample.weights import checked, init_weights
 
     backend = _lookup(name)
-    if isinstance(spec, StackSpec):  # a head checks its own weights (StackWeights)
+    if isinstance(spec, HeadSpec):  # a head checks its own weights (HeadWeights)
         return spec.build(name, weights=weights, **kwargs)
     weights = init_weights(spec, seed=0) if weights is None else checked(weights, spec)
     return load(name).build(spec, weights=weights, **{**backend.build_kwargs, **kwargs})

@@ -7,7 +7,7 @@ of the input for every size, else by constant ``Gather`` indices from :func:`ups
 (``Resize``'s coordinate modes round differently from the canonical index for non-integer scales).
 
 The spatial axes are dynamic (symbolic ``height``/``width``) unless a residual's ratio is not an integer
-(:func:`dynamic_blocker`); emitters then get ``size=None``. A head (``StackSpec``) chains
+(:func:`dynamic_blocker`); emitters then get ``size=None``. A head (``HeadSpec``) chains
 these per stage with its norms and activations in inference mode (:mod:`upsample.onnx.heads`).
 """
 
@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from upsample import geometry
 from upsample.arguments import IntOrPair, Pair, as_pair
+from upsample.head import KIND as HEAD_KIND
+from upsample.head_weights import HeadWeights
 from upsample.messages import shown
 from upsample.onnx import padding
 from upsample.spec import UpsampleSpec
-from upsample.stack import KIND as STACK_KIND
-from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 DEFAULT_OPSET = 17
@@ -154,18 +154,18 @@ def _emit_resize(spec: Any, weights: Weights, size: Pair | None, graph: GraphBui
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
 
 
-def _emit_stack(spec: Any, weights: StackWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
-    """A head: :func:`upsample.onnx.heads.emit_stack` (imported here: it builds on this module)."""
-    from upsample.onnx.heads import emit_stack
+def _emit_head(spec: Any, weights: HeadWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+    """A head: :func:`upsample.onnx.heads.emit_head` (imported here: it builds on this module)."""
+    from upsample.onnx.heads import emit_head
 
-    return emit_stack(spec, weights, size, graph, x)
+    return emit_head(spec, weights, size, graph, x)
 
 
 EMITTERS: dict[str, Emitter] = {
     "transposed": _emit_transposed,
     "subpixel": _emit_subpixel,
     "resize": _emit_resize,
-    STACK_KIND: _emit_stack,
+    HEAD_KIND: _emit_head,
 }
 """Spec kind (``spec.to_dict()["kind"]``) -> its emitter."""
 
@@ -239,7 +239,7 @@ def _emit_residual(spec: Any, weights: Weights, size: Pair | None, graph: GraphB
 
 def to_onnx(
     spec: Any,
-    weights: Weights | StackWeights,
+    weights: Weights | HeadWeights,
     path: str | os.PathLike[str] | None = None,
     *,
     input_size: IntOrPair | None = None,
@@ -264,7 +264,7 @@ def to_onnx(
         )
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
-    wanted = StackWeights if kind == STACK_KIND else Weights
+    wanted = HeadWeights if kind == HEAD_KIND else Weights
     if not isinstance(weights, wanted):
         raise TypeError(
             f"weights must be an upsample.{wanted.__name__} for a {type(spec).__name__}, got {type(weights).__name__}"
@@ -273,7 +273,7 @@ def to_onnx(
     if dynamic_spatial not in (None, True, False):
         raise ValueError(f"dynamic_spatial must be None, True or False, got {shown(dynamic_spatial)}")
     if input_size is None:
-        input_size = spec.input_size if kind == STACK_KIND else 1
+        input_size = spec.input_size if kind == HEAD_KIND else 1
     size = as_pair("input_size", input_size, 1)
     out_h, out_w = spec.output_size(size)
     blocker = dynamic_blocker(spec) if dynamic_spatial is not False else None
@@ -315,8 +315,8 @@ def export_file(
     ``.safetensors`` file (spec and trained weights) or a spec JSON file of any kind (then weights from
     ``init_weights(spec, seed)``); ``input_size`` and ``dynamic_spatial`` as in :func:`to_onnx`.
     Returns ``(spec, weights)`` as exported."""
+    from upsample.head_weights import load_any
     from upsample.spec import load_spec
-    from upsample.stack_weights import load_any
     from upsample.weights import init_weights
 
     where = os.fspath(source)

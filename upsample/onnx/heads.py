@@ -1,8 +1,8 @@
-"""A head (``StackSpec``) as ONNX in inference mode: each stage through its own kind's
-emitter (residual included), then the norm and the activation :class:`~upsample.StackSpec` puts after it.
+"""A head (``HeadSpec``) as ONNX in inference mode: each stage through its own kind's
+emitter (residual included), then the norm and the activation :class:`~upsample.HeadSpec` puts after it.
 
 Everything is written from operators that have kept their form since opset 13, as
-:mod:`upsample.stack_reference` computes it: BatchNorm as ``BatchNormalization`` with the running statistics;
+:mod:`upsample.head_reference` computes it: BatchNorm as ``BatchNormalization`` with the running statistics;
 GroupNorm as ``Reshape`` to ``(N, G, C/G*H*W)``, mean and biased variance by ``ReduceMean``, ``Reshape``
 back, per-channel scale and offset (opset 18's ``GroupNormalization`` had per-group scales until opset 21);
 GELU from ``Erf`` or ``Tanh`` (the ``Gelu`` operator exists only from opset 20).
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights, NormWeights
 from upsample.onnx.export import GraphBuilder, emit_layer
 from upsample.spec import Pair
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, StackWeights
 
 GELU_TANH_CUBIC = 0.044715
 """The cubic coefficient of GELU's tanh approximation (Hendrycks & Gimpel 2016)."""
@@ -26,7 +26,7 @@ REDUCE_AXES_AS_INPUT_OPSET = 18
 """From opset 18 ``ReduceMean`` takes its axes as an input instead of an attribute."""
 
 
-def emit_stack(spec: StackSpec, weights: StackWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+def emit_head(spec: HeadSpec, weights: HeadWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
     """Stage ``i`` at ``spec.stage_sizes(size)[i]`` (every stage dynamic when ``size`` is ``None``), then its
     norm (if ``spec.normed(i)``) and activation."""
     sizes: Sequence[Pair | None] = [None] * len(spec.stages) if size is None else spec.stage_sizes(size)
@@ -34,7 +34,7 @@ def emit_stack(spec: StackSpec, weights: StackWeights, size: Pair | None, graph:
     for i, (stage, stage_weights, norm) in enumerate(zip(spec.stages, weights.stages, weights.norms, strict=True)):
         y = emit_layer(stage, stage_weights, sizes[i], graph, y)
         if spec.normed(i):
-            assert spec.norm is not None and norm is not None  # StackWeights.check ran
+            assert spec.norm is not None and norm is not None  # HeadWeights.check ran
             y = _emit_norm(spec.norm, norm, stage.out_channels, graph, y)
         y = _emit_activation(spec.activation_after(i), graph, y)
     return y

@@ -10,7 +10,7 @@ Each module (``torch``, ``keras``, ``flax``) has the same functions:
   the framework's own layers for the same computation (a transposed convolution; a convolution and a
   pixel shuffle; a resize and a convolution), "matmul" a product of :func:`matmul_shape`.
 - ``train_head(spec, weights, data, learning_rate, **options) -> upsample.crosscheck.HeadOutcome``: a whole
-  head (``StackSpec``) on ``(x, grad_y)`` batches: the first batch in training and inference mode, forward
+  head (``HeadSpec``) on ``(x, grad_y)`` batches: the first batch in training and inference mode, forward
   and backward, then one plain SGD step per batch (loss ``sum(y * grad_y)``), running statistics included.
 - ``generator_step_callables(specs, batch, **options)``: ``{"native" | "ours": step}``, one SGD step of a
   DCGAN-shaped generator built from the framework's own layers or from ours (the bench's end-to-end row).

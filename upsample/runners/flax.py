@@ -19,13 +19,13 @@ from flax import nnx
 
 from upsample import geometry
 from upsample.backends import flax as adapter
-from upsample.backends.flax import stack as heads
+from upsample.backends.flax import head as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 Pure = Callable[[Any, Any], Any]
@@ -80,7 +80,7 @@ def run(
     )
 
 
-def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[Any, Any, StackWeights, Any]]:
+def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[Any, Any, HeadWeights, Any]]:
     """``step(head, x, grad_y) -> (y, grad_x, canonical gradients, head with updated statistics)`` for the loss
     ``sum(y * grad_y)`` of a built head (a bound linen ``Head`` or a ``HeadNNX``), compiled once per stepper."""
     if api == "linen":
@@ -93,7 +93,7 @@ def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[An
 
             return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs)
 
-        def run_linen(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, StackWeights, Any]:
+        def run_linen(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, HeadWeights, Any]:
             module, variables = head.unbind()
             stats = {key: value for key, value in variables.items() if key != "params"}
             (_, (y, updates)), (grads, grad_x) = linen_step(module, variables["params"], stats, x, grad_y)
@@ -110,7 +110,7 @@ def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[An
 
         return nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True)(model, xs)
 
-    def run_nnx(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, StackWeights, Any]:
+    def run_nnx(head: Any, x: Any, grad_y: Any) -> tuple[Any, Any, HeadWeights, Any]:
         head.train() if training else head.eval()
         (_, y), (grads, grad_x) = nnx_step(head, x, grad_y)
         holder = heads.build(head.spec, weights=heads.get_weights(head), api="nnx")
@@ -121,8 +121,8 @@ def head_stepper(api: str, training: bool) -> Callable[[Any, Any, Any], tuple[An
 
 
 def train_head(
-    spec: StackSpec,
-    weights: StackWeights,
+    spec: HeadSpec,
+    weights: HeadWeights,
     data: Sequence[tuple[np.ndarray, np.ndarray]],
     learning_rate: float,
     *,
@@ -140,7 +140,7 @@ def train_head(
             name: array - learning_rate * grads.flat()[name] if ".running_" not in name else array
             for name, array in heads.get_weights(head).flat().items()
         }
-        head = heads.set_weights(head, StackWeights.from_flat(spec, moved))
+        head = heads.set_weights(head, HeadWeights.from_flat(spec, moved))
     assert first is not None
     return HeadOutcome(*first, np.asarray(y_eval, np.float64), heads.get_weights(head).astype(np.float64).flat())
 

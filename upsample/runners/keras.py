@@ -16,13 +16,13 @@ import numpy as np
 
 from upsample import geometry
 from upsample.backends import keras as adapter
-from upsample.backends.keras import stack as heads
+from upsample.backends.keras import head as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 Pure = Callable[[Sequence[Any], Any], Any]
@@ -99,7 +99,7 @@ def _block(result: Any) -> Any:
 
 def _as_weights(layer: keras.layers.Layer, grads: Sequence[Any]) -> Any:
     """Gradients in the canonical layout: put into the (disposable) layer's variables, read with get_weights
-    (Weights, or StackWeights for a head)."""
+    (Weights, or HeadWeights for a head)."""
     for variable, grad in zip(layer.trainable_variables, grads, strict=True):
         variable.assign(keras.ops.convert_to_numpy(grad))
     return adapter.get_weights(layer).astype(np.float64)
@@ -125,7 +125,7 @@ def run(
 
 
 def train_head(
-    spec: StackSpec, weights: StackWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
+    spec: HeadSpec, weights: HeadWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
 ) -> HeadOutcome:
     head = heads.build(spec, weights=weights.astype(np.float32), data_format=LAST)
     # the holder reads gradients in the canonical layout

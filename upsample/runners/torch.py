@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from upsample.backends import torch as adapter
-from upsample.backends.torch import stack as heads
+from upsample.backends.torch import head as heads
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
+from upsample.head import HeadSpec
+from upsample.head_weights import HeadWeights
 from upsample.runners import matmul_shape, seconds_per_call
 from upsample.spec import UpsampleSpec
-from upsample.stack import StackSpec
-from upsample.stack_weights import StackWeights
 from upsample.weights import Weights
 
 
@@ -31,7 +31,7 @@ def _nhwc(tensor: torch.Tensor) -> np.ndarray:
 
 def _gradients(layer: nn.Module) -> Any:
     """The parameters' gradients, converted to the canonical layout like the parameters themselves (Weights, or
-    StackWeights for a head)."""
+    HeadWeights for a head)."""
     holder = copy.deepcopy(layer)
     with torch.no_grad():
         for target, source in zip(holder.parameters(), layer.parameters(), strict=True):
@@ -60,7 +60,7 @@ def run(
 
 
 def train_head(
-    spec: StackSpec, weights: StackWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
+    spec: HeadSpec, weights: HeadWeights, data: Sequence[tuple[np.ndarray, np.ndarray]], learning_rate: float
 ) -> HeadOutcome:
     head = heads.build(spec, weights=weights.astype(np.float32))
     with torch.no_grad():

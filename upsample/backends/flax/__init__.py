@@ -14,7 +14,7 @@ from upsample.backends.flax import conv, transposed
 from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
 from upsample.backends.flax.transposed import Upsample, UpsampleNNX
 from upsample.conv_specs import CONV_SPEC_TYPES
-from upsample.stack import StackSpec
+from upsample.head import HeadSpec
 from upsample.weights import Weights
 
 __all__ = [
@@ -41,9 +41,9 @@ def _is_conv_layer(layer: Any) -> bool:
 
 def _heads() -> Any:
     """The heads module, imported on use: it imports this package."""
-    from upsample.backends.flax import stack
+    from upsample.backends.flax import head
 
-    return stack
+    return head
 
 
 def _is_head(layer: Any) -> bool:
@@ -52,9 +52,9 @@ def _is_head(layer: Any) -> bool:
 
 
 def build(spec: Any, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
-    """The layer for ``spec`` of any kind (``api="linen" | "nnx"``; a ``StackSpec``: its head): the registry's
+    """The layer for ``spec`` of any kind (``api="linen" | "nnx"``; a ``HeadSpec``: its head): the registry's
     entry point."""
-    if isinstance(spec, StackSpec):
+    if isinstance(spec, HeadSpec):
         return _heads().build(spec, weights=weights, api=api, **kwargs)
     kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
     return kind.build(spec, weights=weights, api=api, **kwargs)
@@ -62,7 +62,7 @@ def build(spec: Any, *, weights: Weights | None = None, api: str = "linen", **kw
 
 def get_weights(layer: Any) -> Weights:
     """Canonical weights of a layer of any kind (NNX, bound linen, or ``(module, variables)``; a head's:
-    ``StackWeights``)."""
+    ``HeadWeights``)."""
     if _is_head(layer):
         return _heads().get_weights(layer)
     return (conv if _is_conv_layer(layer) else transposed).get_weights(layer)
@@ -83,8 +83,8 @@ def to_variables(spec: Any, weights: Weights, param_dtype: Any = jnp.float32) ->
 def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``ConvTranspose`` (transposed), of a ``Conv`` with ``scale=`` (and
     ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`), or of an ``nnx.Sequential``,
-    a linen ``nn.Sequential`` or a list of NNX layers: a head, returned as ``(StackSpec, StackWeights)`` (``params``
-    are then the linen variables; ``stages=``: see :func:`upsample.backends.flax.stack_native.from_native`)."""
+    a linen ``nn.Sequential`` or a list of NNX layers: a head, returned as ``(HeadSpec, HeadWeights)`` (``params``
+    are then the linen variables; ``stages=``: see :func:`upsample.backends.flax.head_native.from_native`)."""
     if isinstance(layer, (list, tuple, nnx.Sequential, nn.Sequential)):
         return _heads().from_native(layer, params, **kwargs)
     return (conv if "scale" in kwargs else transposed).from_native(layer, params, **kwargs)

@@ -13,7 +13,7 @@ from upsample.backends.keras import conv, transposed
 from upsample.backends.keras.conv import ResizeConv, Subpixel
 from upsample.backends.keras.transposed import Upsample
 from upsample.conv_specs import CONV_SPEC_TYPES
-from upsample.stack import StackSpec
+from upsample.head import HeadSpec
 from upsample.weights import Weights
 
 __all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_weights", "set_weights"]
@@ -21,21 +21,21 @@ __all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_we
 
 def _heads() -> Any:
     """The heads module, imported on use: it imports this package."""
-    from upsample.backends.keras import stack
+    from upsample.backends.keras import head
 
-    return stack
+    return head
 
 
 def build(spec: Any, *, weights: Weights | None = None, **kwargs: Any) -> Any:
-    """The layer for ``spec`` of any kind (a ``StackSpec``: its head): the registry's entry point."""
-    if isinstance(spec, StackSpec):
+    """The layer for ``spec`` of any kind (a ``HeadSpec``: its head): the registry's entry point."""
+    if isinstance(spec, HeadSpec):
         return _heads().build(spec, weights=weights, **kwargs)
     kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
     return kind.build(spec, weights=weights, **kwargs)
 
 
 def get_weights(layer: Any) -> Weights:
-    """The layer's weights in the canonical layout of its kind (a head's: ``StackWeights``)."""
+    """The layer's weights in the canonical layout of its kind (a head's: ``HeadWeights``)."""
     if isinstance(layer, _heads().Head):
         return _heads().get_weights(layer)
     return (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).get_weights(layer)
@@ -52,8 +52,8 @@ def set_weights(layer: Any, weights: Any) -> None:
 def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``Conv2DTranspose`` (transposed), of a ``Conv2D`` with ``scale=`` (and
     ``method=`` for a resize-convolution: see :func:`upsample.backends.keras.conv.from_native`), or of a
-    ``keras.Sequential`` / list of layers: a head, returned as ``(StackSpec, StackWeights)`` (see
-    :func:`upsample.backends.keras.stack.from_native`)."""
+    ``keras.Sequential`` / list of layers: a head, returned as ``(HeadSpec, HeadWeights)`` (see
+    :func:`upsample.backends.keras.head.from_native`)."""
     if "scale" in kwargs:
         return conv.from_native(layer, **kwargs)
     if isinstance(layer, (list, tuple)) or isinstance(layer, keras.Sequential):

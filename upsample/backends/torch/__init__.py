@@ -12,7 +12,7 @@ from upsample.backends.torch import conv, transposed
 from upsample.backends.torch.conv import ResizeConv, Subpixel
 from upsample.backends.torch.transposed import Upsample
 from upsample.conv_specs import CONV_SPEC_TYPES
-from upsample.stack import StackSpec
+from upsample.head import HeadSpec
 from upsample.weights import Weights
 
 __all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_weights", "set_weights"]
@@ -20,21 +20,21 @@ __all__ = ["ResizeConv", "Subpixel", "Upsample", "build", "from_native", "get_we
 
 def _heads() -> Any:
     """The heads module, imported on use: it imports this package."""
-    from upsample.backends.torch import stack
+    from upsample.backends.torch import head
 
-    return stack
+    return head
 
 
 def build(spec: Any, *, weights: Weights | None = None, **kwargs: Any) -> Any:
-    """The layer for ``spec`` of any kind (a ``StackSpec``: its head): the registry's entry point."""
-    if isinstance(spec, StackSpec):
+    """The layer for ``spec`` of any kind (a ``HeadSpec``: its head): the registry's entry point."""
+    if isinstance(spec, HeadSpec):
         return _heads().build(spec, weights=weights, **kwargs)
     kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
     return kind.build(spec, weights=weights, **kwargs)
 
 
 def get_weights(layer: Any) -> Weights:
-    """The layer's parameters in the canonical layout of its kind (a head's: ``StackWeights``)."""
+    """The layer's parameters in the canonical layout of its kind (a head's: ``HeadWeights``)."""
     if isinstance(layer, _heads().Head):
         return _heads().get_weights(layer)
     return (conv if isinstance(layer, (Subpixel, ResizeConv)) else transposed).get_weights(layer)
@@ -53,7 +53,7 @@ def from_native(module: Any) -> tuple[Any, Any]:
     ``nn.Sequential(Conv2d, PixelShuffle)`` / ``nn.Sequential(Upsample, Conv2d)`` (see
     :func:`upsample.backends.torch.conv.from_native`; any two modules without a ``ConvTranspose2d`` or a
     nested ``nn.Sequential`` are read as one), or any other ``nn.Sequential``: a head, returned as
-    ``(StackSpec, StackWeights)`` (see :func:`upsample.backends.torch.stack.from_native`)."""
+    ``(HeadSpec, HeadWeights)`` (see :func:`upsample.backends.torch.head.from_native`)."""
     if isinstance(module, nn.Sequential):
         kinds = (nn.ConvTranspose2d, nn.Sequential)
         pattern = len(module) == 2 and not any(isinstance(child, kinds) for child in module)

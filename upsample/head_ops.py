@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from upsample.stack import Activation, Norm
+from upsample.head import Activation, Norm
 
 Array = Any
 

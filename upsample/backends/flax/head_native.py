@@ -1,6 +1,6 @@
 """Heads from existing Flax sequences: an ``nnx.Sequential`` (or list of NNX layers), or a linen
-``nn.Sequential`` with its variables (``params`` and ``batch_stats``), as a :class:`~upsample.StackSpec` and
-canonical :class:`~upsample.stack_weights.StackWeights`. Both APIs share the reading of layer attributes,
+``nn.Sequential`` with its variables (``params`` and ``batch_stats``), as a :class:`~upsample.HeadSpec` and
+canonical :class:`~upsample.head_weights.HeadWeights`. Both APIs share the reading of layer attributes,
 activation functions and the refusals; only where the arrays live differs (NNX: on the layer; linen: in
 ``variables[collection]["layers_<i>"]``, the names ``nn.Sequential`` gives its layers)."""
 
@@ -18,9 +18,9 @@ from flax import nnx
 
 from upsample import head_patterns
 from upsample.backends.flax import conv, transposed
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights, NormWeights
 from upsample.messages import shown
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, StackWeights
 
 __all__ = ["from_native"]
 
@@ -89,7 +89,7 @@ def _native_norm(api: _Api, index: int, layer: Any) -> tuple[Norm, NormWeights]:
 
 def _convert(
     api: _Api, layers: list[Any], stages: Mapping[int, Mapping[str, Any]], variables: Mapping[str, Any] | None
-) -> tuple[StackSpec, StackWeights]:
+) -> tuple[HeadSpec, HeadWeights]:
     """The head ``layers`` describe, grouped by :mod:`upsample.head_patterns`; a ``Conv`` at an index of
     ``stages`` is a sub-pixel (with the function after it) or resize stage (with the one before it)."""
     roles = [_role(api, layer) for layer in layers]
@@ -180,7 +180,7 @@ def _linen_api(variables: Mapping[str, Any]) -> _Api:
 
 def from_native(
     model: Any, variables: Mapping[str, Any] | None = None, *, stages: Mapping[int, Mapping[str, Any]] | None = None
-) -> tuple[StackSpec, StackWeights]:
+) -> tuple[HeadSpec, HeadWeights]:
     """Spec and canonical weights of a sequence of stages, each but the last followed by the same
     ``BatchNorm``/``GroupNorm`` (or none) and activation function (``relu``, ``leaky_relu``, ``gelu``,
     ``tanh``, ``sigmoid`` from ``jax.nn``/``nnx``/``nn``/``jnp``, or a ``functools.partial`` of one), the last

@@ -1,4 +1,4 @@
-"""Heads (issue 16), framework-free: StackSpec validation and JSON, ``plan``, weights files, and the NumPy
+"""Heads (issue 16), framework-free: HeadSpec validation and JSON, ``plan``, weights files, and the NumPy
 reference checked against float64 finite differences and against the textbook statistics."""
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 
 import upsample
-from upsample import stack_reference
+from upsample import head_reference
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights, NormWeights, load_head, save_head
 from upsample.spec import UpsampleSpec
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import NormWeights, StackWeights, load_head, save_head
 from upsample.weights import WeightsFileError
 
 
-def small_head(norm: object = "batch", mode: str = "transposed", **kwargs: object) -> StackSpec:
+def small_head(norm: object = "batch", mode: str = "transposed", **kwargs: object) -> HeadSpec:
     return upsample.plan(4, 8, out_channels=2, mode=mode, norm=norm, **kwargs)  # type: ignore[arg-type]
 
 
-def random_weights(spec: StackSpec, seed: int) -> StackWeights:
+def random_weights(spec: HeadSpec, seed: int) -> HeadWeights:
     """Seeded weights with non-trivial norm parameters and running statistics."""
     rng = np.random.default_rng(seed)
     weights = upsample.init_weights(spec, seed=seed)
@@ -40,7 +40,7 @@ def random_weights(spec: StackSpec, seed: int) -> StackWeights:
         upsample.Weights(*(None if a is None else a + rng.normal(0, 0.1, a.shape) for a in w.arrays()))
         for w in weights.stages
     )
-    return StackWeights(stages, norms)
+    return HeadWeights(stages, norms)
 
 
 # --- spec -----------------------------------------------------------------------------------------
@@ -49,23 +49,23 @@ def random_weights(spec: StackSpec, seed: int) -> StackWeights:
 def test_validation_names_stage_and_argument() -> None:
     a, b = UpsampleSpec.for_size(4, 4, out_channels=6), UpsampleSpec(5, 2, 4, 2, 1)
     with pytest.raises(ValueError, match=r"stages\[1\]\.in_channels is 5 but stages\[0\]\.out_channels is 6"):
-        StackSpec([a, b])
+        HeadSpec([a, b])
     with pytest.raises(ValueError, match=r"groups=4 does not divide stages\[0\]\.out_channels=6"):
-        StackSpec([a, UpsampleSpec(6, 2, 4, 2, 1)], norm=Norm("group", groups=4))
+        HeadSpec([a, UpsampleSpec(6, 2, 4, 2, 1)], norm=Norm("group", groups=4))
     with pytest.raises(ValueError, match=r"stages\[1\] cannot take its 4x4 input"):
-        StackSpec([a, UpsampleSpec(6, 2, 1, 1, padding=((2, 2), (2, 2)))])
+        HeadSpec([a, UpsampleSpec(6, 2, 1, 1, padding=((2, 2), (2, 2)))])
     with pytest.raises(TypeError, match=r"stages\[0\] must be an upsample spec"):
-        StackSpec([a.to_dict()])
+        HeadSpec([a.to_dict()])
     with pytest.raises(ValueError, match="activation must be one of"):
-        StackSpec([a], activation="mish")
+        HeadSpec([a], activation="mish")
     with pytest.raises(ValueError, match="norm momentum must be in"):
-        StackSpec([a], norm=Norm("batch", momentum=1.5))
+        HeadSpec([a], norm=Norm("batch", momentum=1.5))
     with pytest.raises(TypeError, match="stages must be a non-empty sequence"):
-        StackSpec([])
+        HeadSpec([])
 
 
 def test_defaults_are_explicit() -> None:
-    spec = StackSpec([UpsampleSpec.for_size(4, 4)], norm="batch", activation="gelu", final_activation="leaky_relu")
+    spec = HeadSpec([UpsampleSpec.for_size(4, 4)], norm="batch", activation="gelu", final_activation="leaky_relu")
     assert spec.norm == Norm("batch", epsilon=1e-5, momentum=0.1, groups=32)
     assert spec.activation == Activation("gelu", approximate=False)
     assert spec.final_activation is not None and spec.final_activation.slope == 0.01
@@ -75,7 +75,7 @@ def test_defaults_are_explicit() -> None:
 def test_json_round_trip_and_protocol(mode: str) -> None:
     spec = upsample.plan(512, 64, out_channels=3, mode=mode, norm="batch", activation="relu", final_activation="tanh")
     assert upsample.load_spec(spec.to_json()) == spec
-    assert StackSpec.from_json(spec.to_json()) == spec
+    assert HeadSpec.from_json(spec.to_json()) == spec
     assert spec.output_size() == (64, 64) and spec.diagnose().ok
     assert [s.in_channels for s in spec.stages] == [512, 512, 256, 128, 64]
     assert spec.stages[-1].out_channels == 3
@@ -85,7 +85,7 @@ def test_json_round_trip_and_protocol(mode: str) -> None:
 
 
 def test_diagnose_reports_every_stage() -> None:
-    bad = StackSpec([UpsampleSpec.for_size(4, 4), UpsampleSpec(4, 4, kernel_size=3, stride=2, padding=1)])
+    bad = HeadSpec([UpsampleSpec.for_size(4, 4), UpsampleSpec(4, 4, kernel_size=3, stride=2, padding=1)])
     report = bad.diagnose()
     assert len(report.stages) == 2 and report.stages[0].ok and not report.stages[1].ok and not report.ok
     assert "stage 1: " in report.verdict
@@ -157,7 +157,7 @@ def test_weights_are_checked() -> None:
     spec = small_head()
     weights = upsample.init_weights(spec, seed=0)
     with pytest.raises(ValueError, match=r"weights.norms\[0\].scale has shape"):
-        StackWeights(weights.stages, (NormWeights(np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)), None)).check(spec)
+        HeadWeights(weights.stages, (NormWeights(np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)), None)).check(spec)
     group = small_head(Norm("group", groups=2))
     assert upsample.init_weights(group, seed=0).norms[0].running_mean is None  # type: ignore[union-attr]
 
@@ -180,10 +180,10 @@ def test_reference_vjp_matches_finite_differences(name: str, kwargs: dict, train
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 1, 1, 4))
     grad_y = rng.normal(size=(2, 8, 8, 2))
-    grad_x, grads = stack_reference.vjp(spec, weights, x, grad_y, training=training)
+    grad_x, grads = head_reference.vjp(spec, weights, x, grad_y, training=training)
 
-    def loss(xs: np.ndarray, ws: StackWeights) -> float:
-        return float((stack_reference.forward(spec, ws, xs, training=training)[0] * grad_y).sum())
+    def loss(xs: np.ndarray, ws: HeadWeights) -> float:
+        return float((head_reference.forward(spec, ws, xs, training=training)[0] * grad_y).sum())
 
     eps = 1e-6
     direction = rng.normal(size=x.shape)
@@ -192,8 +192,8 @@ def test_reference_vjp_matches_finite_differences(name: str, kwargs: dict, train
     flat, grad_flat = weights.flat(), grads.flat()
     for key in [k for k in flat if "running" not in k]:
         step = rng.normal(size=flat[key].shape)
-        plus = StackWeights.from_flat(spec, {**flat, key: flat[key] + eps * step})
-        minus = StackWeights.from_flat(spec, {**flat, key: flat[key] - eps * step})
+        plus = HeadWeights.from_flat(spec, {**flat, key: flat[key] + eps * step})
+        minus = HeadWeights.from_flat(spec, {**flat, key: flat[key] - eps * step})
         numeric = (loss(x, plus) - loss(x, minus)) / (2 * eps)
         np.testing.assert_allclose(numeric, (grad_flat[key] * step).sum(), rtol=1e-5, atol=1e-7, err_msg=key)
 
@@ -203,24 +203,24 @@ def test_reference_batch_statistics_are_torch_convention() -> None:
     spec = small_head()
     weights = random_weights(spec, 4)
     x = np.random.default_rng(5).normal(size=(3, 1, 1, 4))
-    _, updated = stack_reference.forward(spec, weights, x, training=True)
+    _, updated = head_reference.forward(spec, weights, x, training=True)
     z = upsample.reference.forward(spec.stages[0], weights.stages[0], x)
     old = weights.norms[0]
     new = updated.norms[0]
     assert old is not None and new is not None
     np.testing.assert_allclose(new.running_mean, 0.9 * old.running_mean + 0.1 * z.mean(axis=(0, 1, 2)))
     np.testing.assert_allclose(new.running_var, 0.9 * old.running_var + 0.1 * z.var(axis=(0, 1, 2), ddof=1))
-    _, same = stack_reference.forward(spec, weights, x, training=False)
+    _, same = head_reference.forward(spec, weights, x, training=False)
     for key, array in weights.flat().items():
         np.testing.assert_array_equal(same.flat()[key], array)
 
 
 def test_training_batch_norm_on_one_value_per_channel_is_refused() -> None:
-    spec = StackSpec([UpsampleSpec(4, 4), UpsampleSpec.for_size(4, 2)], norm="batch")
+    spec = HeadSpec([UpsampleSpec(4, 4), UpsampleSpec.for_size(4, 2)], norm="batch")
     weights = upsample.init_weights(spec, seed=0)
     with pytest.raises(ValueError, match="more than one value per channel"):
-        stack_reference.forward(spec, weights, np.ones((1, 1, 1, 4)), training=True)
-    stack_reference.forward(spec, weights, np.ones((1, 1, 1, 4)), training=False)
+        head_reference.forward(spec, weights, np.ones((1, 1, 1, 4)), training=True)
+    head_reference.forward(spec, weights, np.ones((1, 1, 1, 4)), training=False)
 
 
 def test_table_lists_every_stage() -> None:
@@ -235,10 +235,10 @@ def test_table_lists_every_stage() -> None:
 def test_init_and_build_errors_name_the_argument() -> None:
     spec = small_head()
     with pytest.raises(ValueError, match=r"scheme='bilinear' fits no stage .*stages\[0\] UpsampleSpec 4 -> 2"):
-        upsample.init_weights(StackSpec([UpsampleSpec.for_size(4, 4, out_channels=2)]), scheme="bilinear")
+        upsample.init_weights(HeadSpec([UpsampleSpec.for_size(4, 4, out_channels=2)]), scheme="bilinear")
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         upsample.init_weights(spec, seed=True)
-    with pytest.raises(TypeError, match="weights must be an upsample.StackWeights, got Weights"):
+    with pytest.raises(TypeError, match="weights must be an upsample.HeadWeights, got Weights"):
         spec.build("torch", weights=upsample.init_weights(spec.stages[0]))
     with pytest.raises(ValueError, match="backend must be one of"):
         spec.build("mxnet")
@@ -298,7 +298,7 @@ def test_plan_method_and_use_bias() -> None:
 def test_init_scheme_goes_to_the_stages_it_fits() -> None:
     """``icnr`` on a sub-pixel head: its dense transposed first stage gets he_uniform, each sub-pixel stage an ICNR
     kernel (the ``r_h * r_w`` phases of every output channel start equal); a scheme that fits no stage raises."""
-    from upsample.stack_weights import stage_schemes
+    from upsample.head_weights import stage_schemes
 
     head = upsample.plan(16, 16, 3, mode="subpixel")
     assert stage_schemes(head, "icnr") == ("he_uniform", "icnr", "icnr")
@@ -314,3 +314,21 @@ def test_init_scheme_goes_to_the_stages_it_fits() -> None:
         upsample.init_weights(upsample.plan(16, 16, 3), scheme="icnr")
     bilinear = upsample.plan(4, 16, 2)  # 4 -> 4, 4 -> 2, 2 -> 2 channels
     assert stage_schemes(bilinear, "bilinear") == ("bilinear", "he_uniform", "bilinear")
+
+
+def test_heads_written_as_stacks_still_load_and_the_old_names_import() -> None:
+    """Before heads were called heads in code their JSON said ``"kind": "stack"`` and the classes were
+    ``StackSpec``/``StackWeights`` in ``upsample.stack``: files and imports of that release keep working."""
+    import importlib
+
+    spec = upsample.plan(8, 8, out_channels=2, norm="batch")
+    data = spec.to_dict()
+    assert data["kind"] == "head"
+    assert upsample.load_spec({**data, "kind": "stack"}) == spec
+    assert upsample.StackSpec is upsample.HeadSpec and upsample.StackWeights is upsample.HeadWeights
+    assert importlib.import_module("upsample.stack").StackSpec is upsample.HeadSpec
+    assert importlib.import_module("upsample.stack_weights").StackWeights is upsample.HeadWeights
+    for backend in ("torch", "flax"):  # Keras's module loads Keras: the per-backend children import it
+        if backend in upsample.backends.available():
+            old = importlib.import_module(f"upsample.backends.{backend}.stack")
+            assert old.Head is importlib.import_module(f"upsample.backends.{backend}.head").Head

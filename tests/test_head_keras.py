@@ -3,7 +3,7 @@ gradients in training and inference mode (both data formats), running statistics
 planned heads, and the PyTorch DCGAN generator converted with the torch ``from_native``.
 
 Run once per Keras backend (``conftest.PER_KERAS_BACKEND``): by hand
-``UPSAMPLE_KERAS_CHILD=1 KERAS_BACKEND=jax pytest tests/test_stack_keras.py``.
+``UPSAMPLE_KERAS_CHILD=1 KERAS_BACKEND=jax pytest tests/test_head_keras.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import test_keras  # noqa: E402, F401  (sets up the backend, or skips)
 # isort: split
 
 import keras  # noqa: E402
-from stack_cases import (  # noqa: E402
+from head_cases import (  # noqa: E402
     ATOL,
     CASES,
     LEARNING_RATE,
@@ -41,11 +41,11 @@ from stack_cases import (  # noqa: E402
 )
 
 import upsample  # noqa: E402
-from upsample import stack_reference  # noqa: E402
-from upsample.backends.keras import stack as keras_stack  # noqa: E402
+from upsample import head_reference  # noqa: E402
+from upsample.backends.keras import head as keras_stack  # noqa: E402
+from upsample.head import Activation, HeadSpec, Norm  # noqa: E402
+from upsample.head_weights import HeadWeights  # noqa: E402
 from upsample.runners import keras as keras_runner  # noqa: E402
-from upsample.stack import Activation, Norm, StackSpec  # noqa: E402
-from upsample.stack_weights import StackWeights  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
@@ -60,7 +60,7 @@ def differentiate(head: keras_stack.Head, x: np.ndarray, grad_y: np.ndarray, tra
     return keras_runner._differentiate(fn, [v.value for v in head.trainable_variables], x, grad_y)
 
 
-def canonical(spec: StackSpec, values: list[Any], data_format: str) -> StackWeights:
+def canonical(spec: HeadSpec, values: list[Any], data_format: str) -> HeadWeights:
     """Trainable values (gradients, say) in the canonical layout: assigned to a disposable head's variables and
     read with ``get_weights`` (every layout conversion is a permutation)."""
     holder = keras_stack.build(spec, weights=upsample.init_weights(spec), data_format=data_format)
@@ -90,13 +90,13 @@ FORMAT_IDS = [(name, "channels_last") for name, _ in CASES] + [
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize(("spec", "data_format", "name"), FORMAT_CASES, ids=[f"{n}-{f}" for n, f in FORMAT_IDS])
-def test_forward_and_gradients_match_reference(spec: StackSpec, data_format: str, name: str, training: bool) -> None:
+def test_forward_and_gradients_match_reference(spec: HeadSpec, data_format: str, name: str, training: bool) -> None:
     weights = head_weights(spec)
     (x, grad_y), *_ = batches(spec, 1)
     head = spec.build("keras", weights=weights, data_format=data_format)
     y, grad_x, grads, updated = differentiate(head, layout(x, data_format), layout(grad_y, data_format), training)
-    want_y, want_weights = stack_reference.forward(spec, weights, x, training=training)
-    want_grad_x, want_grads = stack_reference.vjp(spec, weights, x, grad_y, training=training)
+    want_y, want_weights = head_reference.forward(spec, weights, x, training=training)
+    want_grad_x, want_grads = head_reference.vjp(spec, weights, x, grad_y, training=training)
     np.testing.assert_allclose(back(y, data_format), want_y, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(back(grad_x, data_format), want_grad_x, rtol=RTOL, atol=ATOL)
     assert_gradients_close(spec, canonical(spec, grads, data_format), want_grads, len(x))
@@ -106,7 +106,7 @@ def test_forward_and_gradients_match_reference(spec: StackSpec, data_format: str
 
 
 @pytest.mark.parametrize("spec", [spec for _, spec in SGD_CASES], ids=SGD_IDS)
-def test_sgd_steps_match_reference(spec: StackSpec) -> None:
+def test_sgd_steps_match_reference(spec: HeadSpec) -> None:
     weights = head_weights(spec)
     data = batches(spec)
     head = spec.build("keras", weights=weights, data_format="channels_last")
@@ -131,7 +131,7 @@ def test_planned_generator_heads_build(mode: str) -> None:
 def test_dcgan_generator_reproduced(training: bool) -> None:
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     generator = dcgan_generator().train(training)
     spec, weights = torch_stack.from_native(generator)
@@ -144,7 +144,7 @@ def test_dcgan_generator_reproduced(training: bool) -> None:
 
 
 def test_batch_norm_on_one_value_per_channel_is_refused() -> None:
-    spec = StackSpec([upsample.UpsampleSpec(4, 4, 3, padding=1), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
+    spec = HeadSpec([upsample.UpsampleSpec(4, 4, 3, padding=1), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
     head = spec.build("keras", data_format="channels_last")
     x = np.ones((1, 1, 1, 4), np.float32)
     with pytest.raises(ValueError, match="more than one value per channel"):
@@ -240,7 +240,7 @@ def test_from_native_keras_layer_and_instance_norms(norm: str, training: bool) -
     assert spec.activation == (Activation("elu", alpha=0.5) if kind == "layer" else Activation("silu"))
     x = np.random.default_rng(1).normal(size=(4, 2, 2, 8)).astype(np.float32)
     want = np.asarray(keras.ops.convert_to_numpy(model(x, training=training)))
-    reference = stack_reference.forward(spec, weights, x.astype(np.float64), training=training)[0]
+    reference = head_reference.forward(spec, weights, x.astype(np.float64), training=training)[0]
     np.testing.assert_allclose(reference, want, rtol=RTOL, atol=ATOL)
     got = spec.build("keras", weights=weights, data_format="channels_last")(x, training=training)
     np.testing.assert_allclose(np.asarray(keras.ops.convert_to_numpy(got)), want, rtol=RTOL, atol=ATOL)
@@ -263,7 +263,7 @@ def test_channels_first_norm_when_width_equals_channels(kind: str) -> None:
 
 
 def test_package_entry_points_take_heads() -> None:
-    """``upsample.backends.keras.build/get_weights/set_weights`` dispatch a StackSpec and its Head."""
+    """``upsample.backends.keras.build/get_weights/set_weights`` dispatch a HeadSpec and its Head."""
     from upsample.backends import keras as package
 
     spec = SGD_CASES[0][1]

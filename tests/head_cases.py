@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 import upsample
-from upsample import stack_reference
+from upsample import head_reference
 from upsample.crosscheck import head_check_weights, head_data, head_gradient_atol
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import StackWeights
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights
 
 RTOL, ATOL = 1e-4, 1e-5
 RUNNING_VAR_RTOL = 1e-4
@@ -19,7 +19,7 @@ RUNNING_VAR_RTOL = 1e-4
 here); no looser bound was needed."""
 
 
-def assert_gradients_close(spec: StackSpec, got: StackWeights, want: StackWeights, batch: int) -> None:
+def assert_gradients_close(spec: HeadSpec, got: HeadWeights, want: HeadWeights, batch: int) -> None:
     """Every trainable array's gradient, each to :func:`upsample.crosscheck.head_gradient_atol`."""
     got_flat = got.flat()
     for name, array in want.flat().items():
@@ -31,7 +31,7 @@ STEPS, LEARNING_RATE = 3, 0.05
 MODES = ["transposed", "subpixel", "resize"]
 
 
-def heads(size: int) -> list[tuple[str, StackSpec]]:
+def heads(size: int) -> list[tuple[str, HeadSpec]]:
     """A plan from 1x1 to ``size`` in each mode with BatchNorm, a GroupNorm head with GELU, and a non-square
     sub-pixel head with every constant off its default."""
     group = Norm("group", groups=2, epsilon=1e-3)
@@ -51,7 +51,7 @@ def heads(size: int) -> list[tuple[str, StackSpec]]:
     ]
 
 
-def norm_heads(size: int) -> list[tuple[str, StackSpec]]:
+def norm_heads(size: int) -> list[tuple[str, HeadSpec]]:
     """The norms and activations diffusers and MONAI heads use: GroupNorm + SiLU (diffusers), instance norm
     with ELU (alpha off its default) ending in SiLU, channels-only layer norm with ELU."""
     instance, layer = Norm("instance", epsilon=1e-3), Norm("layer", epsilon=1e-6)
@@ -75,31 +75,31 @@ CASES = heads(32)
 """Forward and gradients: the issue's plans from 1x1 to 32x32."""
 SGD_CASES = heads(8)
 """Three SGD steps: the same heads to 8x8. Larger heads make the loss ``sum(y * grad_y)`` so steep that three
-steps at this rate amplify float32 rounding past the tolerance (tests/stack_big_check.py runs the 64x64 heads
+steps at this rate amplify float32 rounding past the tolerance (tests/head_big_check.py runs the 64x64 heads
 at a rate of 1e-3)."""
 IDS = [name for name, _ in CASES]
 SGD_IDS = [name for name, _ in SGD_CASES]
 BATCH = 3
 
 
-def head_weights(spec: StackSpec, seed: int = 7) -> StackWeights:
+def head_weights(spec: HeadSpec, seed: int = 7) -> HeadWeights:
     """Seeded canonical weights with non-trivial norm parameters and running statistics (float32)."""
     return head_check_weights(spec, seed)
 
 
-def batches(spec: StackSpec, count: int = STEPS, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
+def batches(spec: HeadSpec, count: int = STEPS, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` seeded ``(x, grad_y)`` pairs, NHWC float32: the loss of a step is ``sum(y * grad_y)``."""
     return head_data(spec, batch=BATCH, steps=count, seed=seed)
 
 
-def expected_steps(spec: StackSpec, weights: StackWeights, data: list[tuple[np.ndarray, np.ndarray]]) -> StackWeights:
+def expected_steps(spec: HeadSpec, weights: HeadWeights, data: list[tuple[np.ndarray, np.ndarray]]) -> HeadWeights:
     """The reference's weights after one SGD step per batch of ``data``."""
     for x, grad_y in data:
-        weights = stack_reference.sgd_step(spec, weights, x, grad_y, LEARNING_RATE)
+        weights = head_reference.sgd_step(spec, weights, x, grad_y, LEARNING_RATE)
     return weights
 
 
-def assert_weights_close(got: StackWeights, want: StackWeights, what: str = "") -> None:
+def assert_weights_close(got: HeadWeights, want: HeadWeights, what: str = "") -> None:
     """Every array of ``want`` (flattened names) matches ``got``; the running variance to its own bound."""
     got_flat, want_flat = got.flat(), want.flat()
     assert set(got_flat) == set(want_flat), (sorted(got_flat), sorted(want_flat))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen, nnx
-from stack_cases import (
+from head_cases import (
     ATOL,
     CASES,
     IDS,
@@ -32,11 +32,11 @@ from stack_cases import (
 )
 
 import upsample
-from upsample import stack_reference
-from upsample.backends.flax import stack as flax_stack
+from upsample import head_reference
+from upsample.backends.flax import head as flax_stack
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights
 from upsample.runners.flax import head_stepper as stepper
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import StackWeights
 
 APIS = ["linen", "nnx"]
 
@@ -55,14 +55,14 @@ def forward(api: str, head: Any, x: np.ndarray, training: bool) -> tuple[Any, An
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("spec", [spec for _, spec in CASES], ids=IDS)
-def test_forward_and_gradients_match_reference(spec: StackSpec, training: bool, api: str) -> None:
+def test_forward_and_gradients_match_reference(spec: HeadSpec, training: bool, api: str) -> None:
     weights = head_weights(spec)
     (x, grad_y), *_ = batches(spec, 1)
     y, grad_x, grads, after = stepper(api, training)(
         spec.build("flax" if api == "linen" else "nnx", weights=weights), x, grad_y
     )
-    want_y, want_weights = stack_reference.forward(spec, weights, x, training=training)
-    want_grad_x, want_grads = stack_reference.vjp(spec, weights, x, grad_y, training=training)
+    want_y, want_weights = head_reference.forward(spec, weights, x, training=training)
+    want_grad_x, want_grads = head_reference.vjp(spec, weights, x, grad_y, training=training)
     np.testing.assert_allclose(y, want_y, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(grad_x, want_grad_x, rtol=RTOL, atol=ATOL)
     assert_gradients_close(spec, grads, want_grads, len(x))
@@ -71,7 +71,7 @@ def test_forward_and_gradients_match_reference(spec: StackSpec, training: bool, 
 
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("spec", [spec for _, spec in SGD_CASES], ids=SGD_IDS)
-def test_sgd_steps_match_reference(spec: StackSpec, api: str) -> None:
+def test_sgd_steps_match_reference(spec: HeadSpec, api: str) -> None:
     weights = head_weights(spec)
     data = batches(spec)
     head = spec.build("flax" if api == "linen" else "nnx", weights=weights)
@@ -83,7 +83,7 @@ def test_sgd_steps_match_reference(spec: StackSpec, api: str) -> None:
             name: array - LEARNING_RATE * grads.flat()[name] if "running" not in name else array
             for name, array in current.flat().items()
         }
-        head = flax_stack.set_weights(head, StackWeights.from_flat(spec, moved))
+        head = flax_stack.set_weights(head, HeadWeights.from_flat(spec, moved))
     assert_weights_close(flax_stack.get_weights(head), expected_steps(spec, weights, data))
 
 
@@ -102,7 +102,7 @@ def test_planned_generator_heads_build(mode: str, api: str) -> None:
 def test_dcgan_generator_reproduced(training: bool, api: str) -> None:
     import torch
 
-    from upsample.backends.torch import stack as torch_stack
+    from upsample.backends.torch import head as torch_stack
 
     generator = dcgan_generator().train(training)
     spec, weights = torch_stack.from_native(generator)
@@ -116,7 +116,7 @@ def test_dcgan_generator_reproduced(training: bool, api: str) -> None:
 @pytest.mark.filterwarnings("ignore::upsample.UpsampleWarning")
 @pytest.mark.parametrize("api", APIS)
 def test_batch_norm_on_one_value_per_channel_is_refused(api: str) -> None:
-    spec = StackSpec([upsample.UpsampleSpec(4, 4, 3, padding=1), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
+    spec = HeadSpec([upsample.UpsampleSpec(4, 4, 3, padding=1), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
     head = spec.build("flax" if api == "linen" else "nnx")
     x = np.ones((1, 1, 1, 4), np.float32)
     with pytest.raises(ValueError, match="more than one value per channel"):
@@ -254,7 +254,7 @@ def test_from_native_linen_refusals() -> None:
 
 @pytest.mark.parametrize("api", APIS)
 def test_package_entry_points_take_heads(api: str) -> None:
-    """``upsample.backends.flax.build/get_weights/set_weights`` dispatch a StackSpec and its heads."""
+    """``upsample.backends.flax.build/get_weights/set_weights`` dispatch a HeadSpec and its heads."""
     from upsample.backends import flax as package
 
     spec = SGD_CASES[0][1]

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from stack_cases import (
+from head_cases import (
     ATOL,
     CASES,
     IDS,
@@ -29,13 +29,13 @@ from stack_cases import (
 from torch import nn
 
 import upsample
-from upsample import stack_reference
-from upsample.backends.torch import stack as torch_stack
-from upsample.stack import Activation, Norm, StackSpec
-from upsample.stack_weights import StackWeights
+from upsample import head_reference
+from upsample.backends.torch import head as torch_stack
+from upsample.head import Activation, HeadSpec, Norm
+from upsample.head_weights import HeadWeights
 
 
-def canonical_grads(head: torch_stack.Head) -> StackWeights:
+def canonical_grads(head: torch_stack.Head) -> HeadWeights:
     """The parameters' gradients in the canonical layout: copied into a clone's parameters, read back with
     ``get_weights`` (every layout conversion is a permutation, so it maps gradients as it maps weights)."""
     clone = copy.deepcopy(head)
@@ -47,15 +47,15 @@ def canonical_grads(head: torch_stack.Head) -> StackWeights:
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("spec", [spec for _, spec in CASES], ids=IDS)
-def test_forward_and_gradients_match_reference(spec: StackSpec, training: bool) -> None:
+def test_forward_and_gradients_match_reference(spec: HeadSpec, training: bool) -> None:
     weights = head_weights(spec)
     (x, grad_y), *_ = batches(spec, 1)
     head = spec.build("torch", weights=weights).train(training)
     x_t = torch.tensor(nchw(x), requires_grad=True)
     y = head(x_t)
     (y * torch.tensor(nchw(grad_y))).sum().backward()
-    want_y, want_weights = stack_reference.forward(spec, weights, x, training=training)
-    want_grad_x, want_grads = stack_reference.vjp(spec, weights, x, grad_y, training=training)
+    want_y, want_weights = head_reference.forward(spec, weights, x, training=training)
+    want_grad_x, want_grads = head_reference.vjp(spec, weights, x, grad_y, training=training)
     np.testing.assert_allclose(nhwc(y.detach()), want_y, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(nhwc(x_t.grad), want_grad_x, rtol=RTOL, atol=ATOL)
     assert_gradients_close(spec, canonical_grads(head), want_grads, len(x))
@@ -63,7 +63,7 @@ def test_forward_and_gradients_match_reference(spec: StackSpec, training: bool) 
 
 
 @pytest.mark.parametrize("spec", [spec for _, spec in SGD_CASES], ids=SGD_IDS)
-def test_sgd_steps_match_reference(spec: StackSpec) -> None:
+def test_sgd_steps_match_reference(spec: HeadSpec) -> None:
     weights = head_weights(spec)
     data = batches(spec)
     head = spec.build("torch", weights=weights).train()
@@ -99,7 +99,7 @@ def test_dcgan_generator_converts(training: bool) -> None:
     want = generator(x)
     got = head(x)
     np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=RTOL, atol=ATOL)
-    reference_y, reference_weights = stack_reference.forward(spec, weights, nhwc(x), training=training)
+    reference_y, reference_weights = head_reference.forward(spec, weights, nhwc(x), training=training)
     np.testing.assert_allclose(nhwc(got.detach()), reference_y, rtol=RTOL, atol=ATOL)
     assert_weights_close(torch_stack.from_native(generator)[1], reference_weights, "generator after the pass")
     assert_weights_close(torch_stack.get_weights(head), reference_weights, "head after the pass")
@@ -107,7 +107,7 @@ def test_dcgan_generator_converts(training: bool) -> None:
 
 @pytest.mark.filterwarnings("ignore::upsample.UpsampleWarning")
 def test_batch_norm_on_one_value_per_channel_is_refused() -> None:
-    spec = StackSpec([upsample.UpsampleSpec(4, 4), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
+    spec = HeadSpec([upsample.UpsampleSpec(4, 4), upsample.UpsampleSpec.for_size(4, 2)], norm="batch")
     head = spec.build("torch").train()
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         head(torch.ones(1, 4, 1, 1))
@@ -129,7 +129,7 @@ def test_from_native_refuses_what_a_head_cannot_express() -> None:
 
 
 def test_package_entry_points_take_heads() -> None:
-    """``upsample.backends.torch.build/get_weights/set_weights`` dispatch a StackSpec and its Head."""
+    """``upsample.backends.torch.build/get_weights/set_weights`` dispatch a HeadSpec and its Head."""
     from upsample.backends import torch as package
 
     spec = SGD_CASES[0][1]

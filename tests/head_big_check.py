@@ -3,8 +3,8 @@
 activation="relu", final_activation="tanh")``, 3 SGD steps on the same batches from the same weights in one
 build, compared with the reference at rtol=1e-4, atol=1e-5 (running statistics included).
 
-    python tests/stack_big_check.py torch|linen|nnx [learning_rate]
-    UPSAMPLE_KERAS_CHILD=1 KERAS_BACKEND=jax python tests/stack_big_check.py keras [learning_rate]
+    python tests/head_big_check.py torch|linen|nnx [learning_rate]
+    UPSAMPLE_KERAS_CHILD=1 KERAS_BACKEND=jax python tests/head_big_check.py keras [learning_rate]
 
 The loss is ``sum(y * grad_y)`` over 2 x 64 x 64 x 3 values, so the default learning rate is 1e-3: at 0.05 the
 third step amplifies float32 rounding of the first two past any tolerance (measured in torch).
@@ -16,20 +16,20 @@ import sys
 import time
 from typing import Any
 
+import head_cases
 import numpy as np
-import stack_cases
-from stack_cases import assert_weights_close, expected_steps, head_weights
+from head_cases import assert_weights_close, expected_steps, head_weights
 
 import upsample
-from upsample.stack_weights import StackWeights
+from upsample.head_weights import HeadWeights
 
 
-def train(build: str, spec: Any, weights: StackWeights, data: list[Any], rate: float) -> StackWeights:
+def train(build: str, spec: Any, weights: HeadWeights, data: list[Any], rate: float) -> HeadWeights:
     """The weights after one SGD step per batch in ``build``, read back in the canonical layout."""
     if build == "torch":
         import torch
 
-        from upsample.backends.torch import stack as torch_stack
+        from upsample.backends.torch import head as torch_stack
 
         head = spec.build("torch", weights=weights).train()
         optimizer = torch.optim.SGD(head.parameters(), lr=rate)
@@ -39,9 +39,9 @@ def train(build: str, spec: Any, weights: StackWeights, data: list[Any], rate: f
             optimizer.step()
         return torch_stack.get_weights(head)
     if build in ("linen", "nnx"):
-        from test_stack_flax import stepper
+        from test_head_flax import stepper
 
-        from upsample.backends.flax import stack as flax_stack
+        from upsample.backends.flax import head as flax_stack
 
         head = spec.build("flax" if build == "linen" else "nnx", weights=weights)
         step = stepper(build, True)
@@ -51,12 +51,12 @@ def train(build: str, spec: Any, weights: StackWeights, data: list[Any], rate: f
                 name: array - rate * grads.flat()[name] if "running" not in name else array
                 for name, array in flax_stack.get_weights(head).flat().items()
             }
-            head = flax_stack.set_weights(head, StackWeights.from_flat(spec, moved))
+            head = flax_stack.set_weights(head, HeadWeights.from_flat(spec, moved))
         return flax_stack.get_weights(head)
     import keras
-    from test_stack_keras import differentiate
+    from test_head_keras import differentiate
 
-    from upsample.backends.keras import stack as keras_stack
+    from upsample.backends.keras import head as keras_stack
 
     head = spec.build("keras", weights=weights, data_format="channels_last")
     for x, grad_y in data:
@@ -69,9 +69,9 @@ def train(build: str, spec: Any, weights: StackWeights, data: list[Any], rate: f
 
 
 def main(build: str, rate: float) -> None:
-    stack_cases.LEARNING_RATE = rate  # the reference's SGD step reads it
+    head_cases.LEARNING_RATE = rate  # the reference's SGD step reads it
     rng = np.random.default_rng(0)
-    for mode in stack_cases.MODES:
+    for mode in head_cases.MODES:
         spec = upsample.plan(
             512, 64, out_channels=3, mode=mode, norm="batch", activation="relu", final_activation="tanh"
         )

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from upsample.arguments import IntOrPair, Pair, as_int, as_pair
+from upsample.head import HeadSpec, Norm
 from upsample.messages import shown
-from upsample.stack import Norm, StackSpec
 
 MIN_DENSE_SIZE = 4
 """The dense first stage from 1x1 reaches at least this size (DCGAN's 1 -> 4), when the target allows."""
@@ -83,7 +83,7 @@ def plan(
     input_size: IntOrPair = 1,
     method: str | None = None,
     use_bias: bool = True,
-) -> StackSpec:
+) -> HeadSpec:
     """The head a careful engineer would write from ``input_size`` to ``size``.
 
     From 1x1: a dense transposed first stage (``UpsampleSpec.for_size``: kernel = its size, every pixel its
@@ -93,7 +93,7 @@ def plan(
     Channels: the dense stage keeps ``in_channels``, each later stage halves them (at least 1), the last
     gives ``out_channels`` (default: the halved count); or ``channels`` lists each stage's output channels.
 
-    ``norm``, ``activation`` and ``final_activation`` are as in :class:`StackSpec`. ``norm="group"`` (or a dict
+    ``norm``, ``activation`` and ``final_activation`` are as in :class:`HeadSpec`. ``norm="group"`` (or a dict
     without ``groups``) gets the largest group count up to :data:`MAX_GROUPS` that divides every normalised
     stage's channels (8 for normalised stages of 32, 16 and 8 channels); explicit groups that do not divide are refused,
     naming the stages. ``method`` (``"nearest"``, the default, or ``"bilinear"``) is the resize stages'
@@ -149,4 +149,4 @@ def plan(
         stages.append(stage)
         current, c_in = stage.output_size(current), outs[i]
     norm = _group_norm(norm, outs[:-1])
-    return StackSpec(stages, activation=activation, norm=norm, final_activation=final_activation, input_size=source)
+    return HeadSpec(stages, activation=activation, norm=norm, final_activation=final_activation, input_size=source)

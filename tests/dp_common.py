@@ -10,6 +10,12 @@ float64 NumPy with :func:`upsample.reference.vjp`.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,3 +100,29 @@ def load(path: str) -> dict[str, Any]:
             run, name = key.rsplit("/", 1)
             grouped.setdefault(run, {})[name] = data[key]
     return {run: upsample.Weights(**arrays) for run, arrays in grouped.items()}
+
+
+WORKER_TIMEOUT = 300  # seconds; each worker takes under 30 s on a loaded 2-core CPU
+
+
+def run_worker(script: str, env: dict[str, str], out: Path, read: Callable[[str], Any] = load) -> Any:
+    """Run a worker script of this folder in a subprocess with ``env`` added; what ``read`` makes of its
+    ``out`` file."""
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, str(tests / script), str(out)],
+        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])},
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return read(str(out))
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address, for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -10,12 +10,10 @@ statistics, sums the shards' gradients and keeps shard 0's running statistics (t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import dp_common
 import numpy as np
 
 import upsample
@@ -27,7 +25,6 @@ from upsample.head_weights import HeadWeights
 STEPS = 3
 LR = 0.05
 BATCH = 8  # divisible by 2 (torch processes) and 4 (JAX devices)
-WORKER_TIMEOUT = 300  # seconds; each worker takes under 30 s on a loaded 2-core CPU
 
 HEADS: dict[str, HeadSpec] = {
     # 1x1 -> 4x4 dense transposed stage, BatchNorm, ReLU, 4x4 -> 8x8 transposed stage, tanh
@@ -102,18 +99,8 @@ def load(path: str) -> dict[str, HeadWeights]:
 
 
 def run_worker(script: str, env: dict[str, str], out: Path) -> dict[str, HeadWeights]:
-    """Run a worker script of this folder in a subprocess with ``env`` added; its results (:func:`load`)."""
-    tests = Path(__file__).resolve().parent
-    result = subprocess.run(
-        [sys.executable, str(tests / script), str(out)],
-        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])},
-        capture_output=True,
-        text=True,
-        timeout=WORKER_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return load(str(out))
+    """:func:`dp_common.run_worker` reading heads' results (:func:`load`)."""
+    return dp_common.run_worker(script, env, out, load)
 
 
 def flat64(weights: Any) -> dict[str, np.ndarray]:

@@ -10,13 +10,13 @@ before each forward pass. Rank 0 writes what it holds after training.
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from dp_common import free_port
 from dp_heads_common import BATCH, HEADS, LR, batches, initial_weights, save
 from torch.nn.parallel import DistributedDataParallel
 
@@ -49,12 +49,6 @@ def rank_main(rank: int, port: int, out: str) -> None:
             save(out, results)
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the update is the full batch's. The rendezvous uses a free localhost port picked
 
 from __future__ import annotations
 
-import socket
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from dp_common import BATCH, CASES, LR, STEPS, batches, initial_weights, load, save
+from dp_common import BATCH, CASES, LR, STEPS, batches, free_port, initial_weights, load, save
 from torch.nn.parallel import DistributedDataParallel
 
 import upsample
@@ -58,12 +57,6 @@ def rank_main(rank: int, port: int, out: str) -> None:
             save(out, results)
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main(out: Path) -> None:

@@ -8,21 +8,17 @@ both must match the independent oracle: the same SGD in float64 NumPy through ``
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 from cases import ATOL, RTOL, require_backend
-from dp_common import CASES, batches, initial_weights, load, sgd_oracle
+from dp_common import CASES, batches, initial_weights, run_worker, sgd_oracle
 
 import upsample
 
 TESTS = Path(__file__).resolve().parent
-WORKER_TIMEOUT = 300  # seconds; each worker takes well under 30 s here
 JAX_ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 
 
@@ -53,19 +49,6 @@ MIN_CHANGE = 100 * ATOL
 def oracle() -> dict[str, upsample.Weights]:
     """Each case's parameters after the float64 NumPy SGD."""
     return {name: sgd_oracle(spec, initial_weights(spec), *batches(spec, size)) for name, (spec, size) in CASES.items()}
-
-
-def run_worker(script: str, env: dict[str, str], out: Path) -> dict[str, upsample.Weights]:
-    result = subprocess.run(
-        [sys.executable, str(TESTS / script), str(out)],
-        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])},
-        capture_output=True,
-        text=True,
-        timeout=WORKER_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return load(str(out))
 
 
 def assert_same(actual: upsample.Weights, expected: upsample.Weights, what: str) -> None:

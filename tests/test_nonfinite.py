@@ -10,13 +10,12 @@ in each child, torch in the Keras-on-torch child and Flax linen/NNX in the Keras
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 import pytest
 from head_cases import head_weights
-from test_equivalence import IN_PROCESS
+from test_equivalence import IN_PROCESS, run_everywhere
 
 import upsample
 from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, Weights, crosscheck, head_reference, reference
@@ -244,14 +243,6 @@ def assert_propagates(actual: np.ndarray, expected: np.ndarray, how: str, what: 
     return None
 
 
-def run_builds(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> dict[str, Any]:
-    outcomes = {}
-    for target in IN_PROCESS.values():
-        runner = importlib.import_module(f"upsample.runners.{target.runner}")
-        outcomes[target.label] = runner.run(spec, weights, x, grad_y, repeats=0, **target.options)
-    return outcomes
-
-
 @pytest.fixture(scope="module")
 def builds() -> dict[str, Any]:
     from cases import require_backend
@@ -279,7 +270,7 @@ def test_builds_propagate_like_the_reference(builds: dict, name: str) -> None:
     grad_y[0, out_h - 1, 0, 1] = np.inf
     grad_x, _ = reference.vjp(spec, weights, x, grad_y)
     assert not np.isfinite(grad_x[0]).all() and np.isfinite(grad_x[1:]).all()
-    for label, outcome in run_builds(spec, weights, x, grad_y).items():
+    for label, outcome in run_everywhere(spec, weights, x, grad_y).items():
         how = propagation(label, spec)
         for sample, poisoned in enumerate(POISONED):
             what = f"{label}, {name}, {poisoned} input: output"
@@ -291,7 +282,7 @@ def test_builds_agree_on_the_measured_example(builds: dict) -> None:
     weights = weights_for(EXAMPLE, seed=0)
     x = poison(clean_input(EXAMPLE, (3, 2), batch=1), [((0, 0), np.nan)])
     y = reference.forward(EXAMPLE, weights, x)
-    for label, outcome in run_builds(EXAMPLE, weights, x, np.ones_like(y)).items():
+    for label, outcome in run_everywhere(EXAMPLE, weights, x, np.ones_like(y)).items():
         assert_same_nonfinite(outcome.y, y, label)
         assert int(np.isnan(outcome.y).sum()) == 36, label
 

@@ -43,23 +43,27 @@ def check_unbatched(spec: Any, x: Any) -> None:
     """The input rules of a head's first stage ``spec`` on an unbatched ``x`` as the user passed it, before
     the head makes it a batch of one (so a message shows the user's shape); skipped while tracing."""
     if isinstance(x, torch.Tensor) and not torch.jit.is_tracing():
-        shape = (*x.shape[:-2], None, None) if torch.compiler.is_compiling() else tuple(x.shape)
-        check_input(spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
+        _checked_size(spec, x)
+
+
+def _checked_size(spec: Any, x: torch.Tensor) -> Any:
+    """``checks.check_input`` on NCHW ``x`` (or CHW); under ``torch.compile`` the spatial sizes are symbolic,
+    so only the rest is checked (and ``None`` comes back for the size)."""
+    shape = (*x.shape[:-2], None, None) if torch.compiler.is_compiling() else tuple(x.shape)
+    return check_input(spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
 
 
 def _check(layer: Any, x: torch.Tensor) -> None:
     """The input rules (``checks.check_input``), the dtype rule and the dead-pixel warning, in eager mode
     and under ``torch.compile``."""
-    compiling = torch.compiler.is_compiling()
-    shape = (*x.shape[:-2], None, None) if compiling else tuple(x.shape)
-    size = check_input(layer.spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
+    size = _checked_size(layer.spec, x)
     dtype = layer.conv.weight.dtype
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(  # torch refuses mixed dtypes deep inside its kernels; say so first, naming the layer
             f"x has dtype {x.dtype} but this {type(layer).__name__}'s parameters are {dtype}; convert one of "
             f"them (x.to({dtype}) or layer.to({x.dtype})), or run under torch.autocast"
         )
-    if not compiling:
+    if not torch.compiler.is_compiling():
         guard = layer.__dict__.get("_guard")  # one per layer: it warns once per input size
         if guard is None:
             guard = layer.__dict__["_guard"] = DeadPixelGuard(layer.spec)

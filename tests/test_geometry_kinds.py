@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import upsample
-from upsample import geometry
+from upsample import conv_geometry, geometry
 from upsample.conv_specs import ResizeSpec
 
 ORDERS_SHAPE = list(itertools.product(range(1, 4), range(1, 4), range(1, 4)))  # (C, r_h, r_w)
@@ -21,16 +21,16 @@ def test_same_padding_matches_tensorflow_formula(kernel: int) -> None:
     # pad_total = max((out - 1) * s + k - in, 0), pad_before = pad_total // 2; here s = 1.
     for length in range(1, 7):
         total = max((length - 1) + kernel - length, 0)
-        assert geometry.same_padding(kernel) == (total // 2, total - total // 2)
+        assert conv_geometry.same_padding(kernel) == (total // 2, total - total // 2)
 
 
 @pytest.mark.parametrize("kernel", range(1, 7))
 def test_same_coverage_counts_taps_inside(kernel: int) -> None:
     for length in range(1, 7):
-        before, after = geometry.same_padding(kernel)
+        before, after = conv_geometry.same_padding(kernel)
         padded = np.pad(np.ones(length), (before, after))
         windows = np.lib.stride_tricks.sliding_window_view(padded, kernel)
-        assert geometry.same_coverage(length, kernel) == windows.sum(axis=1).astype(int).tolist()
+        assert conv_geometry.same_coverage(length, kernel) == windows.sum(axis=1).astype(int).tolist()
 
 
 @pytest.mark.parametrize(("channels", "scale_h", "scale_w"), ORDERS_SHAPE)
@@ -39,29 +39,29 @@ def test_shuffle_channel_matches_reshape_orders(channels: int, scale_h: int, sca
     crd = np.arange(total).reshape(channels, scale_h, scale_w)  # torch PixelShuffle's view of the channels
     dcr = np.arange(total).reshape(scale_h, scale_w, channels)  # tf.nn.depth_to_space's view
     for c, i, j in itertools.product(range(channels), range(scale_h), range(scale_w)):
-        assert geometry.shuffle_channel("CRD", c, i, j, channels, (scale_h, scale_w)) == crd[c, i, j]
-        assert geometry.shuffle_channel("DCR", c, i, j, channels, (scale_h, scale_w)) == dcr[i, j, c]
+        assert conv_geometry.shuffle_channel("CRD", c, (i, j), channels, (scale_h, scale_w)) == crd[c, i, j]
+        assert conv_geometry.shuffle_channel("DCR", c, (i, j), channels, (scale_h, scale_w)) == dcr[i, j, c]
 
 
 @pytest.mark.parametrize(("channels", "scale_h", "scale_w"), ORDERS_SHAPE)
-@pytest.mark.parametrize("order", geometry.SHUFFLE_ORDERS)
+@pytest.mark.parametrize("order", conv_geometry.SHUFFLE_ORDERS)
 def test_permutation_makes_a_native_shuffle_give_the_canonical_result(
     order: str, channels: int, scale_h: int, scale_w: int
 ) -> None:
     scale = (scale_h, scale_w)
     canonical = np.random.default_rng(0).normal(size=channels * scale_h * scale_w)
-    permutation = geometry.shuffle_permutation(order, channels, scale)
+    permutation = conv_geometry.shuffle_permutation(order, channels, scale)
     native = canonical[list(permutation)]
     for c, i, j in itertools.product(range(channels), range(scale_h), range(scale_w)):
-        read = native[geometry.shuffle_channel(order, c, i, j, channels, scale)]
-        assert read == canonical[geometry.shuffle_channel("CRD", c, i, j, channels, scale)]
-    assert native[list(geometry.inverse_permutation(permutation))].tolist() == canonical.tolist()
+        read = native[conv_geometry.shuffle_channel(order, c, (i, j), channels, scale)]
+        assert read == canonical[conv_geometry.shuffle_channel("CRD", c, (i, j), channels, scale)]
+    assert native[list(conv_geometry.inverse_permutation(permutation))].tolist() == canonical.tolist()
     assert sorted(permutation) == list(range(len(permutation)))
 
 
 def test_unknown_shuffle_order_is_refused() -> None:
     with pytest.raises(ValueError, match="order must be one of.*'CDR'"):
-        geometry.shuffle_channel("CDR", 0, 0, 0, 1, (2, 2))
+        conv_geometry.shuffle_channel("CDR", 0, (0, 0), 1, (2, 2))
 
 
 @pytest.mark.parametrize(("length", "scale"), list(itertools.product(range(1, 6), range(1, 5))))
@@ -70,7 +70,7 @@ def test_bilinear_taps_match_half_pixel_interpolation(length: int, scale: int) -
     # half-pixel source coordinates; np.interp clamps outside [0, length - 1] (edges clamped)
     source = (np.arange(length * scale) + 0.5) / scale - 0.5
     expected = np.interp(source, np.arange(length), values)
-    taps = geometry.bilinear_taps(length, scale)
+    taps = conv_geometry.bilinear_taps(length, scale)
     got = [(1 - tap.weight) * values[tap.low] + tap.weight * values[tap.high] for tap in taps]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     assert all(0 <= tap.weight < 1 and 0 <= tap.low <= tap.high < length for tap in taps)

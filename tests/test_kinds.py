@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from kind_cases import CASES, SWEEP, Spec, case_id, inputs, random_cases, weights
 
 import upsample
-from upsample import geometry
+from upsample import conv_geometry
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 
 
@@ -20,9 +20,9 @@ from upsample.conv_specs import ResizeSpec, SubpixelSpec
         (lambda: SubpixelSpec(2.5), TypeError, r"in_channels must be an int, got 2.5"),
         (lambda: SubpixelSpec(2, scale=0), ValueError, r"scale must be positive, got 0"),
         (
-            lambda: SubpixelSpec(2, scale=(1, 2, 3)),
+            lambda: SubpixelSpec(2, scale=(1, 2), spatial_dims=1),
             ValueError,
-            r"scale must be an int or an \(h, w\) pair, got \(1, 2, 3\)",
+            r"scale has 2 items but spatial_dims=1",
         ),
         (lambda: ResizeSpec(2, kernel_size="3"), TypeError, r"kernel_size must be an int, got '3'"),
         (lambda: ResizeSpec(2, method="bicubic"), ValueError, r"method must be one of .*got 'bicubic'"),
@@ -108,7 +108,7 @@ def test_flops_counts_the_convolution_where_it_runs() -> None:
 
 def _conv_by_windows(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Stride-1 "same" cross-correlation as an einsum over sliding windows."""
-    pads = [geometry.same_padding(k) for k in kernel.shape[:2]]
+    pads = [conv_geometry.same_padding(k) for k in kernel.shape[:2]]
     padded = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[:2], axis=(1, 2))
     return np.einsum("bhwcij,ijco->bhwo", windows, kernel)

@@ -27,7 +27,7 @@ from cases import require_backend  # noqa: E402
 from kind_cases import CASES, SWEEP, Spec, case_id, expected, inputs, weights  # noqa: E402
 
 import upsample  # noqa: E402
-from upsample import geometry  # noqa: E402
+from upsample import conv_geometry  # noqa: E402
 from upsample.backends import keras as uk  # noqa: E402
 from upsample.conv_specs import ResizeSpec, SubpixelSpec  # noqa: E402
 
@@ -43,7 +43,7 @@ def canonical_grads(layer: uk.Subpixel | uk.ResizeConv, grads: dict[int, np.ndar
     kernel = grads[id(layer.conv.kernel)]
     bias = None if layer.conv.bias is None else grads[id(layer.conv.bias)]
     if layer.permutation is not None:
-        inverse = list(geometry.inverse_permutation(layer.permutation))
+        inverse = list(conv_geometry.inverse_permutation(layer.permutation))
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     return upsample.Weights(kernel, bias, None if layer.skip is None else grads[id(layer.skip.kernel)][0, 0])
 

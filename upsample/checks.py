@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from upsample import limits
+from upsample.arguments import size_text
 
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -29,51 +30,64 @@ def check_input(
     *,
     unbatched: bool = False,
     dynamic: bool = False,
-) -> tuple[int | None, int | None]:
-    """Check an input's shape and dtype against ``spec``; return its ``(H, W)``.
+) -> tuple[int | None, ...]:
+    """Check an input's shape and dtype against ``spec``; return its spatial size (``(H, W)`` in 2-D).
 
-    ``layout`` is ``"NHWC"`` or ``"NCHW"``; ``floating`` says whether the dtype is a floating type
-    and ``dtype`` names it for the message. Unknown (``None``) batch sizes are allowed; unknown
-    spatial sizes only with ``dynamic`` (then returned as ``None``), and a rank-3 unbatched input
-    (``CHW`` / ``HWC``) only with ``unbatched``.
+    ``layout`` is ``"NHWC"`` (channels last: ``(N, *spatial, C)`` for any number of spatial axes) or ``"NCHW"``
+    (channels first); ``floating`` says whether the dtype is a floating type and ``dtype`` names it for the
+    message. Unknown (``None``) batch sizes are allowed; unknown spatial sizes only with ``dynamic`` (then
+    returned as ``None``), and an input without the batch axis only with ``unbatched``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    rank = getattr(spec, "spatial_dims", 2)
+    batched = layout_name(layout, rank)
     given = shape = tuple(shape)  # messages show ``given``, the shape the user passed
-    rank = layout
-    if unbatched and len(shape) == 3:
-        shape, rank = (1, *shape), layout[1:]
-    elif len(shape) != 4:
-        ranks = f"rank-4 {layout}" + (f" (or rank-3 {layout[1:]}, unbatched)" if unbatched else "")
+    named = batched
+    if unbatched and len(shape) == rank + 1:
+        shape, named = (1, *shape), batched[1:]
+    elif len(shape) != rank + 2:
+        ranks = f"rank-{rank + 2} {batched}" + (f" (or rank-{rank + 1} {batched[1:]}, unbatched)" if unbatched else "")
         raise ValueError(
             f"x must be a {ranks} tensor, got shape {_shape(given)} (rank {len(given)}); "
-            f"a pooled vector (B, C) needs reshaping to {_example(spec, layout)}"
+            f"a pooled vector (B, C) needs reshaping to {_example(spec, layout, rank)}"
         )
-    channel_axis, other_axis = (3, 1) if layout == "NHWC" else (1, 3)
+    channel_axis, other_axis = (-1, 1) if layout == "NHWC" else (1, -1)
     channels = shape[channel_axis]
     if channels != spec.in_channels:
         hint = ""
         if shape[other_axis] == spec.in_channels:
-            other = "NCHW" if layout == "NHWC" else "NHWC"
-            hint = f": is this {other if rank == layout else other[1:]}?"
-        raise ValueError(f"x: expected {rank} with C={spec.in_channels}, got shape {_shape(given)}{hint}")
+            other = layout_name("NCHW" if layout == "NHWC" else "NHWC", rank)
+            hint = f": is this {other if named == batched else other[1:]}?"
+        raise ValueError(f"x: expected {named} with C={spec.in_channels}, got shape {_shape(given)}{hint}")
     if not floating:
         raise TypeError(f"x must have a floating dtype, got {dtype}")
-    height, width = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
-    if height is None or width is None:
+    size = shape[1:-1] if layout == "NHWC" else shape[2:]
+    if None in size:
         if not dynamic:
             raise ValueError(f"x must have static spatial dimensions, got shape {_shape(given)}")
-        return height, width
-    limits.check_output(spec, (height, width), f"the input x of shape {_shape(given)}")
-    return height, width
+        return size
+    limits.check_output(spec, size, f"the input x of shape {_shape(given)}")
+    return size
+
+
+_SPATIAL_LETTERS = {1: "L", 2: "HW", 3: "DHW"}
+
+
+def layout_name(layout: str, rank: int) -> str:
+    """``"NHWC"``/``"NCHW"`` written for ``rank`` spatial axes: ``NLC``/``NCL``, ``NHWC``/``NCHW``,
+    ``NDHWC``/``NCDHW``."""
+    spatial = _SPATIAL_LETTERS[rank]
+    return f"N{spatial}C" if layout == "NHWC" else f"NC{spatial}"
 
 
 def _shape(shape: tuple[Any, ...]) -> str:
     return str(shape) if len(shape) <= 8 else f"{str(shape[:8])[:-1]}, ...) "
 
 
-def _example(spec: Any, layout: str) -> str:
-    return f"(B, 1, 1, {spec.in_channels})" if layout == "NHWC" else f"(B, {spec.in_channels}, 1, 1)"
+def _example(spec: Any, layout: str, rank: int) -> str:
+    ones = ", ".join("1" * rank)
+    return f"(B, {ones}, {spec.in_channels})" if layout == "NHWC" else f"(B, {spec.in_channels}, {ones})"
 
 
 class DeadPixelGuard:
@@ -82,9 +96,9 @@ class DeadPixelGuard:
 
     def __init__(self, spec: Any) -> None:
         self._spec = spec
-        self._seen: set[tuple[int, int]] = set()
+        self._seen: set[tuple[int, ...]] = set()
 
-    def __call__(self, input_size: tuple[int | None, int | None]) -> None:
+    def __call__(self, input_size: tuple[int | None, ...]) -> None:
         if input_size in self._seen or None in input_size:
             return
         self._seen.add(input_size)  # type: ignore[arg-type]
@@ -92,7 +106,7 @@ class DeadPixelGuard:
         if report.dead or report.not_upsampling:
             describe = getattr(self._spec, "describe", lambda: type(self._spec).__name__)
             warnings.warn(
-                f"{describe()} on a {input_size[0]}x{input_size[1]} input: {report.verdict}",
+                f"{describe()} on a {size_text(input_size)} input: {report.verdict}",  # type: ignore[arg-type]
                 UpsampleWarning,
                 stacklevel=_user_stacklevel(),
             )

@@ -7,7 +7,7 @@ reshaping step, with the protocol of :class:`~upsample.UpsampleSpec`.
 - Resize-convolution (Odena et al. 2016): a nearest or half-pixel bilinear resize by an integer factor,
   then the convolution.
 
-Both convolutions pad ``(k - 1) // 2`` rows before and the rest after per axis (``geometry.same_padding``),
+Both convolutions pad ``(k - 1) // 2`` rows before and the rest after per axis (``conv_geometry.same_padding``),
 so the output is ``input * scale``. The canonical kernel is ``(kh, kw, C_in, C_conv)`` as a
 cross-correlation (HWIO); residual modes are those of ``UpsampleSpec`` (docs/conventions.md).
 """
@@ -20,11 +20,11 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from upsample import geometry, limits
-from upsample.arguments import IntOrPair, Pair, as_int, as_pair
+from upsample import conv_geometry, limits
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, spatial_rank
 from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
-from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
+from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual, outer
 from upsample.spec_kinds import ParamCount
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from upsample.weights import Weights
 
 RESIZE_METHODS = ("nearest", "bilinear")
-_AXES = ("height", "width")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -43,25 +42,29 @@ class _ConvKind:
     KIND: ClassVar[str]
     in_channels: int
     out_channels: int
-    scale: Pair
-    kernel_size: Pair
+    scale: Axes
+    kernel_size: Axes
     residual: Residual | None
     use_bias: bool
+    spatial_dims: int
 
     def _set_common(
         self,
         in_channels: int,
         out_channels: int | None,
-        scale: IntOrPair,
-        kernel_size: IntOrPair,
+        scale: IntOrAxes,
+        kernel_size: IntOrAxes,
         residual: Residual | None,
         use_bias: bool,
+        spatial_dims: int | None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
         set_field("out_channels", self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1))
-        set_field("scale", as_pair("scale", scale, 1))
-        set_field("kernel_size", as_pair("kernel_size", kernel_size, 1))
+        rank = spatial_rank(spatial_dims, {"scale": scale, "kernel_size": kernel_size})
+        set_field("spatial_dims", rank)
+        set_field("scale", as_axes("scale", scale, rank, 1))
+        set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
         if residual is not None and residual not in RESIDUAL_MODES:
             raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
         if residual == "nearest" and self.in_channels != self.out_channels:
@@ -83,56 +86,58 @@ class _ConvKind:
         return self.out_channels
 
     @property
-    def padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """The convolution's zero rows ``((top, bottom), (left, right))`` (``geometry.same_padding``)."""
-        return (geometry.same_padding(self.kernel_size[0]), geometry.same_padding(self.kernel_size[1]))
+    def padding(self) -> tuple[tuple[int, int], ...]:
+        """The convolution's zero rows per axis, ``((top, bottom), (left, right))`` in 2-D
+        (``conv_geometry.same_padding``)."""
+        return tuple(conv_geometry.same_padding(k) for k in self.kernel_size)
 
-    def output_size(self, input_size: IntOrPair = 1) -> Pair:
-        """``(H, W)`` of the output for an input of ``input_size``: ``input * scale``."""
-        size = as_pair("input_size", input_size, 1)
-        return (size[0] * self.scale[0], size[1] * self.scale[1])
+    def _size(self, input_size: IntOrAxes) -> Axes:
+        return as_axes("input_size", input_size, self.spatial_dims, 1)
+
+    def output_size(self, input_size: IntOrAxes = 1) -> Axes:
+        """The output's spatial size (``(H, W)`` in 2-D) for an input of ``input_size``: ``input * scale``."""
+        size = self._size(input_size)
+        return tuple(length * scale for length, scale in zip(size, self.scale, strict=True))
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
         raise NotImplementedError
 
-    def _axes_coverage(self, size: Pair) -> tuple[list[int], list[int]]:
+    def _axes_coverage(self, size: Axes) -> tuple[list[int], ...]:
         """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
         limits.check_output(self, size)
-        return self._axis_coverage(size[0], 0), self._axis_coverage(size[1], 1)
+        return tuple(self._axis_coverage(size[a], a) for a in range(self.spatial_dims))
 
-    def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
-        """Int array ``(H, W)``: how many kernel taps read the (resized) input, not padding, per output pixel."""
-        import numpy as np
-
-        size = as_pair("input_size", input_size, 1)
+    def coverage(self, input_size: IntOrAxes = 1) -> np.ndarray:
+        """Int array of the output's spatial shape: how many kernel taps read the (resized) input, not padding,
+        per output pixel."""
+        size = self._size(input_size)
         limits.check_map(self, size)
-        rows, cols = self._axes_coverage(size)
-        return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+        return outer(self._axes_coverage(size))
 
-    def _note(self, size: Pair) -> str:
+    def _note(self, size: Axes) -> str:
         raise NotImplementedError
 
-    def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
+    def diagnose(self, input_size: IntOrAxes = 1) -> CoverageReport:
         """No dead pixels and even interior coverage by construction; the report's ``suggestion`` says what
         a 1-pixel input wastes, and a scale of 1 is reported as not upsampling."""
-        size = as_pair("input_size", input_size, 1)
-        rows, cols = self._axes_coverage(size)
-        live = sum(1 for count in rows if count) * sum(1 for count in cols if count)
+        size = self._size(input_size)
+        axes = self._axes_coverage(size)
+        live = math.prod(sum(1 for count in axis if count) for axis in axes)
+        out = tuple(len(axis) for axis in axes)
         return CoverageReport(
             input_size=size,
-            output_size=(len(rows), len(cols)),
-            dead=len(rows) * len(cols) - live,
+            output_size=out,
+            dead=math.prod(out) - live,
             live=live,
             uneven_axes=(),
-            not_upsampling=self.scale == (1, 1),
+            not_upsampling=set(self.scale) == {1},
             suggestion=self._note(size),
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
-        """Canonical array shapes (``None``: absent): kernel ``(kh, kw, C_in, C_conv)``, bias, projection skip."""
-        kh, kw = self.kernel_size
+        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in, C_conv)``, bias, projection skip."""
         return {
-            "kernel": (kh, kw, self.in_channels, self.conv_channels),
+            "kernel": (*self.kernel_size, self.in_channels, self.conv_channels),
             "bias": (self.conv_channels,) if self.use_bias else None,
             "skip": (self.in_channels, self.out_channels) if self.residual == "projection" else None,
         }
@@ -144,22 +149,21 @@ class _ConvKind:
         """Number of trainable values: kernel, bias and projection skip."""
         return ParamCount(sum(math.prod(shape) for shape in self.weight_shapes().values() if shape is not None))
 
-    def _conv_input_size(self, size: Pair) -> Pair:
+    def _conv_input_size(self, size: Axes) -> Axes:
         raise NotImplementedError
 
-    def flops(self, input_size: IntOrPair = 1) -> int:
+    def flops(self, input_size: IntOrAxes = 1) -> int:
         """Floating-point operations per sample of the convolution, bias and residual (a multiply-add is two)."""
-        size = as_pair("input_size", input_size, 1)
-        height, width = self.output_size(size)
-        conv_h, conv_w = self._conv_input_size(size)
-        kh, kw = self.kernel_size
-        total = 2 * conv_h * conv_w * kh * kw * self.in_channels * self.conv_channels
+        size = self._size(input_size)
+        outputs = math.prod(self.output_size(size))
+        conv_pixels = math.prod(self._conv_input_size(size))
+        total = 2 * conv_pixels * math.prod(self.kernel_size) * self.in_channels * self.conv_channels
         if self.use_bias:
-            total += conv_h * conv_w * self.conv_channels
+            total += conv_pixels * self.conv_channels
         if self.residual == "projection":
-            total += 2 * size[0] * size[1] * self.in_channels * self.out_channels
+            total += 2 * math.prod(size) * self.in_channels * self.out_channels
         if self.residual is not None:
-            total += height * width * self.out_channels
+            total += outputs * self.out_channels
         return total
 
     # --- serialisation -------------------------------------------------------------------------
@@ -168,8 +172,9 @@ class _ConvKind:
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the canonical form, with a format version and the kind."""
-        return {
+        """A JSON-ready dict of the canonical form, with a format version and the kind (``spatial_dims`` only
+        when not 2, so a 2-D spec writes what it always wrote)."""
+        data = {
             "version": SPEC_FORMAT_VERSION,
             "kind": self.KIND,
             "in_channels": self.in_channels,
@@ -180,6 +185,9 @@ class _ConvKind:
             "residual": self.residual,
             "use_bias": self.use_bias,
         }
+        if self.spatial_dims != 2:
+            data["spatial_dims"] = self.spatial_dims
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
@@ -197,7 +205,7 @@ class _ConvKind:
                 f"{SPEC_FORMAT_VERSION}"
             )
         keys = set(cls(1).to_dict())  # type: ignore[call-arg]  # every kind takes in_channels first
-        unknown = sorted(set(data) - keys)
+        unknown = sorted(set(data) - keys - {"spatial_dims"})
         if unknown:
             raise ValueError(f"unknown spec keys {shown(unknown)}; a {cls.KIND} spec dict has exactly {sorted(keys)}")
         missing = sorted(keys - set(data))
@@ -239,10 +247,11 @@ class SubpixelSpec(_ConvKind):
     Args:
         in_channels: channels of the input.
         out_channels: channels of the output (default: ``in_channels``).
-        scale: the shuffle factor ``r``, an int or ``(r_h, r_w)``.
-        kernel_size: int or ``(kh, kw)``; even sizes pad one more row after than before.
+        scale: the shuffle factor ``r``, an int or one per spatial axis (``(r_h, r_w)`` in 2-D).
+        kernel_size: int or one per spatial axis; even sizes pad one more row after than before.
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the convolution adds a bias (``(C_conv,)``, one value per sub-pixel channel).
+        spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
     """
 
     KIND: ClassVar[str] = "subpixel"
@@ -251,27 +260,30 @@ class SubpixelSpec(_ConvKind):
         self,
         in_channels: int,
         out_channels: int | None = None,
-        scale: IntOrPair = 2,
-        kernel_size: IntOrPair = 3,
+        scale: IntOrAxes = 2,
+        kernel_size: IntOrAxes = 3,
         residual: Residual | None = None,
         use_bias: bool = True,
+        *,
+        spatial_dims: int | None = None,
     ) -> None:
-        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias)
+        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims)
 
     @property
     def conv_channels(self) -> int:
-        """``C_out * r_h * r_w``: the convolution's output channels, in CRD order."""
-        return self.out_channels * self.scale[0] * self.scale[1]
+        """``C_out * prod(scale)``: the convolution's output channels, in CRD order."""
+        return self.out_channels * math.prod(self.scale)
 
-    def _conv_input_size(self, size: Pair) -> Pair:
+    def _conv_input_size(self, size: Axes) -> Axes:
         return size
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
-        per_input = geometry.same_coverage(input_length, self.kernel_size[axis])
+        per_input = conv_geometry.same_coverage(input_length, self.kernel_size[axis])
         return [per_input[position // self.scale[axis]] for position in range(input_length * self.scale[axis])]
 
-    def _note(self, size: Pair) -> str:
-        idle = [_AXES[a] for a in (0, 1) if size[a] == 1 and self.kernel_size[a] > 1]
+    def _note(self, size: Axes) -> str:
+        names = axis_names(self.spatial_dims)
+        idle = [names[a] for a in range(self.spatial_dims) if size[a] == 1 and self.kernel_size[a] > 1]
         if not idle:
             return ""
         return (
@@ -288,11 +300,12 @@ class ResizeSpec(_ConvKind):
     Args:
         in_channels: channels of the input.
         out_channels: channels of the output (default: ``in_channels``).
-        scale: the resize factor, an int or ``(r_h, r_w)``.
+        scale: the resize factor, an int or one per spatial axis.
         method: ``"nearest"`` (repeat) or ``"bilinear"`` (half-pixel centres, edges clamped).
-        kernel_size: int or ``(kh, kw)``; even sizes pad one more row after than before.
+        kernel_size: int or one per spatial axis; even sizes pad one more row after than before.
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the convolution adds a bias.
+        spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
     """
 
     KIND: ClassVar[str] = "resize"
@@ -302,13 +315,15 @@ class ResizeSpec(_ConvKind):
         self,
         in_channels: int,
         out_channels: int | None = None,
-        scale: IntOrPair = 2,
+        scale: IntOrAxes = 2,
         method: str = "nearest",
-        kernel_size: IntOrPair = 3,
+        kernel_size: IntOrAxes = 3,
         residual: Residual | None = None,
         use_bias: bool = True,
+        *,
+        spatial_dims: int | None = None,
     ) -> None:
-        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias)
+        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims)
         if method not in RESIZE_METHODS:
             raise ValueError(f"method must be one of {RESIZE_METHODS}, got {shown(method)}")
         object.__setattr__(self, "method", method)
@@ -316,14 +331,15 @@ class ResizeSpec(_ConvKind):
     def _extra_fields(self) -> dict[str, Any]:
         return {"method": self.method}
 
-    def _conv_input_size(self, size: Pair) -> Pair:
+    def _conv_input_size(self, size: Axes) -> Axes:
         return self.output_size(size)
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
-        return geometry.same_coverage(input_length * self.scale[axis], self.kernel_size[axis])
+        return conv_geometry.same_coverage(input_length * self.scale[axis], self.kernel_size[axis])
 
-    def _note(self, size: Pair) -> str:
-        flat = [_AXES[a] for a in (0, 1) if size[a] == 1 and self.scale[a] > 1]
+    def _note(self, size: Axes) -> str:
+        names = axis_names(self.spatial_dims)
+        flat = [names[a] for a in range(self.spatial_dims) if size[a] == 1 and self.scale[a] > 1]
         if not flat:
             return ""
         resized = "a broadcast" if self.method == "bilinear" else "a repeat"

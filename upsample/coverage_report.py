@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from upsample.arguments import Pair
+from upsample.arguments import Axes, size_text
 
 
 @dataclasses.dataclass(frozen=True)
 class CoverageReport:
     """What :meth:`UpsampleSpec.diagnose` found for one input size."""
 
-    input_size: Pair
-    output_size: Pair
+    input_size: Axes
+    output_size: Axes
     dead: int
     """Output pixels no input pixel reaches (they carry the bias alone)."""
     live: int
@@ -21,7 +21,7 @@ class CoverageReport:
     idle_strides: tuple[str, ...] = ()
     """Axes with one input pixel and a stride > 1: the stride has no effect there (the torch trap)."""
     not_upsampling: bool = False
-    """The output is no larger than the input along either axis: no upsampling at all."""
+    """The output is no larger than the input along any axis: no upsampling at all."""
     suggestion: str = ""
     """What the user probably meant, when the stride or the size says so (empty otherwise)."""
 
@@ -43,8 +43,8 @@ class CoverageReport:
                 f"divisible by stride)"
             )
         if self.not_upsampling:
-            (h, w), (out_h, out_w) = self.input_size, self.output_size
-            parts.append(f"not upsampling: a {h}x{w} input gives a {out_h}x{out_w} output")
+            source, out = size_text(self.input_size), size_text(self.output_size)
+            parts.append(f"not upsampling: a {source} input gives a {out} output")
         if self.idle_strides:
             parts.append(
                 f"the stride has no effect along {' and '.join(self.idle_strides)} for a 1-pixel input "

@@ -10,8 +10,10 @@ rows that only the bias reaches).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+from upsample import conv_geometry
 
 Crop = tuple[int, int]
 
@@ -110,20 +112,21 @@ def keras_same(crop: Crop, kernel: int, stride: int) -> bool:
 
 
 class KerasArgs(NamedTuple):
-    """``Conv2DTranspose`` arguments for a spec's crops, and what is left to slice or pad afterwards."""
+    """``Conv{1,2,3}DTranspose`` arguments for a spec's crops, and what is left to slice or pad afterwards."""
 
     padding: str
-    output_padding: tuple[int, int] | None
-    rest: tuple[Crop, Crop]
+    output_padding: tuple[int, ...] | None
+    rest: tuple[Crop, ...]
 
 
-def keras_args(crops: tuple[Crop, Crop], kernel: tuple[int, int], stride: tuple[int, int]) -> KerasArgs:
-    """Keras's own ``"same"`` when :func:`keras_same` holds on both axes (one padding mode serves
-    both), else ``"valid"`` + ``output_padding`` from :func:`split_for_keras` per axis."""
-    if all(keras_same(crops[a], kernel[a], stride[a]) for a in (0, 1)):
-        return KerasArgs("same", None, ((0, 0), (0, 0)))
-    splits = [split_for_keras(crops[a], stride[a]) for a in (0, 1)]
-    return KerasArgs("valid", (-splits[0].native[1], -splits[1].native[1]), (splits[0].rest, splits[1].rest))
+def keras_args(crops: Sequence[Crop], kernel: Sequence[int], stride: Sequence[int]) -> KerasArgs:
+    """Keras's own ``"same"`` when :func:`keras_same` holds on every axis (one padding mode serves
+    them all), else ``"valid"`` + ``output_padding`` from :func:`split_for_keras` per axis."""
+    axes = range(len(crops))
+    if all(keras_same(crops[a], kernel[a], stride[a]) for a in axes):
+        return KerasArgs("same", None, ((0, 0),) * len(crops))
+    splits = [split_for_keras(crops[a], stride[a]) for a in axes]
+    return KerasArgs("valid", tuple(-split.native[1] for split in splits), tuple(split.rest for split in splits))
 
 
 def split_for_lax(crop: Crop, kernel: int) -> NativeSplit:
@@ -170,7 +173,7 @@ def slice_and_pad_unknown(crop: Crop) -> tuple[tuple[int, int | None], tuple[int
     return (max(begin, 0), -end if end > 0 else None), (max(-begin, 0), max(-end, 0))
 
 
-def adds_rows(crops: tuple[Crop, Crop]) -> bool:
+def adds_rows(crops: Sequence[Crop]) -> bool:
     """Whether :func:`slice_and_pad` pads any axis, i.e. some crop is negative: the added rows and
     columns get the bias alone (docs/conventions.md), so a backend cannot fold the bias in before cropping."""
     return any(side < 0 for crop in crops for side in crop)
@@ -245,15 +248,16 @@ def phase_split(input_length: int, kernel: int, stride: int, crop: Crop) -> Phas
 
 
 def nearest_resize_as_transposed(kernel: int, scale: int) -> tuple[tuple[tuple[int, ...], ...], Crop]:
-    """Nearest upsampling by ``scale`` then a ``kernel``-tap "same" convolution (:func:`same_padding`) as one
-    transposed convolution with stride ``scale``: ``(matrix, crop)``, where the transposed kernel is
-    ``matrix @ K`` per axis (``kernel + scale - 1`` rows of 0/1: row ``t'`` sums the conv taps
-    ``k-1-t' .. k-2-t'+scale``, the ones that read the input pixel the phase-split tap ``t'`` reads).
+    """Nearest upsampling by ``scale`` then a ``kernel``-tap "same" convolution
+    (:func:`conv_geometry.same_padding`) as one transposed convolution with stride ``scale``:
+    ``(matrix, crop)``, where the transposed kernel is ``matrix @ K`` per axis (``kernel + scale - 1`` rows of
+    0/1: row ``t'`` sums the conv taps ``k-1-t' .. k-2-t'+scale``, the ones that read the input pixel the
+    phase-split tap ``t'`` reads).
 
     On the small input that is ``(k + s - 1)^2`` taps instead of ``k^2`` on the ``s^2``-times larger
     resized one (k3 s2: 16 vs 36 per input pixel), and the phase split runs it without dilated zeros.
     """
-    before = same_padding(kernel)[0]
+    before = conv_geometry.same_padding(kernel)[0]
     matrix = tuple(
         tuple(int(kernel - 1 - row <= tap < kernel - 1 - row + scale) for tap in range(kernel))
         for row in range(kernel + scale - 1)
@@ -311,84 +315,6 @@ def interior(input_length: int, kernel: int, stride: int, crop: Crop) -> range:
     """
     n = output_length(input_length, kernel, stride, crop)
     return range(max(kernel - 1 - crop[0], 0), min(input_length * stride - crop[0], n))
-
-
-# --- stride-1 "same" convolution, pixel shuffle and resize -------------------------------------
-
-
-def same_padding(kernel: int) -> tuple[int, int]:
-    """Zero rows ``(before, after)`` of a stride-1 "same" convolution: ``(k - 1) // 2`` before, the rest
-    after (torch ``padding="same"``, TF/Keras/Flax ``"SAME"`` at stride 1)."""
-    before = (kernel - 1) // 2
-    return before, kernel - 1 - before
-
-
-def same_coverage(length: int, kernel: int) -> list[int]:
-    """Per output pixel of a stride-1 "same" convolution, how many taps read the input (not padding)."""
-    before = same_padding(kernel)[0]
-    return [sum(0 <= position + tap - before < length for tap in range(kernel)) for position in range(length)]
-
-
-SHUFFLE_ORDERS = ("CRD", "DCR")
-
-
-def shuffle_channel(order: str, channel: int, row: int, col: int, channels: int, scale: tuple[int, int]) -> int:
-    """The channel a pixel shuffle of ``order`` reads for output channel ``channel`` at sub-pixel ``(row, col)``.
-
-    CRD (torch ``PixelShuffle``, ONNX ``DepthToSpace`` mode CRD): ``c * r_h * r_w + i * r_w + j``;
-    DCR (``tf.nn.depth_to_space``): ``(i * r_w + j) * C + c``.
-    """
-    scale_h, scale_w = scale
-    if order == "CRD":
-        return (channel * scale_h + row) * scale_w + col
-    if order == "DCR":
-        return (row * scale_w + col) * channels + channel
-    raise ValueError(f"order must be one of {SHUFFLE_ORDERS}, got {order!r}")
-
-
-def shuffle_permutation(order: str, channels: int, scale: tuple[int, int]) -> tuple[int, ...]:
-    """For each channel of a shuffle that reads ``order``, the canonical (CRD) channel it must hold:
-    ``native = canonical[..., permutation]`` converts a kernel's output channels (and the bias) once."""
-    permutation = [0] * (channels * scale[0] * scale[1])
-    for channel in range(channels):
-        for row in range(scale[0]):
-            for col in range(scale[1]):
-                native = shuffle_channel(order, channel, row, col, channels, scale)
-                permutation[native] = shuffle_channel("CRD", channel, row, col, channels, scale)
-    return tuple(permutation)
-
-
-def inverse_permutation(permutation: tuple[int, ...]) -> tuple[int, ...]:
-    """``inverse[permutation[n]] = n``: undoes :func:`shuffle_permutation` (native -> canonical)."""
-    inverse = [0] * len(permutation)
-    for native, canonical in enumerate(permutation):
-        inverse[canonical] = native
-    return tuple(inverse)
-
-
-class LinearTap(NamedTuple):
-    """One output pixel of a bilinear resize along an axis: ``(1 - weight) * x[low] + weight * x[high]``."""
-
-    low: int
-    high: int
-    weight: float
-
-
-def bilinear_taps(input_length: int, scale: int) -> tuple[LinearTap, ...]:
-    """Half-pixel linear interpolation by an integer ``scale``, edges clamped (no ``align_corners``, no
-    antialias; torch ``F.interpolate(align_corners=False)``, ``tf.image.resize``, ``jax.image.resize``).
-
-    The source of output pixel ``o`` is ``(o + 0.5) / r - 0.5 = (2o + 1 - r) / (2r)``, taken in integers
-    so the split into index and weight is exact.
-    """
-    taps = []
-    for position in range(input_length * scale):
-        numerator, denominator = 2 * position + 1 - scale, 2 * scale
-        low = numerator // denominator
-        weight = (numerator - low * denominator) / denominator
-        clamp = lambda index: min(max(index, 0), input_length - 1)  # noqa: E731
-        taps.append(LinearTap(clamp(low), clamp(low + 1), weight))
-    return tuple(taps)
 
 
 def integer_ratio(length_at: Callable[[int], int], probe: int = 1024) -> int | None:

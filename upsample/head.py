@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from upsample.arguments import IntOrPair, Pair, as_pair
+from upsample.arguments import Axes, IntOrAxes, as_axes, size_text
 from upsample.coverage_report import CoverageReport
 from upsample.messages import shown
 from upsample.norm_and_activation import ACTIVATION_ALIASES as ACTIVATION_ALIASES
@@ -84,13 +85,16 @@ class HeadSpec:
         norm: before that activation (default ``None``): see :class:`Norm`.
         final_activation: after the last stage (default ``None``).
         input_size: the input size the head is built for (default 1: a 1x1 latent).
+
+    Every stage has the same ``spatial_dims`` (1, 2 or 3), which is the head's.
     """
 
+    KIND: ClassVar[str] = KIND
     stages: tuple[Any, ...]
     activation: Activation | None
     norm: Norm | None
     final_activation: Activation | None
-    input_size: Pair
+    input_size: Axes
 
     def __init__(
         self,
@@ -98,7 +102,7 @@ class HeadSpec:
         activation: Any = "relu",
         norm: Any = None,
         final_activation: Any = None,
-        input_size: IntOrPair = 1,
+        input_size: IntOrAxes = 1,
     ) -> None:
         if isinstance(stages, (str, bytes, Mapping)) or not isinstance(stages, Sequence) or not stages:
             raise TypeError(f"stages must be a non-empty sequence of specs, got {shown(stages)}")
@@ -108,8 +112,19 @@ class HeadSpec:
         set_field("activation", as_activation(activation))
         set_field("norm", as_norm(norm))
         set_field("final_activation", as_activation(final_activation, "final_activation"))
-        set_field("input_size", as_pair("input_size", input_size, 1))
+        for i, stage in enumerate(checked[1:], start=1):
+            if stage.spatial_dims != checked[0].spatial_dims:
+                raise ValueError(
+                    f"stages[{i}] has spatial_dims={stage.spatial_dims} but stages[0] has "
+                    f"{checked[0].spatial_dims}: every stage of a head has the same number of spatial axes"
+                )
+        set_field("input_size", as_axes("input_size", input_size, self.spatial_dims, 1))
         self._validate()
+
+    @property
+    def spatial_dims(self) -> int:
+        """The number of spatial axes of every stage (1, 2 or 3)."""
+        return int(self.stages[0].spatial_dims)
 
     def _validate(self) -> None:
         for i, (stage, following) in enumerate(zip(self.stages, self.stages[1:], strict=False)):
@@ -125,15 +140,15 @@ class HeadSpec:
                 )
         self.stage_sizes()
 
-    def stage_sizes(self, input_size: IntOrPair | None = None) -> tuple[Pair, ...]:
+    def stage_sizes(self, input_size: IntOrAxes | None = None) -> tuple[Axes, ...]:
         """Each stage's input size, then the head's output size (``len(stages) + 1`` sizes)."""
-        size = self.input_size if input_size is None else as_pair("input_size", input_size, 1)
+        size = self.input_size if input_size is None else as_axes("input_size", input_size, self.spatial_dims, 1)
         sizes = [size]
         for i, stage in enumerate(self.stages):
             try:
                 size = stage.output_size(size)
             except ValueError as error:
-                raise ValueError(f"stages[{i}] cannot take its {size[0]}x{size[1]} input: {error}") from None
+                raise ValueError(f"stages[{i}] cannot take its {size_text(size)} input: {error}") from None
             sizes.append(size)
         return tuple(sizes)
 
@@ -152,28 +167,28 @@ class HeadSpec:
     def activation_after(self, index: int) -> Activation | None:
         return self.final_activation if index == len(self.stages) - 1 else self.activation
 
-    def output_size(self, input_size: IntOrPair | None = None) -> Pair:
-        """``(H, W)`` of the head's output (default: for the spec's ``input_size``)."""
+    def output_size(self, input_size: IntOrAxes | None = None) -> Axes:
+        """The spatial size of the head's output (default: for the spec's ``input_size``)."""
         return self.stage_sizes(input_size)[-1]
 
-    def diagnose(self, input_size: IntOrPair | None = None) -> HeadReport:
+    def diagnose(self, input_size: IntOrAxes | None = None) -> HeadReport:
         """Each stage's coverage report at its own input size; ``ok`` only if every stage is."""
         sizes = self.stage_sizes(input_size)
         return HeadReport(tuple(stage.diagnose(size) for stage, size in zip(self.stages, sizes, strict=False)))
 
-    def table(self, input_size: IntOrPair | None = None) -> str:
+    def table(self, input_size: IntOrAxes | None = None) -> str:
         """The stages as a plain-text table (what ``upsample plan`` prints): sizes, channels, kind, kernel,
         stride or scale, what follows the stage, parameters, and the stage's coverage verdict."""
         sizes = self.stage_sizes(input_size)
         header = ("stage", "size", "channels", "kind", "kernel", "stride/scale", "then", "params", "coverage")
         rows = [header]
         for i, (stage, report) in enumerate(zip(self.stages, self.diagnose(input_size).stages, strict=True)):
-            (h, w), (out_h, out_w) = sizes[i], sizes[i + 1]
             step: Any = getattr(stage, "stride", None) or stage.scale
             after = [self.norm.kind + "norm" if self.normed(i) and self.norm else "", _name(self.activation_after(i))]
             rows.append(
                 (
-                    str(i), f"{h}x{w} -> {out_h}x{out_w}", f"{stage.in_channels} -> {stage.out_channels}",
+                    str(i), f"{size_text(sizes[i])} -> {size_text(sizes[i + 1])}",
+                    f"{stage.in_channels} -> {stage.out_channels}",
                     type(stage).__name__, "x".join(map(str, stage.kernel_size)), "x".join(map(str, step)),
                     " + ".join(a for a in after if a) or "-", f"{stage.num_params:,}", "ok" if report.ok else "NOT ok",
                 )
@@ -203,14 +218,14 @@ class HeadSpec:
         norms = sum(2 * stage.out_channels for i, stage in enumerate(self.stages) if self.normed(i))
         return ParamCount(sum(stage.num_params() for stage in self.stages) + norms)
 
-    def flops(self, input_size: IntOrPair | None = None) -> int:
+    def flops(self, input_size: IntOrAxes | None = None) -> int:
         """Per sample: every stage's flops, :data:`NORM_FLOPS_PER_VALUE` per normalised value and one per
         activated value."""
         sizes = self.stage_sizes(input_size)
         total = 0
         for i, stage in enumerate(self.stages):
             total += stage.flops(sizes[i])
-            values = sizes[i + 1][0] * sizes[i + 1][1] * stage.out_channels
+            values = math.prod(sizes[i + 1]) * stage.out_channels
             total += NORM_FLOPS_PER_VALUE * values if self.normed(i) else 0
             total += values if self.activation_after(i) is not None else 0
         return total

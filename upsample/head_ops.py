@@ -31,7 +31,8 @@ def _per_channel(xp: Any, values: Array, rank: int, channel_axis: int) -> Array:
 
 
 def values_per_channel(shape: tuple[int | None, ...], channel_axis: int) -> int | None:
-    """``B * H * W`` from a static shape, or ``None`` when part of it is unknown (symbolic)."""
+    """``B * H * W`` (the batch times every spatial axis) from a static shape, or ``None`` when part of it is
+    unknown (symbolic)."""
     sizes = [shape[a] for a in _reduce_axes(len(shape), channel_axis)]
     if any(size is None for size in sizes):
         return None
@@ -46,7 +47,7 @@ def require_batch_statistics(shape: tuple[int | None, ...], channel_axis: int) -
     (torch refuses; Keras and Flax would divide zero by epsilon and return zeros)."""
     if values_per_channel(shape, channel_axis) == 1:
         raise ValueError(
-            f"training-mode BatchNorm needs more than one value per channel (batch * height * width > 1), got "
+            f"training-mode BatchNorm needs more than one value per channel (batch * pixels > 1), got "
             f"input shape {tuple(shape)}; use a batch of 2 or more, or inference mode"
         )
 
@@ -93,27 +94,28 @@ def group_norm(
 ) -> Array:
     """Per sample, over the pixels and the channels of each of ``norm.groups`` groups, two-pass variance;
     ``shape`` is ``x``'s shape as ``xp.shape`` gives it (dynamic sizes allowed). Also ``"instance"`` (a group
-    per channel) and ``"layer"`` (over the channels of each pixel)."""
+    per channel) and ``"layer"`` (over the channels of each pixel). Any number of spatial axes."""
+    rank = len(shape)
     if norm.kind == "layer":
         mean = xp.mean(x, axis=channel_axis, keepdims=True)
         centred = x - mean
         var = xp.mean(xp.square(centred), axis=channel_axis, keepdims=True)
         normed = centred / xp.sqrt(var + norm.epsilon)
-        return normed * _per_channel(xp, scale, 4, channel_axis) + _per_channel(xp, offset, 4, channel_axis)
-    groups = shape[channel_axis % 4] if norm.kind == "instance" else norm.groups
-    if channel_axis % 4 == 3:
-        _, height, width, channels = shape
-        grouped = xp.reshape(x, (-1, height, width, groups, channels // groups))
-        axes = (1, 2, 4)
+        return normed * _per_channel(xp, scale, rank, channel_axis) + _per_channel(xp, offset, rank, channel_axis)
+    groups = shape[channel_axis % rank] if norm.kind == "instance" else norm.groups
+    if channel_axis % rank == rank - 1:
+        *_, channels = shape
+        grouped = xp.reshape(x, (-1, *shape[1:-1], groups, channels // groups))
+        axes = (*range(1, rank - 1), rank)
     else:
-        _, channels, height, width = shape
-        grouped = xp.reshape(x, (-1, groups, channels // groups, height, width))
-        axes = (2, 3, 4)
+        channels = shape[1]
+        grouped = xp.reshape(x, (-1, groups, channels // groups, *shape[2:]))
+        axes = tuple(range(2, rank + 1))
     mean = xp.mean(grouped, axis=axes, keepdims=True)
     centred = grouped - mean
     var = xp.mean(xp.square(centred), axis=axes, keepdims=True)
     normed = xp.reshape(centred / xp.sqrt(var + norm.epsilon), xp.shape(x))
-    return normed * _per_channel(xp, scale, 4, channel_axis) + _per_channel(xp, offset, 4, channel_axis)
+    return normed * _per_channel(xp, scale, rank, channel_axis) + _per_channel(xp, offset, rank, channel_axis)
 
 
 def activate(functions: Any, activation: Activation | None, x: Array) -> Array:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from upsample.arguments import IntOrPair, Pair, as_int, as_pair
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, size_text, spatial_rank
 from upsample.head import HeadSpec, Norm
 from upsample.messages import shown
 
@@ -27,7 +27,7 @@ def _factors(ratio: int) -> list[int]:
     return scales + ([ratio] if ratio > 1 else [])
 
 
-def _doublings(size: Pair) -> int:
+def _doublings(size: Axes) -> int:
     """How many factor-2 stages follow a dense 1x1 stage: as many as keep the dense size at least 4."""
     count = 0
     while all(n % 2 == 0 and n // 2 >= MIN_DENSE_SIZE for n in (s // 2**count for s in size)):
@@ -35,18 +35,17 @@ def _doublings(size: Pair) -> int:
     return count
 
 
-def _scales(source: Pair, target: Pair) -> list[Pair]:
+def _scales(source: Axes, target: Axes) -> list[Axes]:
     """Per-stage integer scales from ``source`` to ``target`` (an input larger than 1x1)."""
-    for axis, s, t in zip(("height", "width"), source, target, strict=True):
+    for axis, s, t in zip(axis_names(len(source)), source, target, strict=True):
         if t % s or t == s:
             raise ValueError(
                 f"size {t} along {axis} is not a multiple (> 1) of input_size {s}: a head upsamples by integer "
                 f"factors; pick a size that is {s} times an integer > 1 (e.g. {2 * s})"
             )
-    rows, cols = _factors(target[0] // source[0]), _factors(target[1] // source[1])
-    count = max(len(rows), len(cols))
-    rows, cols = rows + [1] * (count - len(rows)), cols + [1] * (count - len(cols))
-    return list(zip(rows, cols, strict=True))
+    axes = [_factors(t // s) for s, t in zip(source, target, strict=True)]
+    count = max(len(axis) for axis in axes)
+    return list(zip(*(axis + [1] * (count - len(axis)) for axis in axes), strict=True))
 
 
 def _group_norm(norm: Any, normed: Sequence[int]) -> Any:
@@ -73,16 +72,17 @@ def _group_norm(norm: Any, normed: Sequence[int]) -> Any:
 
 def plan(
     in_channels: int,
-    size: IntOrPair,
+    size: IntOrAxes,
     out_channels: int | None = None,
     mode: str = "transposed",
     channels: Sequence[int] | None = None,
     norm: Any = None,
     activation: Any = "relu",
     final_activation: Any = None,
-    input_size: IntOrPair = 1,
+    input_size: IntOrAxes = 1,
     method: str | None = None,
     use_bias: bool = True,
+    spatial_dims: int | None = None,
 ) -> HeadSpec:
     """The head a careful engineer would write from ``input_size`` to ``size``.
 
@@ -99,22 +99,25 @@ def plan(
     naming the stages. ``method`` (``"nearest"``, the default, or ``"bilinear"``) is the resize stages'
     interpolation (``mode="resize"`` only). ``use_bias`` applies to every stage (default ``True``, as every
     framework's layers); ``False`` drops the biases, which a following BatchNorm cancels anyway (DCGAN).
+    ``spatial_dims`` (1, 2 or 3) defaults to the length of the sizes given as tuples, else 2.
     """
     from upsample import plans
 
-    target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
+    rank = spatial_rank(spatial_dims, {"size": size, "input_size": input_size})
+    target, source = as_axes("size", size, rank, 1), as_axes("input_size", input_size, rank, 1)
+    ones = (1,) * rank
     if mode not in plans.MODES:
         raise ValueError(f"mode must be one of {plans.MODES}, got {shown(mode)}")
     if method is not None and mode != "resize":
         raise ValueError(f"method applies to mode='resize' only, got method={shown(method)} with mode={shown(mode)}")
     if not isinstance(use_bias, bool):
         raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")
-    if source == (1, 1):
-        if target == (1, 1):
-            raise ValueError("size must be larger than 1 for a 1x1 input: there is nothing to upsample")
+    if source == ones:
+        if target == ones:
+            raise ValueError(f"size must be larger than 1 for a {size_text(ones)} input: there is nothing to upsample")
         doublings = _doublings(target)
-        dense = (target[0] // 2**doublings, target[1] // 2**doublings)
-        sizes, scales = [dense], [(2, 2)] * doublings
+        dense = tuple(n // 2**doublings for n in target)
+        sizes, scales = [dense], [(2,) * rank] * doublings
     else:
         sizes, scales = [], _scales(source, target)
     count = len(sizes) + len(scales)
@@ -130,8 +133,8 @@ def plan(
         outs = [as_int(f"channels[{i}]", c, 1) for i, c in enumerate(channels)]
         if len(outs) != count:
             raise ValueError(
-                f"channels lists {len(outs)} stages; this head from {source[0]}x{source[1]} to "
-                f"{target[0]}x{target[1]} has {count}"
+                f"channels lists {len(outs)} stages; this head from {size_text(source)} to "
+                f"{size_text(target)} has {count}"
             )
         if out_channels is not None and outs[-1] != out_channels:
             raise ValueError(f"channels[-1]={outs[-1]} disagrees with out_channels={shown(out_channels)}")
@@ -139,12 +142,21 @@ def plan(
     current = source
     for i in range(count):
         if i < len(sizes):
-            stage = plans.for_size("transposed", c_in, sizes[i], out_channels=outs[i], use_bias=use_bias)
+            stage = plans.for_size(
+                "transposed", c_in, sizes[i], out_channels=outs[i], use_bias=use_bias, spatial_dims=rank
+            )
         else:
             scale = scales[i - len(sizes)]
-            goal = (current[0] * scale[0], current[1] * scale[1])
+            goal = tuple(n * r for n, r in zip(current, scale, strict=True))
             stage = plans.for_size(
-                mode, c_in, goal, out_channels=outs[i], input_size=current, method=method, use_bias=use_bias
+                mode,
+                c_in,
+                goal,
+                out_channels=outs[i],
+                input_size=current,
+                method=method,
+                use_bias=use_bias,
+                spatial_dims=rank,
             )
         stages.append(stage)
         current, c_in = stage.output_size(current), outs[i]

@@ -83,8 +83,12 @@ class _Normed:
 
 
 def _group_view(z: np.ndarray, groups: int) -> np.ndarray:
-    batch, height, width, channels = z.shape
-    return z.reshape(batch, height, width, groups, channels // groups)
+    return z.reshape(*z.shape[:-1], groups, z.shape[-1] // groups)
+
+
+def _batch_axes(z: np.ndarray) -> tuple[int, ...]:
+    """The batch and every spatial axis: what BatchNorm's statistics are means over."""
+    return tuple(range(z.ndim - 1))
 
 
 def _per_sample_view(z: np.ndarray, kind: str, groups: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -92,8 +96,8 @@ def _per_sample_view(z: np.ndarray, kind: str, groups: int) -> tuple[np.ndarray,
     over pixels and a group's channels, instance norm over pixels (a group per channel), layer norm over
     channels (per pixel)."""
     if kind == "layer":
-        return z, (3,)
-    return _group_view(z, z.shape[3] if kind == "instance" else groups), (1, 2, 4)
+        return z, (z.ndim - 1,)
+    return _group_view(z, z.shape[-1] if kind == "instance" else groups), (*range(1, z.ndim - 1), z.ndim)
 
 
 def _normalise(
@@ -111,16 +115,16 @@ def _normalise(
         xhat = ((grouped - mean) * inverse).reshape(z.shape)
         normed = _Normed(xhat, np.broadcast_to(inverse, grouped.shape).reshape(z.shape), True)
         return xhat * scale + offset, normed, norm
-    count = z.shape[0] * z.shape[1] * z.shape[2]
+    count = int(np.prod(z.shape[:-1]))
     running_mean, running_var = (np.asarray(a, dtype=np.float64) for a in (norm.running_mean, norm.running_var))
     if training:
         if count < 2:
             raise ValueError(
-                "training-mode BatchNorm needs more than one value per channel (batch * height * width > 1), "
+                "training-mode BatchNorm needs more than one value per channel (batch * pixels > 1), "
                 f"got input shape {z.shape}"
             )
-        mean = z.mean(axis=(0, 1, 2))
-        variance = ((z - mean) ** 2).mean(axis=(0, 1, 2))  # biased: the forward pass
+        mean = z.mean(axis=_batch_axes(z))
+        variance = ((z - mean) ** 2).mean(axis=_batch_axes(z))  # biased: the forward pass
         m = settings.momentum
         updated = NormWeights(
             norm.scale,
@@ -141,8 +145,8 @@ def _normalise_vjp(
     """Gradient w.r.t. the norm's input, and ``NormWeights(grad_scale, grad_offset)``."""
     settings = spec.norm
     assert settings is not None
-    grad_scale = (grad * normed.xhat).sum(axis=(0, 1, 2))
-    grad_offset = grad.sum(axis=(0, 1, 2))
+    grad_scale = (grad * normed.xhat).sum(axis=_batch_axes(grad))
+    grad_offset = grad.sum(axis=_batch_axes(grad))
     grad_xhat = grad * np.asarray(norm.scale, dtype=np.float64)
     if not normed.batch_statistics:
         return grad_xhat * normed.inverse, NormWeights(grad_scale, grad_offset)
@@ -152,7 +156,7 @@ def _normalise_vjp(
         g, axes = _per_sample_view(grad_xhat, settings.kind, settings.groups)
         xhat, _ = _per_sample_view(normed.xhat, settings.kind, settings.groups)
     else:
-        g, xhat, axes = grad_xhat, normed.xhat, (0, 1, 2)
+        g, xhat, axes = grad_xhat, normed.xhat, _batch_axes(grad)
     centred = g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True)
     return centred.reshape(grad.shape) * normed.inverse, NormWeights(grad_scale, grad_offset)
 
@@ -180,7 +184,7 @@ def _run(
 def forward(
     spec: HeadSpec, weights: HeadWeights, x: np.ndarray, *, training: bool = False
 ) -> tuple[np.ndarray, HeadWeights]:
-    """The head on NHWC ``x`` (float64), and its weights after the pass: in training mode BatchNorm uses batch
+    """The head on channels-last ``x`` (float64), and its weights after the pass: in training mode BatchNorm uses batch
     statistics and updates the running ones; in inference mode the weights come back unchanged."""
     y, _, updated = _run(spec, weights, x, training)
     return y, updated
@@ -229,3 +233,19 @@ def sgd_step(
         for n, g in zip(updated.norms, grads.norms, strict=True)
     )
     return HeadWeights(stages, norms)
+
+
+class _Inference:
+    """A head's reference in inference mode, with the interface of :class:`upsample.reference.Layer`: the row
+    :data:`upsample.kinds.KINDS` names, read by :func:`upsample.reference.forward` and ``vjp``."""
+
+    @staticmethod
+    def forward(spec: HeadSpec, weights: HeadWeights, x: np.ndarray) -> np.ndarray:
+        return forward(spec, weights, x)[0]
+
+    @staticmethod
+    def vjp(spec: HeadSpec, weights: HeadWeights, x: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, HeadWeights]:
+        return vjp(spec, weights, x, grad_y)
+
+
+HEAD = _Inference()

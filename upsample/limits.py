@@ -10,9 +10,11 @@ value) makes the count that large. The limits are far above any real upsampling 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from upsample.arguments import AXIS_NAMES
 from upsample.messages import shown
 
 MAX_AXIS = 1 << 20
@@ -27,13 +29,23 @@ _NAMES = {MAX_AXIS: "MAX_AXIS", MAX_PIXELS: "MAX_PIXELS", MAX_WEIGHT_VALUES: "MA
 MODEST: dict[str, Any] = {
     "in_channels": 1,
     "out_channels": 1,
-    "kernel_size": (1, 1),
-    "stride": (1, 1),
-    "scale": (1, 1),
-    "crops": ((0, 0), (0, 0)),
+    "kernel_size": 1,
+    "stride": 1,
+    "scale": 1,
+    "crops": (0, 0),
 }
-"""Spec arguments that can make a count large, each with a value that keeps it small: a cause is an
-argument whose modest value alone brings the count within the limit."""
+"""Spec arguments that can make a count large, each with a value that keeps it small (per-axis arguments: the
+value on each axis): a cause is an argument whose modest value alone brings the count within the limit."""
+PER_AXIS = ("kernel_size", "stride", "scale", "crops")
+
+
+def _rank(spec: Any) -> int:
+    return int(getattr(spec, "spatial_dims", 2))
+
+
+def modest(spec: Any, name: str) -> Any:
+    """The modest value of argument ``name`` for ``spec`` (one per spatial axis for per-axis arguments)."""
+    return (MODEST[name],) * _rank(spec) if name in PER_AXIS else MODEST[name]
 
 
 def check_count(what: str, count: int, limit: int, unit: str, bytes_per: int = 0, cause: str = "") -> None:
@@ -47,8 +59,9 @@ def check_count(what: str, count: int, limit: int, unit: str, bytes_per: int = 0
 
 
 def compact(value: Any) -> str:
-    """A spec argument as a user may write it: an ``(n, n)`` pair as ``n``; bounded by ``messages.shown``."""
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1] and isinstance(value[0], int):
+    """A spec argument as a user may write it: ``(n, n)`` (the same int on every axis) as ``n``; bounded by
+    ``messages.shown``."""
+    if isinstance(value, tuple) and len(value) >= 2 and len(set(value)) == 1 and isinstance(value[0], int):
         return shown(value[0])
     return shown(value)
 
@@ -68,14 +81,16 @@ def spec_cause(
     message (default ``input_size=...``). Empty when nothing is found.
     """
     candidates: dict[str, tuple[str, Callable[[], int]]] = {}
-    for name, modest in MODEST.items():
-        value = getattr(spec, name, modest)
-        if value != modest:
+    for name in MODEST:
+        small = modest(spec, name)
+        value = getattr(spec, name, small)
+        if value != small:
             text = f"{name}={compact(value)}" + (" (padding and output_padding as crops)" if name == "crops" else "")
-            candidates[name] = (text, _with(spec, name, modest, count, input_size))
-    if input_size is not None and tuple(input_size) != (1, 1):
+            candidates[name] = (text, _with(spec, name, small, count, input_size))
+    ones = (1,) * _rank(spec)
+    if input_size is not None and tuple(input_size) != ones:
         text = input_text if input_text is not None else f"input_size={compact(tuple(input_size))}"
-        candidates["input_size"] = (text, lambda: _counted(count, spec, (1, 1)))
+        candidates["input_size"] = (text, lambda: _counted(count, spec, ones))
     full = _counted(count, spec, input_size)
     lowered = {name: recount() for name, (_, recount) in candidates.items()}
     alone = [name for name, value in lowered.items() if value <= limit]
@@ -94,7 +109,7 @@ def _with(spec: Any, name: str, value: Any, count: Callable[[Any, Any], int], in
 
 def _counted(count: Callable[[Any, Any], int], spec: Any, input_size: Any) -> int:
     try:
-        return count(spec, (1, 1) if input_size is None else input_size)
+        return count(spec, (1,) * _rank(spec) if input_size is None else input_size)
     except ValueError:  # e.g. an empty output: certainly within the limit
         return 0
 
@@ -129,7 +144,7 @@ def check_weights(spec: object) -> None:
 def check_output(spec: Any, input_size: Sequence[int], input_text: str | None = None) -> None:
     """Refuse an output over :data:`MAX_AXIS` pixels along an axis for ``input_size``, naming the cause."""
     out = spec.output_size(tuple(input_size))
-    for a, axis in enumerate(("height", "width")):
+    for a, axis in enumerate(AXIS_NAMES[len(out)]):
         if out[a] > MAX_AXIS:
 
             def length(changed: Any, size: Sequence[int], a: int = a) -> int:
@@ -141,11 +156,7 @@ def check_output(spec: Any, input_size: Sequence[int], input_text: str | None = 
 
 def check_map(spec: Any, input_size: Sequence[int]) -> None:
     """Refuse a coverage map over :data:`MAX_PIXELS` pixels for ``input_size``, naming the cause."""
-    height, width = spec.output_size(tuple(input_size))
-    if height * width > MAX_PIXELS:
-        cause = spec_cause(spec, lambda s, size: _area(s.output_size(tuple(size))), MAX_PIXELS, input_size)
-        check_count("the coverage map", height * width, MAX_PIXELS, "pixels", cause=cause)
-
-
-def _area(size: Sequence[int]) -> int:
-    return size[0] * size[1]
+    pixels = math.prod(spec.output_size(tuple(input_size)))
+    if pixels > MAX_PIXELS:
+        cause = spec_cause(spec, lambda s, size: math.prod(s.output_size(tuple(size))), MAX_PIXELS, input_size)
+        check_count("the coverage map", pixels, MAX_PIXELS, "pixels", cause=cause)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from upsample.arguments import IntOrPair, as_pair
+from upsample.arguments import IntOrAxes, as_axes, axis_names, spatial_rank
 from upsample.messages import shown
 from upsample.spec import Residual, UpsampleSpec
 
@@ -19,16 +19,18 @@ MODES = ("transposed", "subpixel", "resize")
 def for_size(
     mode: str,
     in_channels: int,
-    size: IntOrPair,
+    size: IntOrAxes,
     *,
     out_channels: int | None = None,
-    input_size: IntOrPair = 1,
-    kernel_size: IntOrPair | None = None,
+    input_size: IntOrAxes = 1,
+    kernel_size: IntOrAxes | None = None,
     residual: Residual | None = None,
     method: str | None = None,
     use_bias: bool = True,
+    spatial_dims: int | None = None,
 ) -> Any:
-    """The ``mode`` spec from ``input_size`` to ``size``; ``method`` is the resize kind's only.
+    """The ``mode`` spec from ``input_size`` to ``size``; ``method`` is the resize kind's only. ``spatial_dims``
+    defaults to the length of the sizes given as tuples, else 2.
 
     Sub-pixel and resize default to kernel 3, but 1 along an axis of a 1-pixel input: there a "same"
     convolution reads only its centre tap, so larger kernels add parameters that never learn.
@@ -37,6 +39,7 @@ def for_size(
         raise ValueError(f"mode must be one of {MODES}, got {shown(mode)}")
     if method is not None and mode != "resize":
         raise ValueError(f"method applies to the resize mode only, not {shown(mode)}")
+    rank = spatial_rank(spatial_dims, {"size": size, "input_size": input_size, "kernel_size": kernel_size})
     if mode == "transposed":
         spec = UpsampleSpec.for_size(
             in_channels,
@@ -45,19 +48,26 @@ def for_size(
             input_size=input_size,
             kernel_size=kernel_size,
             residual=residual,
+            spatial_dims=rank,
         )
         return spec if use_bias is True else dataclasses.replace(spec, use_bias=use_bias)
     from upsample.conv_specs import ResizeSpec, SubpixelSpec
 
-    target, source = as_pair("size", size, 1), as_pair("input_size", input_size, 1)
-    for axis, t, s in zip(("height", "width"), target, source, strict=True):
+    target, source = as_axes("size", size, rank, 1), as_axes("input_size", input_size, rank, 1)
+    for axis, t, s in zip(axis_names(rank), target, source, strict=True):
         if t % s:
             raise ValueError(f"size {t} is not a multiple of input_size {s} along {axis}: {mode} scales by an int")
-    scale = (target[0] // source[0], target[1] // source[1])
+    scale = tuple(t // s for t, s in zip(target, source, strict=True))
     kernel = kernel_size if kernel_size is not None else tuple(1 if s == 1 else 3 for s in source)
     if mode == "subpixel":
         return SubpixelSpec(
-            in_channels, out_channels, scale=scale, kernel_size=kernel, residual=residual, use_bias=use_bias
+            in_channels,
+            out_channels,
+            scale=scale,
+            kernel_size=kernel,
+            residual=residual,
+            use_bias=use_bias,
+            spatial_dims=rank,
         )
     return ResizeSpec(
         in_channels,
@@ -67,4 +77,5 @@ def for_size(
         kernel_size=kernel,
         residual=residual,
         use_bias=use_bias,
+        spatial_dims=rank,
     )

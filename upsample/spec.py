@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from upsample import geometry, limits
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, sequence_items, size_text, spatial_rank
 from upsample.arguments import IntOrPair as IntOrPair  # the names every kind imports from here
 from upsample.arguments import Pair as Pair
-from upsample.arguments import as_int, as_pair, sequence_items
 from upsample.coverage_report import CoverageReport as CoverageReport
 from upsample.messages import shown
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
     from upsample.weights import Weights
 
-Crops = tuple[tuple[int, int], tuple[int, int]]
+Crops = tuple[tuple[int, int], ...]
+"""One ``(begin, end)`` crop per spatial axis."""
 Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
 Residual = Literal["nearest", "projection"]
 
@@ -40,34 +42,47 @@ KIND = "transposed"
 _DICT_KEYS = (
     "version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias"
 )  # fmt: skip
+_OPTIONAL_KEYS = ("spatial_dims",)  # absent: 2 (files written before any rank existed)
 
 
-def _is_explicit_crops(padding: Any) -> bool:
+def _is_explicit_crops(padding: Any, rank: int | None = None) -> bool:
+    """Whether ``padding`` is one ``(begin, end)`` sequence per axis (``rank`` of them, when given)."""
     items = sequence_items(padding)
-    return items is not None and len(items) == 2 and all(sequence_items(axis) is not None for axis in items)
+    if items is None or not items or (rank is not None and len(items) != rank):
+        return False
+    return all(sequence_items(axis) is not None for axis in items)
 
 
-def _crops(padding: Padding, output_padding: IntOrPair | None, kernel: Pair, stride: Pair) -> Crops:
+def crops_words(rank: int) -> str:
+    """How explicit crops are written for ``rank`` spatial axes, for messages."""
+    return {1: "((begin, end),)", 2: "((top, bottom), (left, right))"}.get(
+        rank, "((front, back), (top, bottom), (left, right))"
+    )
+
+
+def _crops(padding: Padding, output_padding: IntOrAxes | None, kernel: Axes, stride: Axes) -> Crops:
     """Normalise every accepted padding form to per-axis crops (docs/conventions.md has the mapping)."""
-    op = None if output_padding is None else as_pair("output_padding", output_padding, 0)
+    rank = len(kernel)
+    op = None if output_padding is None else as_axes("output_padding", output_padding, rank, 0)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode not in PADDING_MODES:
+            one_per_axis = "an (h, w) pair" if rank == 2 else f"{rank} ints"
             raise ValueError(
-                f"padding must be an int, an (h, w) pair, 'same', 'valid' or crops ((top, bottom), "
-                f"(left, right)), got {shown(padding)}"
+                f"padding must be an int, {one_per_axis}, 'same', 'valid' or crops {crops_words(rank)}, "
+                f"got {shown(padding)}"
             )
-        return tuple(  # type: ignore[return-value]
-            geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in (0, 1)
+        return tuple(
+            geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in range(rank)
         )
-    extra = op or (0, 0)
-    if _is_explicit_crops(padding):
+    extra = op or (0,) * rank
+    if _is_explicit_crops(padding, rank):
         items = sequence_items(padding)
         assert items is not None
-        axes = tuple(as_pair(f"padding[{a}] (crop)", items[a], None) for a in (0, 1))
-        return tuple((axes[a][0], axes[a][1] - extra[a]) for a in (0, 1))  # type: ignore[return-value]
-    torch_padding = as_pair("padding", padding, 0)
-    return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in (0, 1))  # type: ignore[return-value]
+        axes = tuple(as_axes(f"padding[{a}] (crop)", items[a], 2, None) for a in range(rank))
+        return tuple((axes[a][0], axes[a][1] - extra[a]) for a in range(rank))
+    torch_padding = as_axes("padding", padding, rank, 0)
+    return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in range(rank))
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -77,52 +92,63 @@ class UpsampleSpec:
     Args:
         in_channels: channels of the input.
         out_channels: channels of the output (default: ``in_channels``).
-        kernel_size: int or ``(kh, kw)``.
-        stride: int or ``(sh, sw)``.
-        padding: torch-style int or ``(h, w)`` pair, Keras-style ``"same"``/``"valid"``, or explicit
-            crops ``((top, bottom), (left, right))`` taken off the full output (negative adds rows);
-            ``None`` (the default) means 0.
-        output_padding: extra rows added at the bottom/right, as in torch and Keras. ``None`` means
+        kernel_size: int or one int per spatial axis (``(kh, kw)`` in 2-D).
+        stride: int or one int per spatial axis.
+        padding: torch-style int or one int per axis, Keras-style ``"same"``/``"valid"``, or explicit
+            crops ``((top, bottom), (left, right))`` (one ``(begin, end)`` per axis) taken off the full output
+            (negative adds rows); ``None`` (the default) means 0.
+        output_padding: extra rows added at the end of each axis, as in torch and Keras. ``None`` means
             the padding form's own default (for ``"same"``/``"valid"`` this differs from 0, as in Keras).
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the layer adds a bias.
         crops: the stored form itself, instead of ``padding``/``output_padding`` (so that
             ``dataclasses.replace`` and :meth:`replace` work).
+        spatial_dims: 1 (sequences), 2 (images) or 3 (volumes); default: the length of the per-axis
+            tuples given, else 2.
 
     The stored form is ``kernel_size``, ``stride`` and ``crops``; ``padding`` and ``output_padding``
     are only construction arguments.
     """
 
+    KIND: ClassVar[str] = KIND
     in_channels: int
     out_channels: int
-    kernel_size: Pair
-    stride: Pair
+    kernel_size: Axes
+    stride: Axes
     crops: Crops
     residual: Residual | None
     use_bias: bool
+    spatial_dims: int
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int | None = None,
-        kernel_size: IntOrPair = 1,
-        stride: IntOrPair = 1,
+        kernel_size: IntOrAxes = 1,
+        stride: IntOrAxes = 1,
         padding: Padding | None = None,
-        output_padding: IntOrPair | None = None,
+        output_padding: IntOrAxes | None = None,
         residual: Residual | None = None,
         use_bias: bool = True,
         *,
         crops: Padding | None = None,
+        spatial_dims: int | None = None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
         out = self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1)
         set_field("out_channels", out)
-        set_field("kernel_size", as_pair("kernel_size", kernel_size, 1))
-        set_field("stride", as_pair("stride", stride, 1))
+        given = {"kernel_size": kernel_size, "stride": stride, "output_padding": output_padding}
+        for name, value in (("padding", padding), ("crops", crops)):
+            if not isinstance(value, str) and (_is_explicit_crops(value) or name == "padding"):
+                given[name] = value
+        rank = spatial_rank(spatial_dims, given)
+        set_field("spatial_dims", rank)
+        set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
+        set_field("stride", as_axes("stride", stride, rank, 1))
         if crops is not None:
-            if not _is_explicit_crops(crops):
-                raise ValueError(f"crops must be ((top, bottom), (left, right)), got {shown(crops)}")
+            if not _is_explicit_crops(crops, rank):
+                raise ValueError(f"crops must be {crops_words(rank)}, got {shown(crops)}")
             if padding is not None or output_padding is not None:
                 raise ValueError("give crops or padding/output_padding, not both (replace() takes either)")
             padding = crops
@@ -153,86 +179,96 @@ class UpsampleSpec:
 
     # --- geometry ------------------------------------------------------------------------------
 
-    def output_size(self, input_size: IntOrPair = 1) -> Pair:
-        """``(H, W)`` of the output for an input of ``input_size`` (int or ``(h, w)``)."""
-        size = as_pair("input_size", input_size, 1)
-        out = tuple(geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
+    def _size(self, input_size: IntOrAxes) -> Axes:
+        return as_axes("input_size", input_size, self.spatial_dims, 1)
+
+    def output_size(self, input_size: IntOrAxes = 1) -> Axes:
+        """The output's spatial size (``(H, W)`` in 2-D) for an input of ``input_size`` (int or one per axis)."""
+        size = self._size(input_size)
+        out = tuple(
+            geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            for a in range(self.spatial_dims)
+        )
         if min(out) <= 0:
             raise ValueError(
                 f"output size would be {out} for input size {size}: kernel_size={self.kernel_size}, "
                 f"stride={self.stride} give a full output of {self.full_size(size)} and crops="
                 f"{self.crops} remove more than that; use smaller crops or a larger kernel"
             )
-        return out  # type: ignore[return-value]
+        return out
 
-    def full_size(self, input_size: IntOrPair = 1) -> Pair:
-        """``(H, W)`` of the uncropped transposed-convolution output."""
-        size = as_pair("input_size", input_size, 1)
-        return tuple(geometry.full_length(size[a], self.kernel_size[a], self.stride[a]) for a in (0, 1))  # type: ignore[return-value]
+    def full_size(self, input_size: IntOrAxes = 1) -> Axes:
+        """The spatial size of the uncropped transposed-convolution output."""
+        size = self._size(input_size)
+        return tuple(
+            geometry.full_length(size[a], self.kernel_size[a], self.stride[a]) for a in range(self.spatial_dims)
+        )
 
-    def coverage(self, input_size: IntOrPair = 1) -> np.ndarray:
-        """Int array ``(H, W)``: how many (input pixel, kernel tap) pairs reach each output pixel."""
-        import numpy as np
-
-        size = as_pair("input_size", input_size, 1)
+    def coverage(self, input_size: IntOrAxes = 1) -> np.ndarray:
+        """Int array of the output's spatial shape: how many (input pixel, kernel tap) pairs reach each pixel."""
+        size = self._size(input_size)
         limits.check_map(self, size)
-        rows, cols = self._axis_coverage(size)
-        return np.outer(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+        return outer(self._axis_coverage(size))
 
-    def _axis_coverage(self, size: Pair) -> tuple[list[int], list[int]]:
+    def _axis_coverage(self, size: Axes) -> tuple[list[int], ...]:
         """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
         limits.check_output(self, size)
-        rows, cols = (geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a]) for a in (0, 1))
-        return rows, cols
+        return tuple(
+            geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            for a in range(self.spatial_dims)
+        )
 
-    def diagnose(self, input_size: IntOrPair = 1) -> CoverageReport:
+    def diagnose(self, input_size: IntOrAxes = 1) -> CoverageReport:
         """Dead pixels, uneven interior overlap (checkerboard risk), and strides or sizes that do no
-        upsampling, for ``input_size``; work and memory ``O(H + W)``."""
-        size = as_pair("input_size", input_size, 1)
+        upsampling, for ``input_size``; work and memory ``O(sum of the output's axes)``."""
+        size = self._size(input_size)
         axes = self._axis_coverage(size)
+        names = axis_names(self.spatial_dims)
         uneven = []
         for a, axis in enumerate(axes):
             positions = geometry.interior(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
             inner = {axis[p] for p in positions if axis[p] > 0}
             uneven.append(len(inner) > 1)
-        live_rows, live_cols = (sum(1 for count in axis if count) for axis in axes)
-        out = (len(axes[0]), len(axes[1]))
-        idle = tuple(name for a, name in enumerate(("height", "width")) if size[a] == 1 and self.stride[a] > 1)
-        not_upsampling = out[0] <= size[0] and out[1] <= size[1]
+        live = math.prod(sum(1 for count in axis if count) for axis in axes)
+        out = tuple(len(axis) for axis in axes)
+        idle = tuple(names[a] for a in range(self.spatial_dims) if size[a] == 1 and self.stride[a] > 1)
+        not_upsampling = all(out[a] <= size[a] for a in range(self.spatial_dims))
         suggestion = ""
         if idle or not_upsampling:
-            meant = (size[0] * self.stride[0], size[1] * self.stride[1])
-            if meant[0] > size[0] or meant[1] > size[1]:
+            meant = tuple(size[a] * self.stride[a] for a in range(self.spatial_dims))
+            if meant != size:
                 suggestion = self._suggest(size, meant)
         return CoverageReport(
             input_size=size,
             output_size=out,
-            dead=out[0] * out[1] - live_rows * live_cols,
-            live=live_rows * live_cols,
-            uneven_axes=tuple(name for name, flag in zip(("height", "width"), uneven, strict=True) if flag),
+            dead=math.prod(out) - live,
+            live=live,
+            uneven_axes=tuple(name for name, flag in zip(names, uneven, strict=True) if flag),
             idle_strides=idle,
             not_upsampling=not_upsampling,
             suggestion=suggestion,
         )
 
-    def _suggest(self, size: Pair, meant: Pair) -> str:
+    def _suggest(self, size: Axes, meant: Axes) -> str:
         """What a user who expected ``input * stride`` pixels probably meant, as a ``for_size`` call."""
-        target = meant[0] if meant[0] == meant[1] else meant
-        source = "" if size == (1, 1) else f", input_size={size[0] if size[0] == size[1] else size}"
+        target = meant[0] if len(set(meant)) == 1 else meant
+        source = "" if set(size) == {1} else f", input_size={size[0] if len(set(size)) == 1 else size}"
+        rank = "" if self.spatial_dims == 2 else f", spatial_dims={self.spatial_dims}"
         try:
-            better = UpsampleSpec.for_size(self.in_channels, meant, out_channels=self.out_channels, input_size=size)
+            better = UpsampleSpec.for_size(
+                self.in_channels, meant, out_channels=self.out_channels, input_size=size, spatial_dims=self.spatial_dims
+            )
         except ValueError:
             return ""
         return (
-            f"for {size[0]}x{size[1]} -> {meant[0]}x{meant[1]} use UpsampleSpec.for_size({self.in_channels}, "
-            f"{target}{source}) (kernel_size={better.kernel_size}, stride={better.stride})"
+            f"for {size_text(size)} -> {size_text(meant)} use UpsampleSpec.for_size({self.in_channels}, "
+            f"{target}{source}{rank}) (kernel_size={better.kernel_size}, stride={better.stride})"
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
-        """Canonical array shapes (``None``: absent): kernel ``(kh, kw, C_in, C_out)``, bias, projection skip."""
-        kh, kw = self.kernel_size
+        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in, C_out)``, bias, projection skip."""
         return {
-            "kernel": (kh, kw, self.in_channels, self.out_channels),
+            "kernel": (*self.kernel_size, self.in_channels, self.out_channels),
             "bias": (self.out_channels,) if self.use_bias else None,
             "skip": (self.in_channels, self.out_channels) if self.residual == "projection" else None,
         }
@@ -242,27 +278,20 @@ class UpsampleSpec:
     @property
     def num_params(self) -> ParamCount:
         """Number of trainable values: kernel, bias and projection skip."""
-        kh, kw = self.kernel_size
-        count = kh * kw * self.in_channels * self.out_channels
-        if self.use_bias:
-            count += self.out_channels
-        if self.residual == "projection":
-            count += self.in_channels * self.out_channels
-        return ParamCount(count)
+        return ParamCount(sum(math.prod(shape) for shape in self.weight_shapes().values() if shape is not None))
 
-    def flops(self, input_size: IntOrPair = 1) -> int:
+    def flops(self, input_size: IntOrAxes = 1) -> int:
         """Floating-point operations per sample (a multiply-add counts as two)."""
-        size = as_pair("input_size", input_size, 1)
-        h, w = self.output_size(size)
-        pixels = size[0] * size[1]
-        kh, kw = self.kernel_size
-        total = 2 * pixels * self.in_channels * kh * kw * self.out_channels
+        size = self._size(input_size)
+        outputs = math.prod(self.output_size(size))
+        pixels = math.prod(size)
+        total = 2 * pixels * self.in_channels * math.prod(self.kernel_size) * self.out_channels
         if self.use_bias:
-            total += h * w * self.out_channels
+            total += outputs * self.out_channels
         if self.residual == "projection":
             total += 2 * pixels * self.in_channels * self.out_channels
         if self.residual is not None:
-            total += h * w * self.out_channels
+            total += outputs * self.out_channels
         return total
 
     # --- choosing parameters -------------------------------------------------------------------
@@ -271,12 +300,13 @@ class UpsampleSpec:
     def for_size(
         cls,
         in_channels: int,
-        size: IntOrPair,
+        size: IntOrAxes,
         *,
         out_channels: int | None = None,
-        input_size: IntOrPair = 1,
-        kernel_size: IntOrPair | None = None,
+        input_size: IntOrAxes = 1,
+        kernel_size: IntOrAxes | None = None,
         residual: Residual | None = None,
+        spatial_dims: int | None = None,
     ) -> UpsampleSpec:
         """A spec that maps ``input_size`` to exactly ``size`` with every pixel live and even overlap.
 
@@ -284,29 +314,30 @@ class UpsampleSpec:
         integer scale ``f`` it is kernel ``2f``, stride ``f`` and the crops that hit the size (as
         DCGAN's k4 s2 p1 for 4 -> 8). Raises ``ValueError`` when one stage cannot do it.
         """
-        target = as_pair("size", size, 1)
-        source = as_pair("input_size", input_size, 1)
-        chosen_kernel = None if kernel_size is None else as_pair("kernel_size", kernel_size, 1)
-        kernels, strides, crops = [], [], []
-        for a, axis in enumerate(("height", "width")):
-            k, s, crop = _plan_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a])
-            kernels.append(k)
-            strides.append(s)
-            crops.append(crop)
+        rank = spatial_rank(spatial_dims, {"size": size, "input_size": input_size, "kernel_size": kernel_size})
+        target = as_axes("size", size, rank, 1)
+        source = as_axes("input_size", input_size, rank, 1)
+        chosen_kernel = None if kernel_size is None else as_axes("kernel_size", kernel_size, rank, 1)
+        planned = [
+            _plan_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a], rank)
+            for a, axis in enumerate(axis_names(rank))
+        ]
         return cls(
             in_channels,
             out_channels,
-            kernel_size=tuple(kernels),  # type: ignore[arg-type]
-            stride=tuple(strides),  # type: ignore[arg-type]
-            padding=tuple(crops),  # type: ignore[arg-type]
+            kernel_size=tuple(k for k, _, _ in planned),
+            stride=tuple(s for _, s, _ in planned),
+            padding=tuple(crop for _, _, crop in planned),
             residual=residual,
+            spatial_dims=rank,
         )
 
     # --- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the canonical form, with a format version."""
-        return {
+        """A JSON-ready dict of the canonical form, with a format version (``spatial_dims`` only when not 2,
+        so a 2-D spec writes what it always wrote)."""
+        data = {
             "version": SPEC_FORMAT_VERSION,
             "kind": KIND,
             "in_channels": self.in_channels,
@@ -317,15 +348,21 @@ class UpsampleSpec:
             "residual": self.residual,
             "use_bias": self.use_bias,
         }
+        if self.spatial_dims != 2:
+            data["spatial_dims"] = self.spatial_dims
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UpsampleSpec:
         """Inverse of :meth:`to_dict`; rejects unknown keys and versions."""
         if not isinstance(data, Mapping):
             raise TypeError(f"a spec dict must be a mapping, got {type(data).__name__}")
-        unknown = sorted(map(str, set(data) - set(_DICT_KEYS)))
+        unknown = sorted(map(str, set(data) - set(_DICT_KEYS) - set(_OPTIONAL_KEYS)))
         if unknown:
-            raise ValueError(f"unknown spec keys {shown(unknown)}; a spec dict has exactly {list(_DICT_KEYS)}")
+            raise ValueError(
+                f"unknown spec keys {shown(unknown)}; a spec dict has exactly {list(_DICT_KEYS)} "
+                f"(and {list(_OPTIONAL_KEYS)} when not 2-D)"
+            )
         missing = sorted(set(_DICT_KEYS) - set(data) - {"kind"})  # files written before kinds existed lack it
         if missing:
             raise ValueError(f"spec dict is missing keys {missing}")
@@ -336,9 +373,12 @@ class UpsampleSpec:
             )
         if data.get("kind", KIND) != KIND:
             raise ValueError(f"spec kind must be {KIND!r} for an UpsampleSpec, got {shown(data['kind'])}")
+        rank = spatial_rank(data.get("spatial_dims", 2), {})
         crops = data["crops"]
-        if not _is_explicit_crops(crops):
-            raise ValueError(f"spec 'crops' must be [[top, bottom], [left, right]], got {shown(crops)}")
+        if not _is_explicit_crops(crops, rank):
+            raise ValueError(
+                f"spec 'crops' must be {crops_words(rank).replace('(', '[').replace(')', ']')}, got {shown(crops)}"
+            )
         return cls(
             data["in_channels"],
             data["out_channels"],
@@ -347,6 +387,7 @@ class UpsampleSpec:
             residual=data["residual"],
             use_bias=data["use_bias"],
             crops=crops,
+            spatial_dims=rank,
         )
 
     def to_json(self) -> str:
@@ -367,14 +408,27 @@ class UpsampleSpec:
         return backends.build(self, backend, weights=weights, **kwargs)
 
 
-def _plan_axis(axis: str, source: int, target: int, kernel: int | None) -> tuple[int, int, tuple[int, int]]:
+def outer(axes: Sequence[Sequence[int]]) -> np.ndarray:
+    """The outer product of per-axis counts: an int64 array with one axis per list."""
+    import numpy as np
+
+    result = np.ones((), dtype=np.int64)
+    for axis in axes:
+        result = np.multiply.outer(result, np.asarray(axis, dtype=np.int64))
+    return result
+
+
+def _plan_axis(
+    axis: str, source: int, target: int, kernel: int | None, rank: int = 2
+) -> tuple[int, int, tuple[int, int]]:
     """Kernel, stride and crop for one axis of :meth:`UpsampleSpec.for_size`."""
     if source == 1:
         k = target if kernel is None else kernel
         if k < target:
+            one = "x".join("1" * rank)
             raise ValueError(
-                f"cannot reach {target} pixels along {axis} from a 1x1 input with kernel {k} in one stage: "
-                f"a 1x1 input reaches at most kernel pixels without dead ones; use kernel_size >= {target} "
+                f"cannot reach {target} pixels along {axis} from a {one} input with kernel {k} in one stage: "
+                f"a {one} input reaches at most kernel pixels without dead ones; use kernel_size >= {target} "
                 f"(the default picks {target}), or stack stages (e.g. 1 -> {k}, then integer scales)"
             )
         excess = k - target

@@ -7,16 +7,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from upsample.kinds import BY_NAME, named, resolve
 from upsample.messages import shown
 
-SPEC_KINDS: dict[str, str] = {
-    "transposed": "upsample.spec:UpsampleSpec",
-    "subpixel": "upsample.conv_specs:SubpixelSpec",
-    "resize": "upsample.conv_specs:ResizeSpec",
-    "head": "upsample.head:HeadSpec",
-    "stack": "upsample.head:HeadSpec",  # what heads were called in files written before
-}
-"""Each spec kind's ``"module:Class"``; the class is imported when a spec of that kind is read."""
+SPEC_KINDS: dict[str, str] = {name: kind.spec for name, kind in BY_NAME.items()}
+"""Each spec kind's ``"module:Class"`` (from :data:`upsample.kinds.KINDS`); imported when a spec of that kind
+is read."""
 
 
 class ParamCount(int):
@@ -31,17 +27,11 @@ class ParamCount(int):
 def load_spec(source: str | Mapping[str, Any]) -> Any:
     """The spec of the right kind from its JSON text or dict (no ``kind``: a transposed spec, as written
     before kinds existed)."""
-    import importlib
-
     if isinstance(source, (str, bytes, bytearray)):
         source = parse_json(source)
     if not isinstance(source, Mapping):
         raise TypeError(f"a spec must be a JSON object or mapping, got {type(source).__name__}")
-    kind = source.get("kind", "transposed")
-    if not isinstance(kind, str) or kind not in SPEC_KINDS:
-        raise ValueError(f"spec kind must be one of {sorted(SPEC_KINDS)}, got {shown(kind)}")
-    module, name = SPEC_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name).from_dict(source)
+    return resolve(named(source.get("kind", "transposed")).spec).from_dict(source)
 
 
 MAX_JSON_CHARS = 1 << 20

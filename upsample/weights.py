@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from upsample import limits
-from upsample.arguments import as_pair
+from upsample.arguments import SPATIAL_DIMS, as_axes, size_text
 from upsample.messages import shown
 from upsample.spec import UpsampleSpec, load_spec, require_spec
 
@@ -125,15 +125,15 @@ class _Stream:
 def _fans(shape: tuple[int, ...], transposed: bool = True) -> tuple[int, int]:
     """Fans of a canonical kernel as Keras and PyTorch count them.
 
-    For a transposed convolution both see ``C_out`` as the kernel's input axis: ``fan_in = kh*kw*C_out``,
-    ``fan_out = kh*kw*C_in``; for a convolution (``transposed=False``, the sub-pixel and resize kinds'
-    HWIO kernel) ``fan_in = kh*kw*C_in``, ``fan_out = kh*kw*C_conv``.
+    For a transposed convolution both see ``C_out`` as the kernel's input axis: ``fan_in = prod(k)*C_out``,
+    ``fan_out = prod(k)*C_in``; for a convolution (``transposed=False``, the sub-pixel and resize kinds'
+    kernel ``(*k, C_in, C_conv)``) ``fan_in = prod(k)*C_in``, ``fan_out = prod(k)*C_conv``.
     A skip ``(C_in, C_out)`` is a dense map: ``fan_in = C_in``, ``fan_out = C_out``.
     """
     if len(shape) == 2:
         return shape[0], shape[1]
-    kh, kw, c_in, c_out = shape
-    return (kh * kw * c_out, kh * kw * c_in) if transposed else (kh * kw * c_in, kh * kw * c_out)
+    taps, c_in, c_out = math.prod(shape[:-2]), shape[-2], shape[-1]
+    return (taps * c_out, taps * c_in) if transposed else (taps * c_in, taps * c_out)
 
 
 def _draw(stream: _Stream, scheme: str, shape: tuple[int, ...], transposed: bool = True) -> np.ndarray:
@@ -160,12 +160,12 @@ def bilinear_kernel(size: int) -> np.ndarray:
     return 1.0 - np.abs(np.arange(size) - center) / factor
 
 
-def icnr_kernel(kernel: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
-    """ICNR (Aitken et al. 2017): a ``(kh, kw, C_in, C_out)`` kernel with each output channel repeated
-    ``r_h * r_w`` times consecutively, the canonical CRD order (as fastai's and MONAI's ``icnr_init`` in
+def icnr_kernel(kernel: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
+    """ICNR (Aitken et al. 2017): a ``(*k, C_in, C_out)`` kernel with each output channel repeated
+    ``prod(scale)`` times consecutively, the canonical CRD order (as fastai's and MONAI's ``icnr_init`` in
     torch order), so a sub-pixel convolution starts as nearest upsampling of the convolution ``kernel``
     in every framework (the backends fold their shuffle order into the weight conversion)."""
-    return np.repeat(kernel, scale[0] * scale[1], axis=3)
+    return np.repeat(kernel, math.prod(scale), axis=-1)
 
 
 def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", dtype: Any = np.float32) -> Weights:
@@ -189,7 +189,6 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     from upsample.conv_specs import SubpixelSpec
 
-    kh, kw = spec.kernel_size
     c_in, c_out = spec.in_channels, spec.out_channels
     transposed = isinstance(spec, UpsampleSpec)
     kernel_shape: tuple[int, ...] = spec.weight_shapes()["kernel"]  # type: ignore[assignment]
@@ -202,19 +201,23 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
                 f"scheme='bilinear' puts one filter per channel on the diagonal and needs in_channels == "
                 f"out_channels, got {c_in} and {c_out}"
             )
-        kernel = np.zeros((kh, kw, c_in, c_out))
-        kernel[:, :, np.arange(c_in), np.arange(c_in)] = np.outer(bilinear_kernel(kh), bilinear_kernel(kw))[..., None]
+        kernel = np.zeros(kernel_shape)
+        filters = np.ones(())
+        for size in spec.kernel_size:
+            filters = np.multiply.outer(filters, bilinear_kernel(size))
+        kernel[..., np.arange(c_in), np.arange(c_in)] = filters[..., None]
         skip = np.eye(c_in)
     else:
         stream = _Stream(int(seed))
         if scheme == "icnr" and isinstance(spec, SubpixelSpec):
-            kernel = icnr_kernel(_draw(stream, "he_uniform", (kh, kw, c_in, c_out), transposed=False), spec.scale)
+            drawn = _draw(stream, "he_uniform", (*spec.kernel_size, c_in, c_out), transposed=False)
+            kernel = icnr_kernel(drawn, spec.scale)
         else:
             kernel = _draw(stream, scheme, kernel_shape, transposed)
         skip = _draw(stream, "he_uniform" if scheme == "icnr" else scheme, (c_in, c_out))
     return Weights(
         kernel=kernel.astype(dtype),
-        bias=np.zeros(kernel_shape[3], dtype=dtype) if spec.use_bias else None,
+        bias=np.zeros(kernel_shape[-1], dtype=dtype) if spec.use_bias else None,
         skip=skip.astype(dtype) if spec.residual == "projection" else None,
     )
 
@@ -225,7 +228,7 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
 def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weights, *, input_size: Any = None) -> None:
     """Write ``weights`` and ``spec`` (as JSON metadata, with a format version) to a safetensors file.
 
-    ``input_size`` (int or ``(h, w)``), when given, records the input size the layer is meant for
+    ``input_size`` (int or one per spatial axis), when given, records the input size the layer is meant for
     (:func:`saved_input_size` reads it; ``upsample check`` and ``inspect`` use it).
     """
     from safetensors.numpy import save_file
@@ -238,13 +241,13 @@ def save_weights(path: str | os.PathLike[str], spec: UpsampleSpec, weights: Weig
     }
     metadata = {"upsample.format": WEIGHTS_FORMAT_VERSION, "upsample.spec": spec.to_json()}
     if input_size is not None:
-        size = as_pair("input_size", input_size, 1)
+        size = as_axes("input_size", input_size, spec.spatial_dims, 1)
         spec.output_size(size)  # refuses a size the layer cannot take
-        metadata["upsample.input_size"] = f"{size[0]}x{size[1]}"
+        metadata["upsample.input_size"] = size_text(size)
     save_file(tensors, os.fspath(path), metadata=metadata)
 
 
-def saved_input_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+def saved_input_size(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     """The input size a weights file records (``save_weights(..., input_size=...)``), or ``None``."""
     from safetensors import safe_open
 
@@ -257,11 +260,11 @@ def saved_input_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.split("x")
-    if len(parts) != 2 or not all(
+    if len(parts) not in SPATIAL_DIMS or not all(
         part.isdigit() and len(part) < 8 and 0 < int(part) <= limits.MAX_AXIS for part in parts
     ):
-        raise WeightsFileError(f"{shown(where)} records an invalid input size {shown(text)}; expected HxW")
-    return int(parts[0]), int(parts[1])
+        raise WeightsFileError(f"{shown(where)} records an invalid input size {shown(text)}; expected HxW (L, DxHxW)")
+    return tuple(int(part) for part in parts)
 
 
 def _readable(path: Any) -> str:

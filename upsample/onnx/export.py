@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from upsample import geometry
+from upsample import conv_geometry, geometry
 from upsample.arguments import IntOrPair, Pair, as_pair
 from upsample.head import KIND as HEAD_KIND
 from upsample.head_weights import HeadWeights
@@ -115,11 +115,11 @@ def _slice(graph: GraphBuilder, x: str, windows: dict[int, Any]) -> str:
 
 def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
     """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical HWIO kernel as ONNX's
-    ``(C_conv, C_in, kh, kw)``, zero rows ``geometry.same_padding`` per axis."""
+    ``(C_conv, C_in, kh, kw)``, zero rows ``conv_geometry.same_padding`` per axis."""
     inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(3, 2, 0, 1))]
     if spec.use_bias:
         inputs.append(graph.constant("bias", weights.bias))
-    pads = padding.onnx_pads([geometry.same_padding(k) for k in spec.kernel_size])
+    pads = padding.onnx_pads([conv_geometry.same_padding(k) for k in spec.kernel_size])
     return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads)
 
 

@@ -32,7 +32,7 @@ from flax import nnx
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
 
-from upsample import geometry, limits, phase_split
+from upsample import conv_geometry, limits, phase_split
 from upsample.backends.flax import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.messages import shown
@@ -277,7 +277,7 @@ def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, int]) -> None:
         if bad:
             raise ValueError(f"conv.{name} must be the default to convert to a spec, got {shown(getattr(conv, name))}")
     padding = canonicalize_padding(conv.padding, 2)
-    same = [geometry.same_padding(k) for k in kernel_size]
+    same = [conv_geometry.same_padding(k) for k in kernel_size]
     if padding != "SAME" and [tuple(axis) for axis in padding] != same:
         raise ValueError(f"conv.padding must be 'SAME' (or {same}) to convert to a spec, got {shown(conv.padding)}")
 
@@ -317,7 +317,9 @@ def from_native(
         blocks = SubpixelSpec(1, scale=scale).scale  # validated (h, w)
         channels = kernel.shape[3] // (blocks[0] * blocks[1])
         spec = SubpixelSpec(kernel.shape[2], channels, blocks, kernel_size, use_bias=bias is not None)
-        inverse = list(geometry.inverse_permutation(geometry.shuffle_permutation(order, channels, spec.scale)))
+        inverse = list(
+            conv_geometry.inverse_permutation(conv_geometry.shuffle_permutation(order, channels, spec.scale))
+        )
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     else:
         spec = ResizeSpec(kernel.shape[2], kernel.shape[3], scale, method, kernel_size, use_bias=bias is not None)

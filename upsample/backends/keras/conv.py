@@ -12,7 +12,7 @@ width equals ``C`` (measured; its bias-add shortcut tests the last axis first).
 ``depth_to_space`` reads DCR for ``channels_last`` on every backend (for ``channels_first``, DCR on
 TensorFlow but CRD on JAX and torch: Keras 3.15.1, measured). The layer measures the order once per
 scale (:func:`shuffle_order`) and folds it into the weight conversion: ``conv.kernel =
-kernel[..., permutation]``, ``conv.bias = bias[permutation]`` with ``geometry.shuffle_permutation``; no
+kernel[..., permutation]``, ``conv.bias = bias[permutation]`` with ``conv_geometry.shuffle_permutation``; no
 channel is permuted per call. A non-square scale, which ``depth_to_space`` does not take, is the
 canonical CRD reshape written out (no permutation). A projection residual is a bias-free 1x1
 ``Conv2D`` named ``skip``.
@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from upsample import geometry, limits, phase_split
+from upsample import conv_geometry, limits, phase_split
 from upsample.backends.keras import common
 from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
@@ -48,9 +48,9 @@ def shuffle_order(data_format: str, block_size: int, channels: int) -> str:
     y = np.asarray(keras.ops.convert_to_numpy(keras.ops.depth_to_space(x, block_size, data_format=data_format)))
     read = y[0] if data_format == "channels_last" else y[0].transpose(1, 2, 0)  # (i, j, c) -> channel read
     scale = (block_size, block_size)
-    for order in geometry.SHUFFLE_ORDERS:
+    for order in conv_geometry.SHUFFLE_ORDERS:
         if all(
-            read[i, j, c] == geometry.shuffle_channel(order, c, i, j, channels, scale)
+            read[i, j, c] == conv_geometry.shuffle_channel(order, c, (i, j), channels, scale)
             for i in range(block_size)
             for j in range(block_size)
             for c in range(channels)
@@ -153,7 +153,11 @@ class Subpixel(_ConvKind):
         if scale_h != scale_w or scale_h == 1:
             return None
         order = shuffle_order("channels_last", scale_h, self.spec.out_channels)
-        return None if order == "CRD" else geometry.shuffle_permutation(order, self.spec.out_channels, self.spec.scale)
+        return (
+            None
+            if order == "CRD"
+            else conv_geometry.shuffle_permutation(order, self.spec.out_channels, self.spec.scale)
+        )
 
     def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
         spec = self.spec
@@ -228,7 +232,7 @@ def get_weights(layer: Layer) -> Weights:
     bias = None if layer.conv.bias is None else common.to_numpy(layer.conv.bias)
     permutation = layer.permutation
     if permutation is not None:
-        inverse = list(geometry.inverse_permutation(permutation))
+        inverse = list(conv_geometry.inverse_permutation(permutation))
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     return Weights(kernel, bias, None if layer.skip is None else common.to_numpy(layer.skip.kernel)[0, 0])
 
@@ -282,7 +286,9 @@ def from_native(
             raise ValueError(f"scale must be one int for depth_to_space, got {scale!r}")
         spec = SubpixelSpec(kernel.shape[2], conv.filters // blocks**2, blocks, kernel_size, use_bias=conv.use_bias)
         order = "CRD" if blocks == 1 else shuffle_order(conv.data_format, blocks, spec.out_channels)
-        inverse = list(geometry.inverse_permutation(geometry.shuffle_permutation(order, spec.out_channels, spec.scale)))
+        inverse = list(
+            conv_geometry.inverse_permutation(conv_geometry.shuffle_permutation(order, spec.out_channels, spec.scale))
+        )
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     else:
         spec = ResizeSpec(kernel.shape[2], conv.filters, scale, method, kernel_size, use_bias=conv.use_bias)

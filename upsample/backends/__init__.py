@@ -86,6 +86,14 @@ def build(spec: UpsampleSpec, name: str, *, weights: Weights | None = None, **kw
     return load(name).build(spec, weights=weights, **{**backend.build_kwargs, **kwargs})
 
 
+def kind_module(package: str, spec: Any) -> ModuleType:
+    """The module of backend ``package`` (e.g. ``"upsample.backends.torch"``) that builds ``spec``'s kind: the
+    row's ``layer_module`` in :data:`upsample.kinds.KINDS`, so a backend package dispatches through the table."""
+    from upsample import kinds
+
+    return importlib.import_module(f"{package}.{kinds.kind_of(spec).layer_module}")
+
+
 register("torch", Backend("upsample.backends.torch", ("torch",), "torch", {}))
 register("keras", Backend("upsample.backends.keras", ("keras",), "keras", {}))
 register("flax", Backend("upsample.backends.flax", ("jax", "flax"), "jax", {"api": "linen"}))

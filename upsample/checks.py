@@ -67,7 +67,7 @@ def check_input(
         if not dynamic:
             raise ValueError(f"x must have static spatial dimensions, got shape {_shape(given)}")
         return size
-    limits.check_output(spec, size, f"the input x of shape {_shape(given)}")
+    limits.check_output(spec, size, f"the input x of shape {_shape(given)}")  # type: ignore[arg-type]
     return size
 
 

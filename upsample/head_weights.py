@@ -110,14 +110,13 @@ FALLBACK_SCHEME = "he_uniform"
 def _fits(stage: Any, scheme: str) -> bool:
     """Whether ``scheme`` applies to ``stage``: ``"icnr"`` to sub-pixel stages, ``"bilinear"`` to transposed
     stages with as many output as input channels, every other scheme to every stage."""
-    from upsample.conv_specs import SubpixelSpec
-    from upsample.spec import UpsampleSpec
+    from upsample.weights import SCHEME_KINDS
 
-    if scheme == "icnr":
-        return isinstance(stage, SubpixelSpec)
-    if scheme == "bilinear":
-        return isinstance(stage, UpsampleSpec) and stage.in_channels == stage.out_channels
-    return True
+    if scheme not in SCHEME_KINDS:
+        return True
+    return bool(
+        stage.KIND == SCHEME_KINDS[scheme] and (scheme != "bilinear" or stage.in_channels == stage.out_channels)
+    )
 
 
 def stage_schemes(spec: HeadSpec, scheme: str = "he_uniform") -> tuple[str, ...]:

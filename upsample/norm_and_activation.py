@@ -17,6 +17,8 @@ NORM_KINDS = ("batch", "group", "instance", "layer")
 ACTIVATION_KINDS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu")
 ACTIVATION_ALIASES = {"swish": "silu"}
 """Other names accepted for a kind (``swish`` is SiLU: Keras, Flax and diffusers use both names)."""
+
+
 def _float(name: str, value: Any, low: float, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number, got {shown(value)} ({type(value).__name__})")

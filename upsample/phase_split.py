@@ -44,7 +44,8 @@ def transposed_conv(ops: Any, x: Any, kernel: Any, stride: Sequence[int], crops:
         plane = ops.reshape(ops.matmul(flat, matrix), (-1, *size, *(step.phases for step in steps), out_channels))
         windows = tuple(step.rows[0] for step in steps)
         if windows != tuple((0, n) for n in size):
-            plane = plane[(slice(None), *(slice(start, stop) for start, stop in windows))]
+            kept = (slice(None), *(slice(start, stop) for start, stop in windows))
+            plane = plane[kept]
         row_pads = tuple(step.rows[1] for step in steps)
         phase_pads = tuple((0, s - step.phases) for s, step in zip(stride, steps, strict=True))
         plane = ops.pad(plane, ((0, 0), *row_pads, *phase_pads, (0, 0)))
@@ -53,7 +54,8 @@ def transposed_conv(ops: Any, x: Any, kernel: Any, stride: Sequence[int], crops:
     interleave = (0, *(i for a in range(rank) for i in (1 + a, 1 + rank + a)), 1 + 2 * rank)
     out = tuple(axis.rows * s for axis, s in zip(axes, stride, strict=True))
     interleaved = ops.reshape(ops.transpose(planes, interleave), (-1, *out, out_channels))
-    return interleaved[(slice(None), *(slice(*axis.keep) for axis in axes))]
+    keep = (slice(None), *(slice(*axis.keep) for axis in axes))
+    return interleaved[keep]
 
 
 def nearest_resize_conv(ops: Any, x: Any, kernel: Any, scale: Sequence[int], kernel_size: Sequence[int]) -> Any:

@@ -222,12 +222,14 @@ def _same_conv_vjp(x: np.ndarray, kernel: np.ndarray, grad_y: np.ndarray) -> tup
         grad_padded[_window(tap, size)] += grad_y @ kernel[tap].T
         grad_kernel[tap] = _channel_outer(padded[_window(tap, size)], grad_y)
     before = [conv_geometry.same_padding(k)[0] for k in kernel.shape[:-2]]
-    return grad_padded[(slice(None), *(slice(b, b + n) for b, n in zip(before, size, strict=True)))], grad_kernel
+    inside = (slice(None), *(slice(b, b + n) for b, n in zip(before, size, strict=True)))
+    return grad_padded[inside], grad_kernel
 
 
-def _subpixel(subpixel: tuple[int, ...], scale: tuple[int, ...]) -> tuple[slice, ...]:
-    """The output pixels at sub-pixel ``subpixel``: ``i::r`` per axis."""
-    return (slice(None), *(slice(i, None, r) for i, r in zip(subpixel, scale, strict=True)))
+def _subpixel(subpixel: tuple[int, ...], scale: tuple[int, ...], channel: int) -> tuple[slice | int, ...]:
+    """Channel ``channel`` of the output pixels at sub-pixel ``subpixel``: ``i::r`` per axis."""
+    pixels = tuple(slice(i, None, r) for i, r in zip(subpixel, scale, strict=True))
+    return (slice(None), *pixels, channel)
 
 
 def _shuffle(z: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
@@ -238,7 +240,7 @@ def _shuffle(z: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
     for c in range(channels):
         for subpixel in conv_geometry.subpixels(scale):
             read = conv_geometry.shuffle_channel("CRD", c, subpixel, channels, scale)
-            y[(*_subpixel(subpixel, scale), c)] = z[..., read]
+            y[_subpixel(subpixel, scale, c)] = z[..., read]
     return y
 
 
@@ -251,7 +253,7 @@ def _unshuffle(y: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
     for c in range(channels):
         for subpixel in conv_geometry.subpixels(scale):
             z[..., conv_geometry.shuffle_channel("CRD", c, subpixel, channels, scale)] = y[
-                (*_subpixel(subpixel, scale), c)
+                _subpixel(subpixel, scale, c)
             ]
     return z
 

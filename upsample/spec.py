@@ -138,7 +138,7 @@ class UpsampleSpec:
         set_field("in_channels", as_int("in_channels", in_channels, 1))
         out = self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1)
         set_field("out_channels", out)
-        given = {"kernel_size": kernel_size, "stride": stride, "output_padding": output_padding}
+        given: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "output_padding": output_padding}
         for name, value in (("padding", padding), ("crops", crops)):
             if not isinstance(value, str) and (_is_explicit_crops(value) or name == "padding"):
                 given[name] = value

@@ -22,6 +22,8 @@ from upsample.spec import UpsampleSpec, load_spec, require_spec
 WEIGHTS_FORMAT_VERSION = "1"
 SCHEMES = ("he_uniform", "glorot_uniform", "lecun_normal", "zeros", "bilinear")
 SUBPIXEL_SCHEMES = ("icnr",)
+SCHEME_KINDS = {"bilinear": "transposed", "icnr": "subpixel"}
+"""Schemes that fit one kind only, by kind name."""
 """Schemes for sub-pixel specs only, beside :data:`SCHEMES`."""
 
 
@@ -177,22 +179,19 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     A head (``HeadSpec``) gives each stage the scheme where it fits and he_uniform elsewhere
     (:func:`upsample.head_weights.stage_schemes` says which); it raises only when the scheme fits no stage.
     """
-    from upsample.head import HeadSpec
     from upsample.head_weights import init_head
 
-    if isinstance(spec, HeadSpec):  # a whole head: per-stage weights plus norms
-        return init_head(spec, seed, scheme, dtype)  # type: ignore[return-value]
+    if getattr(spec, "KIND", None) == "head":  # a whole head: per-stage weights plus norms
+        return init_head(spec, seed, scheme, dtype)  # type: ignore[arg-type,return-value]
     limits.check_weights(require_spec(spec))
     if scheme not in (*SCHEMES, *SUBPIXEL_SCHEMES):
         raise ValueError(f"scheme must be one of {[*SCHEMES, *SUBPIXEL_SCHEMES]}, got {scheme!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    from upsample.conv_specs import SubpixelSpec
-
     c_in, c_out = spec.in_channels, spec.out_channels
-    transposed = isinstance(spec, UpsampleSpec)
+    transposed = spec.KIND == "transposed"
     kernel_shape: tuple[int, ...] = spec.weight_shapes()["kernel"]  # type: ignore[assignment]
-    if (scheme == "bilinear" and not transposed) or (scheme == "icnr" and not isinstance(spec, SubpixelSpec)):
+    if scheme in SCHEME_KINDS and spec.KIND != SCHEME_KINDS[scheme]:
         allowed = "an UpsampleSpec (transposed)" if scheme == "bilinear" else "a SubpixelSpec"
         raise ValueError(f"scheme={scheme!r} needs {allowed}, got a {type(spec).__name__}")
     if scheme == "bilinear":
@@ -209,9 +208,9 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
         skip = np.eye(c_in)
     else:
         stream = _Stream(int(seed))
-        if scheme == "icnr" and isinstance(spec, SubpixelSpec):
+        if scheme == "icnr":
             drawn = _draw(stream, "he_uniform", (*spec.kernel_size, c_in, c_out), transposed=False)
-            kernel = icnr_kernel(drawn, spec.scale)
+            kernel = icnr_kernel(drawn, spec.scale)  # type: ignore[attr-defined]  # a SubpixelSpec
         else:
             kernel = _draw(stream, scheme, kernel_shape, transposed)
         skip = _draw(stream, "he_uniform" if scheme == "icnr" else scheme, (c_in, c_out))

@@ -35,19 +35,21 @@ def seconds_per_call(fn: Callable[[], object], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def matmul_shape(spec: Any, batch: int, input_size: int) -> tuple[int, int, int]:
+def matmul_shape(spec: Any, batch: int, input_size: Any) -> tuple[int, int, int]:
     """``(M, K, N)`` of the plain matmul with the layer's FLOPs, the ``"matmul"`` variant of the bench.
 
-    A transposed convolution is ``(B*H*W, C_in) @ (C_in, C_out*kh*kw)`` (one product per input pixel);
-    a stride-1 convolution is ``(B*H*W, kh*kw*C_in) @ (kh*kw*C_in, C_conv)`` (im2col) on the size it
-    reads: the input for sub-pixel, the resized input for resize-convolution.
+    A transposed convolution is ``(B*pixels, C_in) @ (C_in, C_out*prod(k))`` (one product per input pixel);
+    a stride-1 convolution is ``(B*pixels, prod(k)*C_in) @ (prod(k)*C_in, C_conv)`` (im2col) on the size it
+    reads: the input for sub-pixel, the resized input for resize-convolution. ``input_size``: an int or one
+    per spatial axis.
     """
-    from upsample.conv_specs import ResizeSpec, SubpixelSpec
+    import math
 
-    kh, kw = spec.kernel_size
-    if isinstance(spec, SubpixelSpec):
-        return batch * input_size * input_size, kh * kw * spec.in_channels, spec.conv_channels
-    if isinstance(spec, ResizeSpec):
-        height, width = spec.output_size(input_size)
-        return batch * height * width, kh * kw * spec.in_channels, spec.conv_channels
-    return batch * input_size * input_size, spec.in_channels, spec.out_channels * kh * kw
+    from upsample.arguments import as_axes
+
+    size = as_axes("input_size", input_size, spec.spatial_dims, 1)
+    taps = math.prod(spec.kernel_size)
+    if spec.KIND == "transposed":
+        return batch * math.prod(size), spec.in_channels, spec.out_channels * taps
+    read = size if spec.KIND == "subpixel" else spec.output_size(size)
+    return batch * math.prod(read), taps * spec.in_channels, spec.conv_channels

@@ -33,7 +33,7 @@ from head_cases import MODES, head_weights
 from hypothesis import HealthCheck, given, settings
 
 import upsample
-from upsample import UpsampleSpec, Weights, crosscheck, reference
+from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, Weights, crosscheck, reference
 from upsample.crosscheck import TARGETS, HeadOutcome, Outcome, Target
 from upsample.head import HeadSpec, Norm
 
@@ -171,6 +171,60 @@ def assert_heads_close(first: HeadOutcome, second: HeadOutcome, what: str, spec:
 @pytest.mark.parametrize("name", list(HEADS))
 def test_heads_agree_everywhere(targets: dict, name: str) -> None:
     spec = HEADS[name]
+    weights = head_weights(spec, seed=3)
+    data = crosscheck.head_data(spec, seed=5)
+    expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
+    outcomes = {
+        target.label: crosscheck.train_local(target, spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
+        for target in IN_PROCESS.values()
+    }
+    for label, outcome in outcomes.items():
+        assert_heads_close(outcome, expected, f"{label} vs reference; {name}", spec, 1.0)
+    for (label_a, a), (label_b, b) in itertools.combinations(outcomes.items(), 2):
+        assert_heads_close(a, b, f"{label_a} vs {label_b}; {name}", spec, 2.0)
+
+
+# --- ranks 1 and 3 -------------------------------------------------------------------------------
+
+RANK_SPECS = [
+    # a HiFi-GAN stage (k = 2u, p = (k - u) // 2), EnCodec/DAC-style crops, a negative crop
+    UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
+    UpsampleSpec(3, 3, kernel_size=(6,), stride=3, padding=((2, 1),), residual="nearest"),
+    UpsampleSpec(3, 2, kernel_size=(3,), stride=2, padding=((-1, 2),), residual="projection"),
+    SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
+    ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
+    ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
+    # MONAI-style volumes: deconv k2 s2 and k4 s2 p1, pixelshuffle, nontrainable + conv
+    UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
+    UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
+    SubpixelSpec(3, 2, scale=(2, 2, 2), kernel_size=(3, 1, 2), residual="projection"),
+    ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3),
+    ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
+]
+RANK_SIZES = {1: ((1,), (5,)), 3: ((1, 1, 1), (2, 3, 2))}
+
+
+@pytest.mark.parametrize("spec", RANK_SPECS, ids=[f"{s.KIND}-{s.spatial_dims}d-{i}" for i, s in enumerate(RANK_SPECS)])
+def test_ranks_1_and_3_agree_everywhere(targets: dict, spec: kind_cases.Spec) -> None:
+    """Every kind at 1 and 3 spatial axes, 1-pixel (the matmul path) and larger inputs: every build against the
+    reference and each pair of builds, forward and gradients."""
+    for seed, size in enumerate(RANK_SIZES[spec.spatial_dims]):
+        check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))  # type: ignore[arg-type]
+
+
+RANK_HEADS = {
+    "1d-transposed-batch": upsample.plan(8, (32,), 3, "transposed", norm="batch", final_activation="tanh"),
+    "1d-subpixel-group": upsample.plan(8, 16, 3, "subpixel", norm=Norm("group", groups=2), spatial_dims=1),
+    "3d-transposed-group": upsample.plan(8, (8, 8, 8), 3, "transposed", norm=Norm("group", groups=2)),
+    "3d-resize-batch": upsample.plan(4, 8, 2, "resize", norm="batch", input_size=(2, 2, 2), final_activation="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", list(RANK_HEADS))
+def test_heads_of_ranks_1_and_3_agree_everywhere(targets: dict, name: str) -> None:
+    """A planned head at 1 and 3 spatial axes: training-mode forward and gradients, inference mode, and the
+    weights and running statistics after SGD steps, in every build."""
+    spec = RANK_HEADS[name]
     weights = head_weights(spec, seed=3)
     data = crosscheck.head_data(spec, seed=5)
     expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)

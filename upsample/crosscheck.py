@@ -55,7 +55,7 @@ TARGETS = (
 
 @dataclasses.dataclass
 class Outcome:
-    """What a runner returns: float64 NHWC arrays, canonical weight gradients, seconds per forward call."""
+    """What a runner returns: float64 channels-last arrays, canonical weight gradients, seconds per forward call."""
 
     y: np.ndarray
     grad_x: np.ndarray
@@ -65,7 +65,7 @@ class Outcome:
 
 @dataclasses.dataclass
 class HeadOutcome:
-    """What a runner's ``train_head`` returns, float64 NHWC; weights as flat canonical arrays
+    """What a runner's ``train_head`` returns, float64 channels-last; weights as flat canonical arrays
     (:meth:`HeadWeights.flat` names). ``y``, ``grad_x`` and ``grads`` are the first batch's training-mode pass,
     ``y_eval`` the first batch in inference mode before training, ``trained`` the weights (running statistics
     included) after one SGD step per batch."""
@@ -84,12 +84,12 @@ amplify float32 rounding past the tolerance within three steps (0.05 does for th
 
 def head_gradient_atol(spec: HeadSpec, name: str, batch: int) -> float:
     """The absolute tolerance of a head's gradient named ``name`` (:meth:`HeadWeights.flat`): a stage's weights
-    and a norm's scale and offset are per-channel sums over the ``B * H * W`` output values of their stage, so
-    float32 leaves cancellation noise of order ``ATOL * sqrt(B * H * W)`` (measured: up to 1.4e-5 over 96 values
+    and a norm's scale and offset are per-channel sums over the ``B * pixels`` output values of their stage, so
+    float32 leaves cancellation noise of order ``ATOL * sqrt(B * pixels)`` (measured: up to 1.4e-5 over 96 values
     for a bias gradient that is exactly zero before a BatchNorm, in Flax; 1.3e-5 over 32 values for a BatchNorm
     scale gradient of 0.025 summed from terms up to 20, in Keras on TensorFlow)."""
-    height, width = spec.stage_sizes()[int(name.split(".")[1]) + 1]
-    return ATOL * float(np.sqrt(batch * height * width))
+    size = spec.stage_sizes()[int(name.split(".")[1]) + 1]
+    return ATOL * float(np.sqrt(batch * np.prod(size)))
 
 
 def head_input_atol(spec: HeadSpec) -> float:
@@ -97,8 +97,8 @@ def head_input_atol(spec: HeadSpec) -> float:
     ``n`` values of the first stage's output per input pixel, so ``ATOL * sqrt(n)`` (measured: 1.8e-5 on an
     entry of 0.072 summed from terms up to 30, a GroupNorm head from 1x1 whose first stage has 1024 outputs
     per input pixel, Flax with the nearest resize run as a transposed convolution)."""
-    (height, width), (out_h, out_w) = spec.stage_sizes()[:2]
-    per_pixel = out_h * out_w * spec.stages[0].out_channels / (height * width)
+    size, out = spec.stage_sizes()[:2]
+    per_pixel = np.prod(out) * spec.stages[0].out_channels / np.prod(size)
     return ATOL * max(1.0, float(np.sqrt(per_pixel)))
 
 
@@ -110,7 +110,7 @@ def trainable(weights: HeadWeights) -> dict[str, np.ndarray]:
 def expected_head(
     spec: HeadSpec, weights: HeadWeights, data: list[tuple[np.ndarray, np.ndarray]], learning_rate: float
 ) -> HeadOutcome:
-    """The reference's :class:`HeadOutcome` for ``data`` (``(x, grad_y)`` pairs, NHWC)."""
+    """The reference's :class:`HeadOutcome` for ``data`` (``(x, grad_y)`` pairs, channels-last)."""
     x, grad_y = data[0]
     y, _ = head_reference.forward(spec, weights, x, training=True)
     grad_x, grads = head_reference.vjp(spec, weights, x, grad_y, training=True)
@@ -295,7 +295,7 @@ def check(
     progress: Callable[[str], None] = lambda message: None,
     targets: tuple[Target, ...] = TARGETS,
 ) -> list[Row]:
-    """A row per target (default: all) for ``spec`` with ``weights`` on input ``x`` (NHWC float32)."""
+    """A row per target (default: all) for ``spec`` with ``weights`` on input ``x`` (channels-last float32)."""
     y = reference.forward(spec, weights, x)
     grad_y = np.random.default_rng(seed + 2).normal(size=y.shape).astype(np.float32)
     expected = (y, *reference.vjp(spec, weights, x, grad_y))
@@ -337,11 +337,11 @@ def head_check_weights(spec: HeadSpec, seed: int = 0) -> HeadWeights:
 def head_data(spec: HeadSpec, batch: int = 2, steps: int = 3, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``steps`` seeded ``(x, grad_y)`` pairs for a head check, NHWC float32."""
     rng = np.random.default_rng(seed)
-    (h, w), (out_h, out_w) = spec.input_size, spec.output_size()
+    size, out = spec.input_size, spec.output_size()
     return [
         (
-            rng.normal(size=(batch, h, w, spec.in_channels)).astype(np.float32),
-            rng.normal(size=(batch, out_h, out_w, spec.out_channels)).astype(np.float32),
+            rng.normal(size=(batch, *size, spec.in_channels)).astype(np.float32),
+            rng.normal(size=(batch, *out, spec.out_channels)).astype(np.float32),
         )
         for _ in range(steps)
     ]

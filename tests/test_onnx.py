@@ -285,8 +285,8 @@ def test_from_onnx_refuses_what_has_no_spec() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             from_onnx(conv_transpose_model(kernel, None, (2, 2), **attributes))
-    with pytest.raises(ValueError, match="is 1-D"):
-        from_onnx(conv_transpose_model(np.ones((1, 1, 3), np.float32), None, None))
+    with pytest.raises(ValueError, match="is 4-D .* a spec is 1-D, 2-D or 3-D"):
+        from_onnx(conv_transpose_model(np.ones((1, 1, 3, 3, 3, 3), np.float32), None, None))
     dynamic = conv_transpose_model(kernel, None, (2, 2))
     dynamic.graph.initializer.pop()
     dynamic.graph.input.append(helper.make_tensor_value_info("W", TensorProto.FLOAT, [2, 2, 3, 3]))

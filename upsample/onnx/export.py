@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from upsample import conv_geometry, geometry
-from upsample.arguments import IntOrPair, Pair, as_pair
+from upsample import conv_geometry, geometry, kinds
+from upsample.arguments import Axes, IntOrAxes, as_axes, axis_names, size_text
 from upsample.head import KIND as HEAD_KIND
 from upsample.head_weights import HeadWeights
 from upsample.messages import shown
@@ -63,12 +63,27 @@ class GraphBuilder:
         return output
 
 
-Emitter = Callable[[Any, Any, Pair | None, GraphBuilder, str], str]
-"""``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, NCHW; ``input_size``
-``None`` for a model with dynamic spatial axes."""
+Emitter = Callable[[Any, Any, Axes | None, GraphBuilder, str], str]
+"""``emit(spec, weights, input_size, graph, x) -> y``: the layer without its residual, channels first
+``(N, C, *spatial)``; ``input_size`` ``None`` for a model with dynamic spatial axes. Each kind's emitter is
+named by its row of :data:`upsample.kinds.KINDS`."""
 
 
-def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+def _torch_kernel(kernel: Any, transposed: bool) -> np.ndarray:
+    """A canonical kernel in ONNX's layout: ``(C_in, C_out, *k)`` for ``ConvTranspose``, ``(C_conv, C_in, *k)``
+    for ``Conv``."""
+    kernel = np.asarray(kernel)
+    rank = kernel.ndim - 2
+    channels = (rank, rank + 1) if transposed else (rank + 1, rank)
+    return kernel.transpose(*channels, *range(rank))
+
+
+def _per_channel(values: Any, rank: int) -> np.ndarray:
+    """A ``(C,)`` array shaped to broadcast over ``(N, C, *spatial)``."""
+    return np.asarray(values).reshape(-1, *(1,) * rank)
+
+
+def emit_transposed(spec: UpsampleSpec, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
     """``ConvTranspose`` with the non-negative part of the crops as ``pads``, then ``Slice`` (only when a
     window misses the full output), ``Pad`` for rows a negative crop adds, then the bias (so added rows
     get it too: docs/conventions.md). Dynamic: that ``Slice`` comes after the ``Pad``, its ends counted
@@ -77,10 +92,10 @@ def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair | None, gr
         padding.export_axis_dynamic(spec.kernel_size[a], spec.stride[a], spec.crops[a])
         if size is None
         else padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a])
-        for a in (0, 1)
+        for a in range(spec.spatial_dims)
     ]
     adds_rows = any(axis.rows != (0, 0) for axis in axes)
-    inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(2, 3, 0, 1))]
+    inputs = [x, graph.constant("kernel", _torch_kernel(weights.kernel, transposed=True))]
     if spec.use_bias and not adds_rows:
         inputs.append(graph.constant("bias", weights.bias))
     y = graph.add(
@@ -101,7 +116,7 @@ def _emit_transposed(spec: UpsampleSpec, weights: Weights, size: Pair | None, gr
     if sliced and size is None:  # dynamic: rows first, then the window (ends counted from the end)
         y = _slice(graph, y, sliced)
     if adds_rows and spec.use_bias:
-        y = graph.add("Add", [y, graph.constant("bias", np.asarray(weights.bias).reshape(-1, 1, 1))])
+        y = graph.add("Add", [y, graph.constant("bias", _per_channel(weights.bias, spec.spatial_dims))])
     return y
 
 
@@ -114,36 +129,39 @@ def _slice(graph: GraphBuilder, x: str, windows: dict[int, Any]) -> str:
 
 
 def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
-    """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical HWIO kernel as ONNX's
-    ``(C_conv, C_in, kh, kw)``, zero rows ``conv_geometry.same_padding`` per axis."""
-    inputs = [x, graph.constant("kernel", np.asarray(weights.kernel).transpose(3, 2, 0, 1))]
+    """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical ``(*k, C_in, C_conv)`` kernel as
+    ONNX's ``(C_conv, C_in, *k)``, zero rows ``conv_geometry.same_padding`` per axis."""
+    inputs = [x, graph.constant("kernel", _torch_kernel(weights.kernel, transposed=False))]
     if spec.use_bias:
         inputs.append(graph.constant("bias", weights.bias))
     pads = padding.onnx_pads([conv_geometry.same_padding(k) for k in spec.kernel_size])
     return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads)
 
 
-def _emit_subpixel(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
-    """``Conv``, then the CRD pixel shuffle: ``DepthToSpace`` mode CRD for a square scale, else the same
-    permutation as ``Reshape`` -> ``Transpose`` -> ``Reshape`` (``DepthToSpace`` has one block size), with
-    the shapes from ``Shape`` -> ``Concat`` when the size is dynamic."""
+def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
+    """``Conv``, then the CRD pixel shuffle: ``DepthToSpace`` mode CRD for a square 2-D scale, else the same
+    permutation as ``Reshape`` -> ``Transpose`` -> ``Reshape`` (``DepthToSpace`` is 2-D with one block size),
+    with the shapes from ``Shape`` -> ``Concat`` when the size is dynamic."""
     y = _same_conv(spec, weights, graph, x)
-    (r_h, r_w), channels = spec.scale, spec.out_channels
-    if r_h == r_w:
-        return graph.add("DepthToSpace", [y], blocksize=r_h, mode="CRD")
+    scale, channels, rank = list(spec.scale), spec.out_channels, spec.spatial_dims
+    if rank == 2 and scale[0] == scale[1]:
+        return graph.add("DepthToSpace", [y], blocksize=scale[0], mode="CRD")
     if size is None:
-        hw = graph.add("Gather", [graph.add("Shape", [y]), graph.constant("hw", [2, 3], np.int64)], axis=0)
-        split = graph.add("Concat", [graph.constant("shape", [0, channels, r_h, r_w], np.int64), hw], axis=0)
-        scaled = graph.add("Mul", [hw, graph.constant("scale", [r_h, r_w], np.int64)])
+        spatial = graph.constant("spatial", list(range(2, 2 + rank)), np.int64)
+        lengths = graph.add("Gather", [graph.add("Shape", [y]), spatial], axis=0)
+        split = graph.add("Concat", [graph.constant("shape", [0, channels, *scale], np.int64), lengths], axis=0)
+        scaled = graph.add("Mul", [lengths, graph.constant("scale", scale, np.int64)])
         merged = graph.add("Concat", [graph.constant("shape", [0, channels], np.int64), scaled], axis=0)
     else:
-        split = graph.constant("shape", [0, channels, r_h, r_w, *size], np.int64)  # 0: keep the (dynamic) batch
-        merged = graph.constant("shape", [0, channels, size[0] * r_h, size[1] * r_w], np.int64)
-    y = graph.add("Transpose", [graph.add("Reshape", [y, split])], perm=[0, 1, 4, 2, 5, 3])
+        split = graph.constant("shape", [0, channels, *scale, *size], np.int64)  # 0: keep the (dynamic) batch
+        merged = graph.constant("shape", [0, channels, *(n * r for n, r in zip(size, scale, strict=True))], np.int64)
+    # (N, C, *r, *size) -> (N, C, size_1, r_1, size_2, r_2, ...)
+    perm = [0, 1, *(i for a in range(rank) for i in (2 + rank + a, 2 + a))]
+    y = graph.add("Transpose", [graph.add("Reshape", [y, split])], perm=perm)
     return graph.add("Reshape", [y, merged])
 
 
-def _emit_resize(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
     """``Resize`` by the integer scale, then ``Conv``. Nearest: ``asymmetric`` coordinates rounded down
     (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (docs/choosing-an-upsampler.md)."""
     if spec.method == "nearest":
@@ -154,40 +172,23 @@ def _emit_resize(spec: Any, weights: Weights, size: Pair | None, graph: GraphBui
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
 
 
-def _emit_head(spec: Any, weights: HeadWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
-    """A head: :func:`upsample.onnx.heads.emit_head` (imported here: it builds on this module)."""
-    from upsample.onnx.heads import emit_head
-
-    return emit_head(spec, weights, size, graph, x)
-
-
-EMITTERS: dict[str, Emitter] = {
-    "transposed": _emit_transposed,
-    "subpixel": _emit_subpixel,
-    "resize": _emit_resize,
-    HEAD_KIND: _emit_head,
-}
-"""Spec kind (``spec.to_dict()["kind"]``) -> its emitter."""
-
-
-def emit_layer(spec: Any, weights: Any, size: Pair | None, graph: GraphBuilder, x: str) -> str:
-    """Any spec kind's emitter, then the residual of a single layer that has one."""
-    y = EMITTERS[spec.to_dict()["kind"]](spec, weights, size, graph, x)
+def emit_layer(spec: Any, weights: Any, size: Axes | None, graph: GraphBuilder, x: str) -> str:
+    """Any spec kind's emitter (its row of :data:`upsample.kinds.KINDS`), then the residual of a single layer
+    that has one."""
+    emit: Emitter = kinds.resolve(kinds.kind_of(spec).onnx)
+    y = emit(spec, weights, size, graph, x)
     if getattr(spec, "residual", None) is not None:
         y = _emit_residual(spec, weights, size, graph, x, y)
     return y
 
 
-def residual_ratios(spec: Any) -> tuple[int | None, int | None]:
+def residual_ratios(spec: Any) -> tuple[int | None, ...]:
     """Per axis, the integer ``n`` with output length ``n * i`` for every input length ``i`` (else ``None``)."""
 
-    def height(length: int) -> int:
-        return int(spec.output_size(length)[0])
+    def axis_length(axis: int) -> Callable[[int], int]:
+        return lambda length: int(spec.output_size(length)[axis])
 
-    def width(length: int) -> int:
-        return int(spec.output_size(length)[1])
-
-    return geometry.integer_ratio(height), geometry.integer_ratio(width)
+    return tuple(geometry.integer_ratio(axis_length(a)) for a in range(spec.spatial_dims))
 
 
 def dynamic_blocker(spec: Any) -> str | None:
@@ -199,7 +200,8 @@ def dynamic_blocker(spec: Any) -> str | None:
         where = f"stages[{i}]'s" if hasattr(spec, "stages") else "the"
         return (
             f"{where} residual gathers size-dependent indices: its output is not an integer multiple of its input "
-            f"for every size (input 4x4 -> output {_shown_size(stage, 4)}, 8x8 -> {_shown_size(stage, 8)})"
+            f"for every size (input {size_text((4,) * stage.spatial_dims)} -> output {_shown_size(stage, 4)}, "
+            f"{size_text((8,) * stage.spatial_dims)} -> {_shown_size(stage, 8)})"
         )
     return None
 
@@ -207,23 +209,23 @@ def dynamic_blocker(spec: Any) -> str | None:
 def _shown_size(spec: Any, length: int) -> str:
     """``HxW`` of ``spec``'s output for a ``length`` x ``length`` input, or ``'none'`` when it has none."""
     try:
-        height, width = spec.output_size(length)
+        return size_text(spec.output_size(length))
     except ValueError:
         return "none"
-    return f"{height}x{width}"
 
 
-def _emit_residual(spec: Any, weights: Weights, size: Pair | None, graph: GraphBuilder, x: str, y: str) -> str:
+def _emit_residual(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str, y: str) -> str:
     """``y + nearest(skip(x))``; a length-1 axis broadcasts in ``Add`` and an identity gather is skipped;
     an integer ratio for every size is a ``Resize`` (``floor(dst / n)``, the canonical
     ``floor((dst + 0.5) * i / (n * i))``)."""
     skip = x
     if spec.residual == "projection":
-        skip = graph.add("Conv", [x, graph.constant("skip", np.asarray(weights.skip).T[:, :, None, None])])
+        matrix = np.asarray(weights.skip).T.reshape(spec.out_channels, spec.in_channels, *(1,) * spec.spatial_dims)
+        skip = graph.add("Conv", [x, graph.constant("skip", matrix)])
     if size is None:
         ratios = residual_ratios(spec)
         assert None not in ratios  # dynamic_blocker ran
-        if ratios != (1, 1):
+        if set(ratios) != {1}:
             scales = graph.constant("scales", [1.0, 1.0, *ratios], np.float32)
             modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
             skip = graph.add("Resize", [skip, "", scales], **modes)
@@ -231,9 +233,8 @@ def _emit_residual(spec: Any, weights: Weights, size: Pair | None, graph: GraphB
     for a, out_length in enumerate(spec.output_size(size)):
         indices = geometry.nearest_gather(size[a], out_length)
         if indices is not None:
-            skip = graph.add(
-                "Gather", [skip, graph.constant("rows" if a == 0 else "cols", indices, np.int64)], axis=a + 2
-            )
+            name = "rows" if a == spec.spatial_dims - 2 else "cols" if a == spec.spatial_dims - 1 else "planes"
+            skip = graph.add("Gather", [skip, graph.constant(name, indices, np.int64)], axis=a + 2)
     return graph.add("Add", [y, skip])
 
 
@@ -242,26 +243,28 @@ def to_onnx(
     weights: Weights | HeadWeights,
     path: str | os.PathLike[str] | None = None,
     *,
-    input_size: IntOrPair | None = None,
+    input_size: IntOrAxes | None = None,
     opset: int = DEFAULT_OPSET,
     dynamic_spatial: bool | None = None,
 ) -> onnx.ModelProto:
-    """The layer (or head, in inference mode) as an ONNX model: input ``x`` ``(batch, C_in, H, W)`` float32
-    with a dynamic batch, output ``y`` ``(batch, C_out, H', W')``. Written to ``path`` if given.
+    """The layer (or head, in inference mode) as an ONNX model: input ``x`` ``(batch, C_in, *spatial)`` float32
+    (``(batch, C_in, H, W)`` in 2-D) with a dynamic batch, output ``y`` ``(batch, C_out, *spatial')``. Written to
+    ``path`` if given.
 
-    ``dynamic_spatial``: ``None`` (default) makes ``H`` and ``W`` symbolic (``height``, ``width``) wherever
+    ``dynamic_spatial``: ``None`` (default) makes the spatial axes symbolic (``height``, ``width``) wherever
     the spec allows, else fixes them to ``input_size`` (default: a head's own ``input_size``, else 1);
     ``True`` requires dynamic axes (``ValueError`` naming the reason when impossible); ``False`` fixes them.
     Only a residual whose output is not an integer multiple of its input for every size (e.g. ``2i + 1``)
     needs a fixed size: its gather indices depend on it (:func:`dynamic_blocker`).
     The model is checked with ``onnx.checker`` (shape inference included) before it is returned.
     """
-    kind = spec.to_dict().get("kind") if hasattr(spec, "to_dict") else None
-    if kind not in EMITTERS:
+    try:
+        kind = kinds.kind_of(spec).name
+    except TypeError:
+        known = [row.name for row in kinds.KINDS]
         raise TypeError(
-            f"spec must be one of the kinds {sorted(EMITTERS)} (an upsample spec), got {type(spec).__name__}"
-            + (f" of kind {kind!r}" if kind else "")
-        )
+            f"spec must be one of the kinds {known} (an upsample spec), got {type(spec).__name__}"
+        ) from None
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
     wanted = HeadWeights if kind == HEAD_KIND else Weights
@@ -274,8 +277,8 @@ def to_onnx(
         raise ValueError(f"dynamic_spatial must be None, True or False, got {shown(dynamic_spatial)}")
     if input_size is None:
         input_size = spec.input_size if kind == HEAD_KIND else 1
-    size = as_pair("input_size", input_size, 1)
-    out_h, out_w = spec.output_size(size)
+    size = as_axes("input_size", input_size, spec.spatial_dims, 1)
+    out_size = spec.output_size(size)
     blocker = dynamic_blocker(spec) if dynamic_spatial is not False else None
     if dynamic_spatial and blocker:
         raise ValueError(f"dynamic_spatial=True is impossible for this {type(spec).__name__}: {blocker}")
@@ -283,8 +286,9 @@ def to_onnx(
     graph = GraphBuilder(opset)
     y = emit_layer(spec, weights, None if dynamic else size, graph, INPUT)
     graph.nodes.append(helper.make_node("Identity", [y], [OUTPUT], name=OUTPUT))
-    in_dims: list[Any] = ["height", "width"] if dynamic else list(size)
-    out_dims: list[Any] = ["out_height", "out_width"] if dynamic else [out_h, out_w]
+    names = axis_names(spec.spatial_dims)
+    in_dims: list[Any] = list(names) if dynamic else list(size)
+    out_dims: list[Any] = [f"out_{name}" for name in names] if dynamic else list(out_size)
     x_info = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.in_channels, *in_dims])
     y_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.out_channels, *out_dims])
     model = helper.make_model(
@@ -294,7 +298,7 @@ def to_onnx(
     )
     props = {"upsample.spec": spec.to_json()}
     if not dynamic:
-        props["upsample.input_size"] = f"{size[0]}x{size[1]}"
+        props["upsample.input_size"] = size_text(size)
     helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
@@ -306,7 +310,7 @@ def export_file(
     source: str | os.PathLike[str],
     onnx_path: str | os.PathLike[str],
     *,
-    input_size: IntOrPair | None = None,
+    input_size: IntOrAxes | None = None,
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
     dynamic_spatial: bool | None = None,

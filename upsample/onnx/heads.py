@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from upsample.arguments import Axes
 from upsample.head import Activation, HeadSpec, Norm
 from upsample.head_weights import HeadWeights, NormWeights
 from upsample.onnx.export import GraphBuilder, emit_layer
-from upsample.spec import Pair
 
 GELU_TANH_CUBIC = 0.044715
 """The cubic coefficient of GELU's tanh approximation (Hendrycks & Gimpel 2016)."""
@@ -26,24 +26,24 @@ REDUCE_AXES_AS_INPUT_OPSET = 18
 """From opset 18 ``ReduceMean`` takes its axes as an input instead of an attribute."""
 
 
-def emit_head(spec: HeadSpec, weights: HeadWeights, size: Pair | None, graph: GraphBuilder, x: str) -> str:
+def emit_head(spec: HeadSpec, weights: HeadWeights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
     """Stage ``i`` at ``spec.stage_sizes(size)[i]`` (every stage dynamic when ``size`` is ``None``), then its
     norm (if ``spec.normed(i)``) and activation."""
-    sizes: Sequence[Pair | None] = [None] * len(spec.stages) if size is None else spec.stage_sizes(size)
+    sizes: Sequence[Axes | None] = [None] * len(spec.stages) if size is None else spec.stage_sizes(size)
     y = x
     for i, (stage, stage_weights, norm) in enumerate(zip(spec.stages, weights.stages, weights.norms, strict=True)):
         y = emit_layer(stage, stage_weights, sizes[i], graph, y)
         if spec.normed(i):
             assert spec.norm is not None and norm is not None  # HeadWeights.check ran
-            y = _emit_norm(spec.norm, norm, stage.out_channels, graph, y)
+            y = _emit_norm(spec.norm, norm, stage.out_channels, spec.spatial_dims, graph, y)
         y = _emit_activation(spec.activation_after(i), graph, y)
     return y
 
 
-def _emit_norm(settings: Norm, norm: NormWeights, channels: int, graph: GraphBuilder, x: str) -> str:
+def _emit_norm(settings: Norm, norm: NormWeights, channels: int, rank: int, graph: GraphBuilder, x: str) -> str:
     """BatchNorm with the running statistics; GroupNorm with the statistics of each sample's groups, instance
     norm as GroupNorm with a group per channel; layer norm over the channels of each pixel (NCHW: the values
-    reshaped to ``(B, C, H * W)`` and transposed to ``(B, H * W, C)``)."""
+    reshaped to ``(B, C, pixels)`` and transposed to ``(B, pixels, C)``); any number of spatial axes (``rank``)."""
     if settings.kind == "batch":
         arrays = [graph.constant(name, array) for name, array in zip(NormWeights.NAMES, norm.arrays(), strict=True)]
         return graph.add("BatchNormalization", [x, *arrays], epsilon=settings.epsilon)
@@ -61,8 +61,9 @@ def _emit_norm(settings: Norm, norm: NormWeights, channels: int, graph: GraphBui
         normalised = graph.add("Transpose", [normalised], perm=[0, 2, 1])
     x_shape = graph.add("Shape", [x])
     y = graph.add("Reshape", [normalised, x_shape])
-    y = graph.add("Mul", [y, graph.constant("scale", np.asarray(norm.scale).reshape(channels, 1, 1))])
-    return graph.add("Add", [y, graph.constant("offset", np.asarray(norm.offset).reshape(channels, 1, 1))])
+    per_channel = (channels, *(1,) * rank)
+    y = graph.add("Mul", [y, graph.constant("scale", np.asarray(norm.scale).reshape(per_channel))])
+    return graph.add("Add", [y, graph.constant("offset", np.asarray(norm.offset).reshape(per_channel))])
 
 
 def _reduce_mean(graph: GraphBuilder, x: str) -> str:

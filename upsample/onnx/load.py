@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from upsample.arguments import IntOrPair, Pair, as_pair
+from upsample.arguments import SPATIAL_DIMS, Axes, IntOrAxes, as_axes, sequence_items
 from upsample.onnx import padding, patterns
 from upsample.onnx.patterns import OnnxLayer, Shape
 from upsample.spec import UpsampleSpec
@@ -71,10 +71,10 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return values
 
 
-def _shapes(model: onnx.ModelProto, input_size: Pair | None = None) -> dict[str, Shape]:
+def _shapes(model: onnx.ModelProto, input_size: Axes | None = None) -> dict[str, Shape]:
     """Every tensor's shape that the model declares or shape inference (with data propagation, which follows
     the ``Shape`` -> ``Concat`` -> ``Reshape`` chains exporters write) finds; ``input_size`` sets the spatial
-    size of rank-4 graph inputs whose size is symbolic."""
+    size of graph inputs with that many spatial axes whose size is symbolic."""
     if input_size is not None:
         model = _with_input_size(model, input_size)
     try:
@@ -93,19 +93,19 @@ def _shapes(model: onnx.ModelProto, input_size: Pair | None = None) -> dict[str,
     return shapes
 
 
-def _with_input_size(model: onnx.ModelProto, size: Pair) -> onnx.ModelProto:
-    """A copy of ``model`` whose rank-4 graph inputs have spatial size ``size``; a declared size that differs
-    is refused."""
+def _with_input_size(model: onnx.ModelProto, size: Axes) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs with ``len(size)`` spatial axes have spatial size ``size``; a declared
+    size that differs is refused."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     initializers = {t.name for t in model.graph.initializer}
     for info in copy.graph.input:
         dims = info.type.tensor_type.shape.dim
-        if info.name in initializers or len(dims) != 4:
+        if info.name in initializers or len(dims) != 2 + len(size):
             continue
-        for axis, dim in zip((0, 1), dims[2:], strict=True):
+        for axis, dim in enumerate(dims[2:]):
             if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size[axis]:
-                declared = (dims[2].dim_value, dims[3].dim_value)
+                declared = tuple(d.dim_value for d in dims[2:])
                 raise ValueError(
                     f"input_size {size} differs from the size {declared} the model declares for its input "
                     f"{info.name!r}; input_size is for models whose input size is symbolic"
@@ -115,43 +115,48 @@ def _with_input_size(model: onnx.ModelProto, size: Pair) -> onnx.ModelProto:
     return copy
 
 
-def _static_sizes(model: onnx.ModelProto) -> dict[str, Pair]:
-    """``(H, W)`` of every rank-4 tensor whose spatial size the model declares or shape inference finds."""
+def _static_sizes(model: onnx.ModelProto) -> dict[str, Axes]:
+    """The spatial size of every tensor with 1 to 3 spatial axes whose size the model declares or shape inference
+    finds."""
     sizes = {name: patterns.spatial(shape) for name, shape in _shapes(model).items()}
     return {name: size for name, size in sizes.items() if size is not None}
 
 
 def _node_spec(
-    node: onnx.NodeProto, label: str, constants: dict[str, np.ndarray], size: Pair | None
+    node: onnx.NodeProto, label: str, constants: dict[str, np.ndarray], size: Axes | None
 ) -> tuple[UpsampleSpec, Weights]:
-    """The spec and weights of one node; ``size`` is its input ``(H, W)`` if known."""
+    """The spec and weights of one node (1-D, 2-D or 3-D); ``size`` is its input's spatial size if known."""
     if len(node.input) < 2 or node.input[1] not in constants:
         raise ValueError(f"ConvTranspose node {label!r}: its weight is not a constant (initializer), so it has no spec")
     kernel = constants[node.input[1]]
     bias = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if len(node.input) > 2 and node.input[2] and bias is None:
         raise ValueError(f"ConvTranspose node {label!r}: its bias is not a constant (initializer)")
-    if kernel.ndim != 4:
+    rank = kernel.ndim - 2
+    if rank not in SPATIAL_DIMS:
         raise ValueError(
-            f"ConvTranspose node {label!r} is {kernel.ndim - 2}-D (weight shape {kernel.shape}); a spec is 2-D"
+            f"ConvTranspose node {label!r} is {rank}-D (weight shape {kernel.shape}); a spec is 1-D, 2-D or 3-D"
         )
-    c_in, c_out, kh, kw = kernel.shape
+    c_in, c_out, *taps = kernel.shape
+    if size is not None and len(size) != rank:
+        raise ValueError(f"ConvTranspose node {label!r} is {rank}-D but its input size {size} has {len(size)} axes")
     attrs = patterns.attributes(node)
-    refused = {"group": (attrs.get("group", 1), 1), "dilations": (list(attrs.get("dilations", [1, 1])), [1, 1])}
+    ones = [1] * rank
+    refused = {"group": (attrs.get("group", 1), 1), "dilations": (list(attrs.get("dilations", ones)), ones)}
     for name, (value, needed) in refused.items():
         if value != needed:
             raise ValueError(
                 f"ConvTranspose node {label!r} has {name}={value}; a spec needs {name}={needed} (no groups or dilation)"
             )
-    if list(attrs.get("kernel_shape", [kh, kw])) != [kh, kw]:
+    if list(attrs.get("kernel_shape", taps)) != taps:
         raise ValueError(
             f"ConvTranspose node {label!r}: kernel_shape {attrs['kernel_shape']} does not match its weight "
             f"{kernel.shape}"
         )
-    stride = list(attrs.get("strides", [1, 1]))
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    output_padding = list(attrs.get("output_padding", [0, 0]))
-    output_shape = list(attrs["output_shape"])[-2:] if "output_shape" in attrs else None
+    stride = list(attrs.get("strides", ones))
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    output_padding = list(attrs.get("output_padding", [0] * rank))
+    output_shape = list(attrs["output_shape"])[-rank:] if "output_shape" in attrs else None
     if output_shape is not None and size is None:
         raise ValueError(
             f"ConvTranspose node {label!r} sets output_shape={output_shape}, whose crops depend on the input size, "
@@ -161,49 +166,67 @@ def _node_spec(
         crops = tuple(
             padding.crop_from_onnx(
                 1 if size is None else size[a],
-                (kh, kw)[a],
+                taps[a],
                 stride[a],
-                pads=(pads[a], pads[a + 2]),
+                pads=(pads[a], pads[a + rank]),
                 output_padding=output_padding[a],
                 auto_pad=attrs.get("auto_pad", "NOTSET"),
                 output_shape=None if output_shape is None else output_shape[a],
             )
-            for a in (0, 1)
+            for a in range(rank)
         )
     except ValueError as error:
         raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
     spec = UpsampleSpec(
-        c_in, c_out, kernel_size=(kh, kw), stride=tuple(stride), padding=crops, use_bias=bias is not None
-    )  # type: ignore[arg-type]
+        c_in, c_out, kernel_size=tuple(taps), stride=tuple(stride), padding=crops, use_bias=bias is not None
+    )
     if size is not None:
         try:
             spec.output_size(size)
         except ValueError as error:
             raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
-    return spec, Weights(kernel.transpose(2, 3, 0, 1), bias)
+    return spec, Weights(kernel.transpose(*range(2, 2 + rank), 0, 1), bias)
 
 
 def from_onnx(
-    model_or_path: ModelSource, node: str | int | None = None, input_size: IntOrPair | None = None
+    model_or_path: ModelSource, node: str | int | None = None, input_size: IntOrAxes | None = None
 ) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of a ``ConvTranspose`` node, computing what onnxruntime computes.
 
     Args:
         model_or_path: an ``onnx.ModelProto``, a path to a ``.onnx`` file, or its bytes.
         node: the node's name or its index among the ``ConvTranspose`` nodes; ``None`` when there is one.
-        input_size: the node's input ``(H, W)``; only ``output_shape`` needs it, and by default it is read
-            from the model's static shapes.
+        input_size: the node's input spatial size (``(H, W)`` in 2-D; an int for every axis); only
+            ``output_shape`` needs it, and by default it is read from the model's static shapes.
 
     Groups and dilations have no spec and are refused, as is anything onnxruntime refuses.
     """
     model = _model(model_or_path)
     nodes = _conv_transposes(model)
     chosen = _select(nodes, node)
-    size = _static_sizes(model).get(chosen.input[0]) if input_size is None else as_pair("input_size", input_size, 1)
-    return _node_spec(chosen, _label(chosen, nodes.index(chosen)), _constants(model), size)
+    constants = _constants(model)
+    if input_size is None:
+        size = _static_sizes(model).get(chosen.input[0])
+    else:
+        weight = constants.get(chosen.input[1]) if len(chosen.input) > 1 else None
+        size = as_axes("input_size", input_size, 2 if weight is None else weight.ndim - 2, 1)
+    return _node_spec(chosen, _label(chosen, nodes.index(chosen)), constants, size)
 
 
-def describe(model_or_path: ModelSource, input_size: IntOrPair | None = None) -> list[OnnxLayer]:
+def _input_rank(model: onnx.ModelProto, input_size: IntOrAxes) -> int:
+    """The number of spatial axes ``input_size`` is for: its length, or for an int the first graph input's."""
+    items = sequence_items(input_size)
+    if items is not None:
+        return len(items)
+    initializers = {t.name for t in model.graph.initializer}
+    for info in model.graph.input:
+        dims = len(info.type.tensor_type.shape.dim)
+        if info.name not in initializers and dims - 2 in SPATIAL_DIMS:
+            return dims - 2
+    return 2
+
+
+def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) -> list[OnnxLayer]:
     """Every upsampling layer of a model in graph order, each judged at its own input size (what
     ``upsample inspect model.onnx`` lists).
 
@@ -216,7 +239,7 @@ def describe(model_or_path: ModelSource, input_size: IntOrPair | None = None) ->
     assumed.
     """
     model = _model(model_or_path)
-    size = None if input_size is None else as_pair("input_size", input_size, 1)
+    size = None if input_size is None else as_axes("input_size", input_size, _input_rank(model, input_size), 1)
     shapes, constants = _shapes(model, size), _constants(model)
     producers = {output: n for n in model.graph.node for output in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}

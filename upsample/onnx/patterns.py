@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from upsample.arguments import Pair
+from upsample.arguments import SPATIAL_DIMS, Axes, Pair
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
 
@@ -26,7 +26,7 @@ class OnnxLayer(NamedTuple):
     spec: UpsampleSpec | Any | None
     """The layer's spec (``UpsampleSpec``, ``SubpixelSpec`` or ``ResizeSpec``); ``None`` when it has none
     (``problem`` says why)."""
-    input_size: Pair | None
+    input_size: Axes | None
     """The layer's input ``(H, W)`` from shape inference through the graph; ``None`` when unknown."""
     problem: str | None
     kind: str = "transposed"
@@ -47,11 +47,11 @@ Shape = tuple[int | None, ...]
 """A tensor's dimensions, ``None`` where shape inference found no number."""
 
 
-def spatial(shape: Shape | None) -> Pair | None:
-    """``(H, W)`` of an NCHW shape when both are known."""
-    if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+def spatial(shape: Shape | None) -> Axes | None:
+    """The spatial size of a channels-first shape ``(N, C, *spatial)`` (1 to 3 axes) when every axis is known."""
+    if shape is None or len(shape) - 2 not in SPATIAL_DIMS or None in shape[2:]:
         return None
-    return (shape[2], shape[3])
+    return tuple(shape[2:])  # type: ignore[arg-type]
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class Graph(NamedTuple):
         return users[0] if len(users) == 1 else None
 
 
-def judged(name: str, spec: Any, size: Pair | None, kind: str, nodes: tuple[str, ...]) -> OnnxLayer:
+def judged(name: str, spec: Any, size: Axes | None, kind: str, nodes: tuple[str, ...]) -> OnnxLayer:
     """The layer with ``spec.diagnose(size).verdict`` when the size is known."""
     if size is None:
         return OnnxLayer(name, spec, None, None, kind, nodes)
@@ -204,7 +204,7 @@ def dense_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLa
         return []
     nodes.append(user.name)
     source = graph.producers.get(node.input[0])
-    size: Pair | None = (1, 1)  # a vector no reshape made: as a 1x1 map
+    size: Axes | None = (1, 1)  # a vector no reshape made: as a 1x1 map
     if source is not None and source.op_type in ("Reshape", "Flatten"):
         flattened = graph.shapes.get(source.input[0])
         size = spatial(flattened) if flattened is not None and len(flattened) == 4 else None

@@ -15,6 +15,7 @@ from typing import Any
 from upsample import __version__, cli_export, cli_flags, plans
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
+from upsample.arguments import size_text
 from upsample.cli_inputs import PLAN_FLAGS, SPEC_FLAGS, UsageError
 from upsample.head import HeadSpec
 from upsample.messages import shown
@@ -43,7 +44,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             name = "--" + flag.replace("_", "-")
             raise UsageError(f"{name} needs --head: one layer has no norm or activation (add --head or drop {name})")
     spec = inputs.planned_spec(args)
-    summary = output.summary(spec, *inputs.input_size(args.input_size, None))
+    summary = output.summary(spec, *inputs.input_size(args.input_size, None, spec))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -77,6 +78,7 @@ def _plan_head(args: argparse.Namespace) -> int:
         input_size=1 if args.input_size is None else args.input_size,
         method=args.method,
         use_bias=not args.no_bias,
+        spatial_dims=args.spatial_dims,
     )
     if args.json:
         print(json.dumps(head.to_dict(), indent=2))
@@ -87,7 +89,7 @@ def _plan_head(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spec_and_size(args: argparse.Namespace, flags: Sequence[str]) -> tuple[Any, Any, tuple[int, int], str]:
+def _spec_and_size(args: argparse.Namespace, flags: Sequence[str]) -> tuple[Any, Any, tuple[int, ...], str]:
     """``(spec, weights or None, input size, where the size came from)`` from a file or the flags."""
     loaded = None
     if args.spec:
@@ -96,7 +98,7 @@ def _spec_and_size(args: argparse.Namespace, flags: Sequence[str]) -> tuple[Any,
         spec, weights = loaded.spec, loaded.weights
     else:
         spec, weights = (inputs.flag_spec(args) if args.command == "inspect" else inputs.planned_spec(args)), None
-    size, size_from = inputs.input_size(args.input_size, loaded)
+    size, size_from = inputs.input_size(args.input_size, loaded, spec)
     return spec, weights, size, size_from
 
 
@@ -132,7 +134,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_head(args: argparse.Namespace, head: HeadSpec, size: tuple[int, int], size_from: str) -> int:
+def _inspect_head(args: argparse.Namespace, head: HeadSpec, size: tuple[int, ...], size_from: str) -> int:
     """A whole head: its stage table and each stage's coverage verdict at that stage's input size."""
     if args.png:
         raise UsageError("--png draws one layer: inspect a head's stages one by one from their spec JSON")
@@ -173,7 +175,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps({**result, "rows": [dataclasses.asdict(row) for row in rows]}, indent=2))
     else:
         print(f"spec      {spec.to_json()}")
-        print("size      {}x{} -> {}x{} (input size: {})".format(*size, *report.output_size, size_from))
+        print(f"size      {size_text(size)} -> {size_text(report.output_size)} (input size: {size_from})")
         print(f"input     {'x'.join(map(str, x.shape))} (NHWC), float32; reference: NumPy float64")
         print(f"coverage  {report.verdict}")
         print()
@@ -187,7 +189,7 @@ def _check_head(
     args: argparse.Namespace,
     head: HeadSpec,
     weights: Any,
-    size: tuple[int, int],
+    size: tuple[int, ...],
     targets: Any,
     progress: Callable[[str], None],
 ) -> int:
@@ -196,8 +198,8 @@ def _check_head(
 
     if size != head.input_size:
         raise UsageError(
-            f"--input-size {size[0]}x{size[1]}: a head's input size is part of its spec "
-            f"({head.input_size[0]}x{head.input_size[1]}); plan the head for that size instead"
+            f"--input-size {size_text(size)}: a head's input size is part of its spec "
+            f"({size_text(head.input_size)}); plan the head for that size instead"
         )
     for stage, stage_size in zip(head.stages, head.stage_sizes(), strict=False):
         inputs.refuse_big_check(stage, args.batch, stage_size)
@@ -211,7 +213,7 @@ def _check_head(
         print(json.dumps({**result, "steps": len(data), "ok": ok, "rows": [dataclasses.asdict(r) for r in rows]}))
     else:
         print(head.table())
-        print(f"size      {size[0]}x{size[1]} -> {out[0]}x{out[1]}, batch {args.batch}, float32")
+        print(f"size      {size_text(size)} -> {size_text(out)}, batch {args.batch}, float32")
         print(
             f"compared  training and inference mode outputs, input and weight gradients, and the weights and running "
             f"statistics after {len(data)} SGD steps (rate {crosscheck.HEAD_LEARNING_RATE}); reference: NumPy float64"

@@ -11,6 +11,8 @@ from typing import Any
 
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
+from upsample.arguments import size_text
+from upsample.checks import layout_name
 from upsample.cli_inputs import UsageError
 from upsample.messages import shown
 
@@ -34,7 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     inputs.writable_path(args.onnx, "--onnx", [".onnx"])
     loaded = inputs.read_spec_file(args.spec)
-    size, size_from = inputs.input_size(args.input_size, loaded)
+    size, size_from = inputs.input_size(args.input_size, loaded, loaded.spec)
     weights = loaded.weights if loaded.weights is not None else init_weights(loaded.spec, seed=args.seed)
     module = onnx_module()
     dynamic_spatial = False if args.fixed_size else None
@@ -45,13 +47,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     mode = ", inference mode (running statistics)" if loaded.is_head else ""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if dims[2].dim_param:
-        shape = f"dynamic height and width (--fixed-size fixes them to {size[0]}x{size[1]} ({size_from}))"
+        shape = f"dynamic spatial axes (--fixed-size fixes them to {size_text(size)} ({size_from}))"
     else:
         from upsample.onnx.export import dynamic_blocker
 
         blocker = None if args.fixed_size else dynamic_blocker(loaded.spec)
-        shape = f"input {size[0]}x{size[1]} ({size_from}; fixed: {blocker or '--fixed-size'})"
-    print(f"saved {args.onnx}: NCHW, dynamic batch, {shape}, {made}{mode}", file=sys.stderr)
+        shape = f"input {size_text(size)} ({size_from}; fixed: {blocker or '--fixed-size'})"
+    layout = layout_name("NCHW", loaded.spec.spatial_dims)
+    print(f"saved {args.onnx}: {layout}, dynamic batch, {shape}, {made}{mode}", file=sys.stderr)
     return 0
 
 
@@ -75,7 +78,7 @@ def inspect_onnx(args: argparse.Namespace) -> int:
         raise UsageError(
             f"ONNX model {shown(args.spec)} {'is a directory' if os.path.isdir(args.spec) else 'does not exist'}"
         )
-    given = None if args.input_size is None else inputs.input_size(args.input_size, None)[0]
+    given = args.input_size  # an int, or one per axis: describe reads the model's rank
     try:
         layers = onnx_module().describe(args.spec, input_size=given)
     except ValueError as error:  # --input-size against a declared size

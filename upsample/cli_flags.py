@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from upsample import cli_inputs as inputs
 from upsample import plans
+from upsample.arguments import SPATIAL_DIMS
 from upsample.head import NORM_KINDS
 
 HEAD_FLAGS = ("norm", "groups", "activation", "final_activation")
@@ -20,22 +21,27 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mode", choices=plans.MODES, help="upsampler kind (default transposed)")
     group.add_argument("--channels", type=inputs.integer, help="input channels")
     group.add_argument("--out-channels", type=inputs.integer, help="output channels (default: --channels)")
-    group.add_argument("--kernel", type=inputs.size_or_pair, help="kernel size: K or KHxKW (subpixel/resize: 3)")
-    group.add_argument("--stride", type=inputs.size_or_pair, help="transposed: stride S or SHxSW (default 1)")
     group.add_argument(
-        "--padding", type=inputs.padding, help="transposed: P, PHxPW, same, valid, or crops top,bottom,left,right"
+        "--kernel", type=inputs.size_or_pair, help="kernel size: K, KHxKW or KDxKHxKW (subpixel/resize: 3)"
     )
-    group.add_argument("--output-padding", type=inputs.int_or_pair, help="transposed: OP or OPHxOPW")
-    group.add_argument("--scale", type=inputs.size_or_pair, help="subpixel/resize: R or RHxRW (default 2)")
+    group.add_argument("--stride", type=inputs.size_or_pair, help="transposed: stride S, SHxSW, ... (default 1)")
+    group.add_argument(
+        "--padding",
+        type=inputs.padding,
+        help="transposed: P, PHxPW, same, valid, or crops top,bottom,left,right (front,back first in 3-D)",
+    )
+    group.add_argument("--output-padding", type=inputs.int_or_pair, help="transposed: OP, OPHxOPW, ...")
+    group.add_argument("--scale", type=inputs.size_or_pair, help="subpixel/resize: R, RHxRW, ... (default 2)")
     group.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
     group.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
     group.add_argument("--no-bias", action="store_true", default=None, help="no bias")
+    add_rank_flag(group)
 
 
 def add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--mode", choices=plans.MODES, help="upsampler kind (default transposed)")
     parser.add_argument("--channels", type=inputs.integer, required=required, help="input channels")
-    parser.add_argument("--size", type=inputs.size_or_pair, required=required, help="output size: N or HxW")
+    parser.add_argument("--size", type=inputs.size_or_pair, required=required, help="output size: N, HxW or DxHxW")
     parser.add_argument("--out-channels", type=inputs.integer, help="output channels (default: --channels)")
     parser.add_argument("--input-size", type=inputs.size_or_pair, help="input size (default 1, or the file's)")
     parser.add_argument(
@@ -46,6 +52,17 @@ def add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
     parser.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
     parser.add_argument("--no-bias", action="store_true", default=None, help="no bias (every stage of a head)")
+    add_rank_flag(parser)
+
+
+def add_rank_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--spatial-dims",
+        type=int,
+        choices=SPATIAL_DIMS,
+        help="spatial axes: 1 (sequences), 2 (images) or 3 (volumes); default: the number of parts of the sizes "
+        "(64x64x64 is 3-D), else 2",
+    )
 
 
 def add_head_flags(parser: argparse.ArgumentParser) -> None:

@@ -12,21 +12,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from upsample import limits
+from upsample.arguments import SPATIAL_DIMS, as_axes, size_text
 from upsample.messages import shown
 
 if TYPE_CHECKING:
     from upsample.head_weights import HeadWeights
     from upsample.weights import Weights
 
-SPEC_FLAGS = "mode channels out_channels kernel stride padding output_padding scale method residual no_bias".split()
+SPEC_FLAGS = (
+    "mode channels out_channels kernel stride padding output_padding scale method residual no_bias spatial_dims"
+).split()
 """``inspect``'s flags that describe a spec: refused together with a spec file."""
-PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method", "no_bias")
+PLAN_FLAGS = ("mode", "channels", "size", "out_channels", "kernel", "residual", "method", "no_bias", "spatial_dims")
 """``check``'s flags that describe a spec: refused together with a spec file (``--input-size`` is not)."""
 MAX_SPEC_FILE_BYTES = 1 << 24
 """A spec file (or the ``plan``/``inspect --json`` output that stands for one) is at most 16 MiB."""
@@ -68,56 +72,54 @@ def non_negative_int(text: str) -> int:
     return _int(text, 0)
 
 
-def _pair(text: str, minimum: int | None) -> int | tuple[int, int]:
-    """``16`` or ``16x8`` / ``16,8``."""
+def _axes(text: str, minimum: int | None) -> int | tuple[int, ...]:
+    """``16`` (every axis), or one value per spatial axis: ``16x8`` / ``16,8`` (2-D), ``8x8x8`` (3-D)."""
     parts = text.replace("x", ",").split(",")
-    expected = "an int or HxW" if minimum is None else "a positive int or HxW"
+    expected = "an int, HxW or DxHxW" if minimum is None else "a positive int, HxW or DxHxW"
     try:
         numbers = [_int(part, minimum) for part in parts]
     except argparse.ArgumentTypeError:
         numbers = []
-    if len(numbers) not in (1, 2):
+    if not 1 <= len(numbers) <= max(SPATIAL_DIMS):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
-    return numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
 
 
-def int_or_pair(text: str) -> int | tuple[int, int]:
-    """An int or HxW pair of any sign (the spec checks the range)."""
-    return _pair(text, None)
+def int_or_pair(text: str) -> int | tuple[int, ...]:
+    """An int or one per spatial axis (HxW, DxHxW), of any sign (the spec checks the range)."""
+    return _axes(text, None)
 
 
-def size_or_pair(text: str) -> int | tuple[int, int]:
-    """A positive int or HxW pair (a size, a kernel, a stride, a scale)."""
-    return _pair(text, 1)
+def size_or_pair(text: str) -> int | tuple[int, ...]:
+    """A positive int or one per spatial axis (HxW, DxHxW): a size, a kernel, a stride, a scale."""
+    return _axes(text, 1)
 
 
 def padding(text: str) -> Any:
-    """``same``/``valid``, an int or HxW pair, or crops ``top,bottom,left,right``."""
+    """``same``/``valid``, an int or one per axis (PHxPW, PDxPHxPW), or crops ``top,bottom,left,right`` (2-D)
+    or ``front,back,top,bottom,left,right`` (3-D)."""
     if text.lower() in ("same", "valid"):
         return text.lower()
     parts = text.split(",")
-    if len(parts) == 4:
+    if len(parts) in (4, 6):
         try:
-            t, b, left, r = (_int(part) for part in parts)
+            numbers = [_int(part) for part in parts]
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(
-                f"crops must be four ints top,bottom,left,right, got {shown(text)}"
+                f"crops must be {len(parts)} ints (begin,end per axis), got {shown(text)}"
             ) from None
-        return ((t, b), (left, r))
+        return tuple(zip(numbers[::2], numbers[1::2], strict=True))
     try:
-        return _pair(text, None)
+        return _axes(text, None)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected same, valid, P, PHxPW or crops top,bottom,left,right, got {shown(text)}"
+            f"expected same, valid, P, PHxPW, PDxPHxPW or crops top,bottom,left,right (front,back first in 3-D), "
+            f"got {shown(text)}"
         ) from None
 
 
 def residual(text: str) -> str | None:
     return None if text.lower() == "none" else text
-
-
-def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 # --- spec and weights files ------------------------------------------------------------------
@@ -133,7 +135,7 @@ class Loaded:
 
     spec: Any
     weights: Weights | HeadWeights | None
-    input_size: tuple[int, int] | None
+    input_size: tuple[int, ...] | None
     path: str
 
     @property
@@ -222,18 +224,19 @@ def _loaded(data: Any, path: str) -> Loaded:
 
     size = data.get("input_size") if wrapped else None
     if size is not None:
-        return Loaded(spec, None, _recorded_size(size, path), path)
+        return Loaded(spec, None, _recorded_size(size, spec, path), path)
     return Loaded(spec, None, spec.input_size if isinstance(spec, HeadSpec) else None, path)
 
 
-def _recorded_size(value: Any, path: str) -> tuple[int, int]:
-    items = value if isinstance(value, list) and len(value) == 2 else [value, value]
+def _recorded_size(value: Any, spec: Any, path: str) -> tuple[int, ...]:
+    rank = spec.spatial_dims
+    items = value if isinstance(value, list) and len(value) == rank else [value] * rank
     if not all(type(item) is int and 0 < item <= limits.MAX_AXIS for item in items):
         raise UsageError(
-            f"spec file {shown(path)} has input_size {shown(value)}; expected [h, w] of ints from 1 to "
-            f"{limits.MAX_AXIS:,}"
+            f"spec file {shown(path)} has input_size {shown(value)}; expected {rank} ints from 1 to "
+            f"{limits.MAX_AXIS:,} (one per spatial axis)"
         )
-    return (items[0], items[1])
+    return tuple(items)
 
 
 def refuse_overridden(args: argparse.Namespace, names: Sequence[str], path: str) -> None:
@@ -246,13 +249,17 @@ def refuse_overridden(args: argparse.Namespace, names: Sequence[str], path: str)
         )
 
 
-def input_size(flag: Any, loaded: Loaded | None) -> tuple[tuple[int, int], str]:
-    """The input size to use and where it came from: ``--input-size``, else the file's, else 1x1."""
+def input_size(flag: Any, loaded: Loaded | None, spec: Any) -> tuple[tuple[int, ...], str]:
+    """The input size to use and where it came from: ``--input-size``, else the file's, else 1 on every axis of
+    ``spec``."""
     if flag is not None:
-        return as_pair(flag), "--input-size"
+        try:
+            return as_axes("--input-size", flag, spec.spatial_dims, 1), "--input-size"
+        except ValueError as error:
+            raise UsageError(f"{error} (the spec is {spec.spatial_dims}-D)") from None
     if loaded is not None and loaded.input_size is not None:
         return loaded.input_size, f"recorded in {shown(loaded.path)}"
-    return (1, 1), "default; give --input-size for another"
+    return (1,) * spec.spatial_dims, "default; give --input-size for another"
 
 
 # --- specs from flags ------------------------------------------------------------------------
@@ -281,6 +288,7 @@ def planned_spec(args: argparse.Namespace) -> Any:
         residual=args.residual,
         method=args.method,
         use_bias=not args.no_bias,
+        spatial_dims=args.spatial_dims,
     )
 
 
@@ -303,12 +311,14 @@ def flag_spec(args: argparse.Namespace) -> Any:
             output_padding=args.output_padding,
             residual=args.residual,
             use_bias=not args.no_bias,
+            spatial_dims=args.spatial_dims,
         )
     _refuse_for_mode(args, mode, ["stride", "padding", "output_padding"] + (["method"] if mode == "subpixel" else []))
     from upsample.conv_specs import ResizeSpec, SubpixelSpec
 
     common: dict[str, Any] = {"kernel_size": 3 if args.kernel is None else args.kernel, "residual": args.residual}
     common |= {"scale": 2 if args.scale is None else args.scale, "use_bias": not args.no_bias}
+    common |= {"spatial_dims": args.spatial_dims}
     if mode == "subpixel":
         return SubpixelSpec(args.channels, args.out_channels, **common)
     return ResizeSpec(args.channels, args.out_channels, method=args.method or "nearest", **common)
@@ -317,27 +327,27 @@ def flag_spec(args: argparse.Namespace) -> Any:
 # --- what the command would allocate -----------------------------------------------------------
 
 
-def refuse_big_map(spec: Any, size: tuple[int, int], limit: int, what: str) -> None:
+def refuse_big_map(spec: Any, size: tuple[int, ...], limit: int, what: str) -> None:
     """Refuse a coverage map (or picture of one) over ``limit`` pixels before computing it."""
-    height, width = spec.output_size(size)
-    if height * width > limit:
-        cause = limits.spec_cause(spec, lambda s, n: s.output_size(n)[0] * s.output_size(n)[1], limit, size)
+    out = spec.output_size(size)
+    if math.prod(out) > limit:
+        cause = limits.spec_cause(spec, lambda s, n: math.prod(s.output_size(n)), limit, size)
         raise UsageError(
-            f"{what} would be {height}x{width} = {height * width:,} pixels for a {size[0]}x{size[1]} input, over "
+            f"{what} would be {size_text(out)} = {math.prod(out):,} pixels for a {size_text(size)} input, over "
             f"the limit of {limit:,}{f' (because of {cause})' if cause else ''}; use a smaller --input-size, "
             f"--kernel, --stride or --scale"
         )
 
 
-def refuse_big_check(spec: Any, batch: int, size: tuple[int, int]) -> None:
+def refuse_big_check(spec: Any, batch: int, size: tuple[int, ...]) -> None:
     """Refuse weights, input or output arrays over :data:`MAX_CHECK_VALUES` values before making any."""
     out = spec.output_size(size)
     full = spec.full_size(size) if hasattr(spec, "full_size") else out  # a transposed conv computes it all
     channels = max(spec.in_channels, spec.out_channels, getattr(spec, "conv_channels", 0))
     counts = {
         "weights": (spec.num_params, "use fewer --channels or a smaller --size or --kernel"),
-        "input": (batch * size[0] * size[1] * spec.in_channels, "use a smaller --batch or --input-size"),
-        "output": (batch * max(out[0] * out[1], full[0] * full[1]) * channels, "use a smaller --batch or --size"),
+        "input": (batch * math.prod(size) * spec.in_channels, "use a smaller --batch or --input-size"),
+        "output": (batch * max(math.prod(out), math.prod(full)) * channels, "use a smaller --batch or --size"),
     }
     for what, (count, hint) in counts.items():
         if count > MAX_CHECK_VALUES:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from upsample.arguments import size_text
+
 TEXT_WIDTH = 78
 """Characters of a table line at most (a value wraps under itself)."""
 
 
-def summary(spec: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
+def summary(spec: Any, size: tuple[int, ...], size_from: str) -> dict[str, Any]:
     """One layer at input ``size``: its spec, sizes, cost and coverage verdict (``inspect --json``)."""
     report = spec.diagnose(size)
     return {
@@ -26,7 +28,7 @@ def summary(spec: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
     }
 
 
-def head_summary(head: Any, size: tuple[int, int], size_from: str) -> dict[str, Any]:
+def head_summary(head: Any, size: tuple[int, ...], size_from: str) -> dict[str, Any]:
     """A whole head (``HeadSpec``) at input ``size``: its spec, sizes, cost, and each stage's coverage at
     that stage's own input size; ``ok`` only if every stage is."""
     report = head.diagnose(size)
@@ -65,11 +67,11 @@ def norm_line(norm: Any) -> str:
 def print_head(head: Any, summary: dict[str, Any]) -> None:
     """The head's stage table (``HeadSpec.table``, as ``plan --head`` prints it), its norm's constants and
     each stage's verdict."""
-    (h, w), (out_h, out_w) = summary["input_size"], summary["output_size"]
-    print(head.table((h, w)))
+    size, out = summary["input_size"], summary["output_size"]
+    print(head.table(tuple(size)))
     if head.norm is not None:
         print(norm_line(head.norm))
-    print(f"input -> output: {h}x{w} -> {out_h}x{out_w} (input size: {summary['input_size_from']})")
+    print(f"input -> output: {size_text(size)} -> {size_text(out)} (input size: {summary['input_size_from']})")
     print()
     width = len(f"stage {len(summary['stages']) - 1}")
     for i, stage in enumerate(summary["stages"]):
@@ -81,7 +83,8 @@ def _shown_value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-        return f"top/bottom {tuple(value[0])}, left/right {tuple(value[1])}"
+        sides = {1: ("begin/end",), 2: ("top/bottom", "left/right"), 3: ("front/back", "top/bottom", "left/right")}
+        return ", ".join(f"{side} {tuple(crop)}" for side, crop in zip(sides[len(value)], value, strict=True))
     if isinstance(value, list):
         return "x".join(map(str, value))
     return str(value)
@@ -101,7 +104,7 @@ def print_table(summary: dict[str, Any]) -> None:
     rows = [
         ("channels", f"{spec['in_channels']} -> {spec['out_channels']}"),
         *[("bias" if key == "use_bias" else key, value) for key, value in fields],
-        ("input -> output", "{}x{} -> {}x{}".format(*summary["input_size"], *summary["output_size"])),
+        ("input -> output", f"{size_text(summary['input_size'])} -> {size_text(summary['output_size'])}"),
         ("input size from", summary["input_size_from"]),
         ("parameters", f"{summary['parameters']:,}"),
         ("FLOPs / sample", f"{summary['flops_per_sample']:,}"),
@@ -112,11 +115,11 @@ def print_table(summary: dict[str, Any]) -> None:
         _print_wrapped(name, value, width)
 
 
-def title(spec: dict[str, Any], size: tuple[int, int]) -> str:
+def title(spec: dict[str, Any], size: tuple[int, ...]) -> str:
     """The picture's title: the kind and the fields that shape the map, e.g. ``transposed k=3x3 s=16x16 ...``."""
     short = {"kernel_size": "k", "stride": "s", "crops": "crops", "scale": "scale", "method": "method"}
     fields = [f"{name}={_compact(spec[key])}" for key, name in short.items() if key in spec]
-    return f"{spec['kind']} {' '.join(fields)} on {size[0]}x{size[1]} input"
+    return f"{spec['kind']} {' '.join(fields)} on {size_text(size)} input"
 
 
 def _compact(value: Any) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from upsample import plans
+from upsample.arguments import size_text
 from upsample.crosscheck import TARGETS, Target, installed, select
 from upsample.spec import UpsampleSpec, load_spec
 
@@ -45,13 +46,20 @@ class Shape:
     """The spec kind (``bench --mode``): see :func:`upsample.plans.for_size`."""
     spec_json: str | None = None
     """A spec of its own instead of the ``for_size`` one (its kernel and stride join the label)."""
+    spatial_dims: int = 2
+    """Spatial axes: sizes are ``size`` on each (1-D: a length; 3-D: a cube)."""
 
     @property
     def spec(self) -> Any:
         if self.spec_json is not None:
             return load_spec(self.spec_json)
         return plans.for_size(
-            self.kind, self.in_channels, self.size, out_channels=self.out_channels, input_size=self.input_size
+            self.kind,
+            self.in_channels,
+            self.size,
+            out_channels=self.out_channels,
+            input_size=self.input_size,
+            spatial_dims=self.spatial_dims,
         )
 
     @property
@@ -59,12 +67,12 @@ class Shape:
         own = ""
         if self.spec_json is not None:
             spec = self.spec
-            own = f" k{spec.kernel_size[0]} s{spec.stride[0]}"
+            padding = f" p{spec.crops[0][0]}" if spec.crops[0][0] else ""
+            own = f" k{spec.kernel_size[0]} s{spec.stride[0]}{padding}"
+        source, target = ((n,) * self.spatial_dims for n in (self.input_size, self.size))
         return (
-            ("" if self.kind == "transposed" else f"{self.kind} ")
-            + f"B{self.batch} {self.in_channels}->{self.out_channels} "
-            f"{self.input_size}x{self.input_size}->{self.size}x{self.size}{own}"
-        )
+            "" if self.kind == "transposed" else f"{self.kind} "
+        ) + f"B{self.batch} {self.in_channels}->{self.out_channels} {size_text(source)}->{size_text(target)}{own}"
 
 
 # Dense projections from 1x1 (kernel N, stride 1; DCGAN's z=100 -> 4x4x1024 among them); the stages of
@@ -82,6 +90,11 @@ SHAPES = (
     Shape(64, 128, 64, 32, input_size=16),
     Shape(64, 64, 3, 64, input_size=32),
     Shape(16, 256, 128, 16, input_size=8, spec_json=UpsampleSpec(256, 128, 3, 2, "same").to_json()),
+    # A vocoder stage (HiFi-GAN's first: k16 s8 p4, length 32 -> 256) and MONAI-style volumetric stages
+    # (16^3 -> 32^3: deconv k2 s2, and k4 s2 p1).
+    Shape(16, 512, 256, 256, input_size=32, spatial_dims=1, spec_json=UpsampleSpec(512, 256, (16,), 8, 4).to_json()),
+    Shape(2, 64, 32, 32, input_size=16, spatial_dims=3, spec_json=UpsampleSpec(64, 32, (2, 2, 2), 2).to_json()),
+    Shape(2, 64, 32, 32, input_size=16, spatial_dims=3, spec_json=UpsampleSpec(64, 32, (4, 4, 4), 2, 1).to_json()),
 )
 GENERATOR_CHANNELS = (100, 512, 256, 128, 64, 3)
 """The PyTorch DCGAN generator (nz=100, ngf=64, nc=3), 1x1 -> 64x64, without its normalisation."""

@@ -179,7 +179,7 @@ def bench_callables(
     from upsample.weights import init_weights
 
     weights = init_weights(spec, seed=0)
-    x = jax.random.normal(jax.random.key(0), (batch, input_size, input_size, spec.in_channels))
+    x = jax.random.normal(jax.random.key(0), (batch, *(input_size,) * spec.spatial_dims, spec.in_channels))
     ours, params, _ = _pure(spec, weights, api, fast_path=True)
     native, native_params = _native(spec, x)
     m, k, n = matmul_shape(spec, batch, input_size)

@@ -181,7 +181,7 @@ def bench_callables(
     spec: Any, batch: int, input_size: int
 ) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     keras.utils.set_random_seed(0)
-    x = keras.random.normal((batch, input_size, input_size, spec.in_channels))
+    x = keras.random.normal((batch, *(input_size,) * spec.spatial_dims, spec.in_channels))
     ours = adapter.build(spec, data_format=LAST)
     ours.build(x.shape)
     native = _native(spec, tuple(x.shape))

@@ -98,7 +98,7 @@ def bench_callables(
     torch.manual_seed(0)
     ours = adapter.build(spec)
     native = _native(spec, ours)
-    x = torch.randn(batch, spec.in_channels, input_size, input_size, requires_grad=True)
+    x = torch.randn(batch, spec.in_channels, *(input_size,) * spec.spatial_dims, requires_grad=True)
     m, k, n = matmul_shape(spec, batch, input_size)
     matrix = nn.Parameter(torch.randn(k, n))
     rows = torch.randn(m, k, requires_grad=True)

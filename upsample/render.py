@@ -116,10 +116,16 @@ def coverage_figure(counts: np.ndarray, report: CoverageReport, title: str) -> F
         axes[0].set_xlabel("width (red: dead pixels)")
         axes[0].set_ylabel("height")
     # Titles wrapped to the figure's and the map's width (about 12 characters an inch at 10 pt, 14 at 8 pt).
+    # One map: the verdict is its title; three slices: the verdict goes under the figure's title.
     width_inches = len(panels) * side + 2.5
-    verdict = textwrap.fill(report.verdict, width=int(14 * width_inches))
-    fig.suptitle(textwrap.fill(title, width=int(12 * width_inches)) + "\n" + verdict, fontsize=9,
-                 color="black" if report.ok else DEAD_COLOUR)  # fmt: skip
+    colour = "black" if report.ok else DEAD_COLOUR
+    if len(panels) == 1:
+        fig.suptitle(textwrap.fill(title, width=int(12 * width_inches)), fontsize=10)
+        axes[0].set_title(textwrap.fill(report.verdict, width=int(14 * side)), fontsize=8, color=colour)
+    else:
+        fig.suptitle(textwrap.fill(title, width=int(12 * width_inches)), fontsize=10)
+        fig.text(0.5, 0.0, textwrap.fill(report.verdict, width=int(14 * width_inches)), ha="center", va="bottom",
+                 fontsize=8, color=colour)  # fmt: skip
     return fig
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from upsample import geometry
 from upsample.backends import keras as adapter
 from upsample.backends.keras import head as heads
+from upsample.backends.keras.common import native as native_layer
+from upsample.backends.keras.conv import linear_resize, resize_layer, shuffle_crd
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.head import HeadSpec
@@ -28,7 +30,8 @@ from upsample.weights import Weights
 Pure = Callable[[Sequence[Any], Any], Any]
 
 LAST = "channels_last"
-"""Every layer here takes NHWC arrays, whatever ``keras.config.image_data_format()`` says."""
+"""Every layer here takes channels-last arrays (``(N, *spatial, C)``), whatever ``keras.config.image_data_format()``
+says."""
 
 
 def _pure(layer: keras.layers.Layer, fixed: Sequence[Any] = (), **call_kwargs: Any) -> Pure:
@@ -152,19 +155,33 @@ def train_head(
 
 
 def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
-    """Keras's own layers for the same computation (square scales), built for ``input_shape``."""
+    """Keras's own layers for the same computation, built for ``input_shape``: ``Conv{1,2,3}DTranspose``;
+    ``Conv{1,2,3}D`` then ``depth_to_space`` (2-D; square scales) or our CRD shuffle (1-D, 3-D: Keras has none);
+    ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (a 1-D or 3-D linear resize, which Keras lacks, is ours)."""
+    rank = spec.spatial_dims
     if isinstance(spec, SubpixelSpec | ResizeSpec):
-        conv = keras.layers.Conv2D(
+        conv = native_layer("Conv{}D", rank)(
             spec.conv_channels, spec.kernel_size, padding="same", use_bias=spec.use_bias, data_format=LAST
         )
+        layers: list[Any]
         if isinstance(spec, SubpixelSpec):
-            shuffle = keras.layers.Lambda(lambda z: keras.ops.depth_to_space(z, spec.scale[0]))
+            if rank == 2:
+                shuffle = keras.layers.Lambda(lambda z: keras.ops.depth_to_space(z, spec.scale[0]))
+            else:
+                shuffle = keras.layers.Lambda(
+                    lambda z: shuffle_crd(z, tuple(z.shape[1:-1]), spec.out_channels, spec.scale)
+                )
             layers = [conv, shuffle]
-        else:
+        elif rank == 2:
             layers = [keras.layers.UpSampling2D(spec.scale, interpolation=spec.method, data_format=LAST), conv]
+        elif spec.method == "nearest":
+            layers = [resize_layer(spec), conv]
+        else:
+            size = tuple(input_shape[1:-1])
+            layers = [keras.layers.Lambda(lambda x: linear_resize(x, size, spec.scale)), conv]
         return keras.Sequential([keras.Input(input_shape[1:]), *layers])
     args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
-    native = keras.layers.Conv2DTranspose(
+    native = native_layer("Conv{}DTranspose", rank)(
         spec.out_channels,
         spec.kernel_size,
         strides=spec.stride,
@@ -215,18 +232,18 @@ def bench_callables(
 
 
 def generator_step_callables(specs: Sequence[Any], batch: int) -> dict[str, Callable[[], object]]:
-    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a ``(batch, 1, 1, C)``
-    latent, as a Keras user runs it (``train_on_batch`` of a compiled ``Sequential``): ``{"native": Keras's
-    own layers, "ours": our layers}``."""
+    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a ``(batch, 1, .., 1, C)``
+    latent (the specs' rank), as a Keras user runs it (``train_on_batch`` of a compiled ``Sequential``):
+    ``{"native": Keras's own layers, "ours": our layers}``."""
     keras.utils.set_random_seed(0)
-    x = keras.random.normal((batch, 1, 1, specs[0].in_channels))
-    size = 1
+    size: tuple[int, ...] = (1,) * specs[0].spatial_dims
+    x = keras.random.normal((batch, *size, specs[0].in_channels))
     native, ours = [], []
     for spec in specs:
-        native.append(_native(spec, (batch, size, size, spec.in_channels)))
+        native.append(_native(spec, (batch, *size, spec.in_channels)))
         ours.append(adapter.build(spec, data_format=LAST))
-        size = spec.output_size(size)[0]
-    target = keras.ops.zeros((batch, size, size, specs[-1].out_channels))
+        size = spec.output_size(size)
+    target = keras.ops.zeros((batch, *size, specs[-1].out_channels))
 
     def step(layers: list[keras.layers.Layer]) -> Callable[[], object]:
         activations = ["relu"] * (len(layers) - 1) + ["tanh"]

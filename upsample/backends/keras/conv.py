@@ -1,10 +1,12 @@
 """Keras 3 layers for the sub-pixel and resize kinds, on every Keras backend and both data formats.
 
-Each layer holds a real stride-1 ``keras.layers.Conv2D(padding="same")`` named ``conv`` (Keras's
-"same" is the spec's: ``(k - 1) // 2`` before, the rest after), then ``keras.ops.depth_to_space``
-(:class:`Subpixel`, square scales) or ``keras.layers.UpSampling2D`` (:class:`ResizeConv`,
-``interpolation="nearest" | "bilinear"``, half-pixel for integer factors). As in the transposed
-layer, everything runs channels-last inside (``data_format="channels_first"`` transposes the input
+Each layer holds a real stride-1 ``keras.layers.Conv{1,2,3}D(padding="same")`` (the spec's rank) named ``conv``
+(Keras's "same" is the spec's: ``(k - 1) // 2`` before, the rest after), then ``keras.ops.depth_to_space``
+(:class:`Subpixel`, square 2-D scales; any other scale the canonical CRD shuffle as a reshape and transpose) or
+a resize before it (:class:`ResizeConv`): ``keras.layers.UpSampling2D`` in 2-D (``interpolation="nearest" |
+"bilinear"``, half-pixel for integer factors), ``UpSampling1D``/``UpSampling3D`` for nearest in 1-D and 3-D, and
+there, Keras having no linear resize, ``conv_geometry.bilinear_taps`` as two gathers and a blend per axis.
+As in the transposed layer, everything runs channels-last inside (``data_format="channels_first"`` transposes the input
 and output around it; the weights are the same in both layouts): on TensorFlow, Keras 3.15.1's add,
 and so ``Conv2D``'s own bias, adds a ``(1, C, 1, 1)`` tensor along the *width* of an NCHW tensor whose
 width equals ``C`` (measured; its bias-add shortcut tests the last axis first).
@@ -21,19 +23,32 @@ canonical CRD reshape written out (no permutation). A projection residual is a b
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import keras
 import numpy as np
 
 from upsample import conv_geometry, limits, phase_split
+from upsample.arguments import as_axes
 from upsample.backends.keras import common
 from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import load_spec, require_spec
 from upsample.weights import Weights
 
-__all__ = ["ResizeConv", "Subpixel", "build", "from_native", "get_weights", "set_weights", "shuffle_order"]
+__all__ = [
+    "ResizeConv",
+    "Subpixel",
+    "build",
+    "from_native",
+    "get_weights",
+    "linear_resize",
+    "resize_layer",
+    "set_weights",
+    "shuffle_crd",
+    "shuffle_order",
+]
 
 Spec = SubpixelSpec | ResizeSpec
 
@@ -77,14 +92,14 @@ class _ConvKind(keras.layers.Layer):
         self.spec = spec
         self.data_format = data_format
         self.fast_path = bool(fast_path)
-        self._layout = common.layout(data_format)
+        rank = spec.spatial_dims
         # Internally channels-last, as the transposed layer: on TensorFlow, Keras 3.15's add (and so
         # Conv2D's bias) adds a (1, C, 1, 1) tensor along the width of an NCHW tensor whose width is C
         # (its bias_add shortcut checks the last axis first), which channels-last never meets.
         shared: dict[str, Any] = {"dtype": self.dtype_policy, "data_format": "channels_last"}
         if weights is not None:  # skip drawing random values that are overwritten at once
             shared["kernel_initializer"] = "zeros"
-        self.conv = keras.layers.Conv2D(
+        self.conv = common.native("Conv{}D", rank)(
             spec.conv_channels,
             spec.kernel_size,
             padding="same",
@@ -92,16 +107,16 @@ class _ConvKind(keras.layers.Layer):
             name="conv",
             **shared,
         )
-        # a 1x1 kernel (1, 1, C_in, C_out) in either data format
+        # a 1x1 (x1) kernel (1, 1, C_in, C_out) in either data format
         self.skip = (
-            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **shared)
+            common.native("Conv{}D", rank)(spec.out_channels, 1, use_bias=False, name="skip", **shared)
             if spec.residual == "projection"
             else None
         )
         with keras.name_scope(self.name):
             for sublayer in (self.conv, self.skip):
                 if sublayer is not None:
-                    sublayer.build((None, None, None, spec.in_channels))
+                    sublayer.build((None,) * (rank + 1) + (spec.in_channels,))
         self.built = True
         if weights is not None:
             set_weights(self, weights)
@@ -116,17 +131,14 @@ class _ConvKind(keras.layers.Layer):
         return common.output_shape(self, input_shape)
 
     def call(self, x: Any) -> Any:
-        size = common.checked_size(self, x)
-        if self._layout == "NCHW":
-            return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
-        return self._forward(x, size)
+        return common.channels_last_call(self, x, self._forward)
 
-    def _forward(self, x: Any, size: tuple[int, int]) -> Any:
-        """The layer on NHWC ``x`` of spatial ``size``."""
+    def _forward(self, x: Any, size: tuple[int | None, ...]) -> Any:
+        """The layer on channels-last ``x`` of spatial ``size`` (``None`` where known only at run time)."""
         y = self._upsample(x, size)
         return y if self.spec.residual is None else y + common.residual(x, self.skip, y)
 
-    def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
+    def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -143,45 +155,80 @@ class _ConvKind(keras.layers.Layer):
 class Subpixel(_ConvKind):
     """Sub-pixel convolution exactly as a :class:`~upsample.SubpixelSpec` describes.
 
-    Args as :class:`upsample.backends.keras.Upsample`; ``fast_path`` computes a 1x1 input as one matmul
+    Args as :class:`upsample.backends.keras.Upsample`; ``fast_path`` computes a 1-pixel input as one matmul
     with the kernel's centre tap (the only one that reads it), then the shuffle.
     """
 
     @property
     def permutation(self) -> tuple[int, ...] | None:
-        scale_h, scale_w = self.spec.scale
-        if scale_h != scale_w or scale_h == 1:
+        if not _depth_to_space(self.spec.scale):
             return None
-        order = shuffle_order("channels_last", scale_h, self.spec.out_channels)
+        order = shuffle_order("channels_last", self.spec.scale[0], self.spec.out_channels)
         return (
             None
             if order == "CRD"
             else conv_geometry.shuffle_permutation(order, self.spec.out_channels, self.spec.scale)
         )
 
-    def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
+    def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec = self.spec
-        if self.fast_path and size == (1, 1):
-            (top, _), (left, _) = spec.padding
-            z = keras.ops.matmul(keras.ops.reshape(x, (-1, spec.in_channels)), self.conv.kernel[top, left])
+        if self.fast_path and all(n == 1 for n in size):
+            centre = tuple(before for before, _ in spec.padding)
+            z = keras.ops.matmul(keras.ops.reshape(x, (-1, spec.in_channels)), self.conv.kernel[centre])
             z = z if self.conv.bias is None else z + self.conv.bias
-            z = keras.ops.reshape(z, (-1, 1, 1, spec.conv_channels))
+            z = keras.ops.reshape(z, (-1, *size, spec.conv_channels))
         else:
             z = self.conv(x)
-        scale_h, scale_w = spec.scale
-        if scale_h == scale_w > 1:
-            return keras.ops.depth_to_space(z, scale_h, data_format="channels_last")
-        if (scale_h, scale_w) == (1, 1):
+        if _depth_to_space(spec.scale):
+            return keras.ops.depth_to_space(z, spec.scale[0], data_format="channels_last")
+        if all(factor == 1 for factor in spec.scale):
             return z
-        height, width, channels = size[0], size[1], spec.out_channels  # the CRD reshape, for r_h != r_w
-        z = keras.ops.reshape(z, (-1, height, width, channels, scale_h, scale_w))
-        z = keras.ops.transpose(z, (0, 1, 4, 2, 5, 3))
-        return keras.ops.reshape(z, (-1, height * scale_h, width * scale_w, channels))
+        return shuffle_crd(z, size, spec.out_channels, spec.scale)
+
+
+def _depth_to_space(scale: tuple[int, ...]) -> bool:
+    """Whether the shuffle is ``keras.ops.depth_to_space``'s: a square 2-D scale above 1."""
+    return len(scale) == 2 and scale[0] == scale[1] > 1
+
+
+def shuffle_crd(z: Any, size: tuple[int | None, ...], channels: int, scale: tuple[int, ...]) -> Any:
+    """The canonical (CRD) pixel shuffle of channels-last ``z`` over any number of axes: conv channel
+    ``c * prod(r) + flat(i_1..i_d)`` to output channel ``c`` at sub-pixel ``(i_1..i_d)`` (MONAI's ``pixelshuffle``)."""
+    rank = len(scale)
+    sizes = [keras.ops.shape(z)[1 + a] if n is None else n for a, n in enumerate(size)]
+    z = keras.ops.reshape(z, (-1, *sizes, channels, *scale))
+    # (B, S_1..S_d, C, r_1..r_d) -> (B, S_1, r_1, ..., S_d, r_d, C)
+    order = [0, *(axis for a in range(rank) for axis in (1 + a, rank + 2 + a)), rank + 1]
+    z = keras.ops.transpose(z, order)
+    return keras.ops.reshape(z, (-1, *(n * factor for n, factor in zip(sizes, scale, strict=True)), channels))
+
+
+def linear_resize(x: Any, size: tuple[int | None, ...], scale: tuple[int, ...]) -> Any:
+    """Half-pixel linear resize of channels-last ``x`` by integer ``scale`` (edges clamped), one axis at a time
+    as :func:`upsample.conv_geometry.bilinear_taps` says: ``(1 - w) x[low] + w x[high]``."""
+    for a, (length, factor) in enumerate(zip(size, scale, strict=True)):
+        if factor == 1:
+            continue
+        if length is None:
+            raise ValueError(
+                f"a {len(scale)}-D linear resize needs static spatial sizes, got size {size} (None: unknown); "
+                "give the input's spatial sizes, e.g. keras.Input(shape) with every axis known"
+            )
+        taps = conv_geometry.bilinear_taps(length, factor)
+        axis = 1 + a
+        low = keras.ops.take(x, np.array([t.low for t in taps], dtype="int32"), axis=axis)
+        high = keras.ops.take(x, np.array([t.high for t in taps], dtype="int32"), axis=axis)
+        shape = [1] * len(x.shape)
+        shape[axis] = len(taps)
+        weight = keras.ops.cast(np.array([t.weight for t in taps]).reshape(shape), x.dtype)
+        x = low + weight * (high - low)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="upsample")
 class ResizeConv(_ConvKind):
-    """Resize-convolution exactly as a :class:`~upsample.ResizeSpec` describes (``UpSampling2D`` + ``Conv2D``).
+    """Resize-convolution exactly as a :class:`~upsample.ResizeSpec` describes (``UpSampling2D`` + ``Conv2D`` in
+    2-D; see the module for 1-D and 3-D).
 
     With ``fast_path`` on the JAX backend a nearest resize runs as one transposed convolution of the summed
     kernel on the small input (:func:`upsample.geometry.nearest_resize_as_transposed`, :mod:`upsample.phase_split`):
@@ -190,15 +237,11 @@ class ResizeConv(_ConvKind):
 
     def __init__(self, spec: ResizeSpec, **kwargs: Any) -> None:
         super().__init__(spec, **kwargs)
-        self.resize = (
-            keras.layers.UpSampling2D(spec.scale, data_format="channels_last", interpolation=spec.method, name="resize")
-            if isinstance(spec, ResizeSpec) and spec.scale != (1, 1)
-            else None
-        )
+        self.resize = resize_layer(spec)
         if self.resize is not None:
-            self.resize.build((None, None, None, None))  # no weights; built like the rest in __init__
+            self.resize.build((None,) * (spec.spatial_dims + 2))  # no weights; built like the rest in __init__
 
-    def _upsample(self, x: Any, size: tuple[int, int]) -> Any:
+    def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec = self.spec
         fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.method == "nearest" and None not in size
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
@@ -206,7 +249,26 @@ class ResizeConv(_ConvKind):
             kernel = keras.ops.convert_to_tensor(self.conv.kernel)
             y = phase_split.nearest_resize_conv(keras.ops, x, kernel, spec.scale, spec.kernel_size)
             return y if self.conv.bias is None else y + self.conv.bias
-        return self.conv(x if self.resize is None else self.resize(x))
+        if self.resize is not None:
+            x = self.resize(x)
+        elif any(factor > 1 for factor in spec.scale):  # a linear resize outside 2-D
+            x = linear_resize(x, size, spec.scale)
+        return self.conv(x)
+
+
+def resize_layer(spec: ResizeSpec) -> Any:
+    """Keras's own resize layer for ``spec``: ``UpSampling2D`` (nearest or bilinear), ``UpSampling1D``/``UpSampling3D``
+    (nearest); ``None`` for a scale of 1 and for a linear resize in 1-D or 3-D (:func:`linear_resize`)."""
+    rank = spec.spatial_dims
+    if all(factor == 1 for factor in spec.scale) or (rank != 2 and spec.method != "nearest"):
+        return None
+    if rank == 2:
+        return keras.layers.UpSampling2D(
+            spec.scale, data_format="channels_last", interpolation=spec.method, name="resize"
+        )
+    if rank == 1:
+        return keras.layers.UpSampling1D(spec.scale[0], name="resize")
+    return keras.layers.UpSampling3D(spec.scale, data_format="channels_last", name="resize")
 
 
 Layer = Subpixel | ResizeConv
@@ -226,7 +288,7 @@ def _require_layer(layer: Any) -> Layer:
 
 
 def get_weights(layer: Layer) -> Weights:
-    """The layer's weights in the canonical layout (kernel HWIO ``(kh, kw, C_in, C_conv)`` in CRD order)."""
+    """The layer's weights in the canonical layout (kernel ``(*k, C_in, C_conv)`` in CRD order)."""
     layer = _require_layer(layer)
     kernel = common.to_numpy(layer.conv.kernel)
     bias = None if layer.conv.bias is None else common.to_numpy(layer.conv.bias)
@@ -234,7 +296,7 @@ def get_weights(layer: Layer) -> Weights:
     if permutation is not None:
         inverse = list(conv_geometry.inverse_permutation(permutation))
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
-    return Weights(kernel, bias, None if layer.skip is None else common.to_numpy(layer.skip.kernel)[0, 0])
+    return Weights(kernel, bias, None if layer.skip is None else common.skip_kernel(layer.skip))
 
 
 def set_weights(layer: Layer, weights: Weights) -> None:
@@ -249,27 +311,34 @@ def set_weights(layer: Layer, weights: Weights) -> None:
     if layer.conv.bias is not None:
         layer.conv.bias.assign(np.asarray(bias))
     if layer.skip is not None:
-        layer.skip.kernel.assign(np.asarray(weights.skip)[None, None])
+        common.set_skip_kernel(layer.skip, weights.skip)
+
+
+NATIVE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+"""The Keras layers :func:`from_native` reads, one per spatial rank."""
 
 
 def from_native(
-    conv: keras.layers.Conv2D, *, scale: int | tuple[int, int], method: str | None = None
+    conv: Any, *, scale: int | tuple[int, ...], method: str | None = None
 ) -> tuple[Spec, Weights]:
-    """The spec and canonical weights of a built stride-1 ``Conv2D(padding="same")`` followed by
-    ``keras.ops.depth_to_space(y, scale, data_format=conv.data_format)`` on this backend (``method=None``),
-    or preceded by ``UpSampling2D(scale, interpolation=method)``.
+    """The spec and canonical weights of a built stride-1 ``Conv{1,2,3}D(padding="same")`` followed by a pixel
+    shuffle (``method=None``): in 2-D ``keras.ops.depth_to_space(y, scale, data_format=conv.data_format)`` on
+    this backend, in 1-D and 3-D (where Keras has none) the canonical CRD shuffle; or preceded by
+    ``UpSampling{1,2,3}D(scale)`` (``method="nearest"``, or ``"bilinear"`` as ``UpSampling2D``'s
+    ``interpolation`` and the half-pixel linear resize in 1-D and 3-D).
 
     ``build(spec, weights=weights, data_format=conv.data_format)`` then gives the same outputs. The
     shuffle order that ``depth_to_space`` uses here is undone in the weights (:func:`shuffle_order`).
     """
-    if not isinstance(conv, keras.layers.Conv2D):
-        raise TypeError(f"conv must be a keras.layers.Conv2D, got {type(conv).__name__}")
+    if not isinstance(conv, NATIVE):
+        raise TypeError(f"conv must be a keras.layers.Conv1D, Conv2D or Conv3D, got {type(conv).__name__}")
     if not conv.built:
         raise ValueError(f"conv {conv.name!r} is not built and has no weights yet; call it on an input first")
+    rank = len(conv.kernel_size)
     refused = {
-        "strides": (tuple(conv.strides), (1, 1)),
+        "strides": (tuple(conv.strides), (1,) * rank),
         "padding": (conv.padding, "same"),
-        "dilation_rate": (tuple(conv.dilation_rate), (1, 1)),
+        "dilation_rate": (tuple(conv.dilation_rate), (1,) * rank),
         "groups": (conv.groups, 1),
         "activation": (keras.activations.serialize(conv.activation), "linear"),
     }
@@ -278,18 +347,26 @@ def from_native(
             raise ValueError(f"conv.{name} must be {needed!r} to convert to a spec, got {value!r}")
     kernel = common.to_numpy(conv.kernel)
     bias = common.to_numpy(conv.bias) if conv.use_bias else None
-    kernel_size = (int(kernel.shape[0]), int(kernel.shape[1]))
+    kernel_size = tuple(int(n) for n in kernel.shape[:rank])
+    in_channels = int(kernel.shape[-2])
     spec: Spec
-    if method is None:
+    if method is None and rank == 2:
         blocks = scale if isinstance(scale, int) else scale[0]
         if not isinstance(scale, int) and scale[0] != scale[1]:
             raise ValueError(f"scale must be one int for depth_to_space, got {scale!r}")
-        spec = SubpixelSpec(kernel.shape[2], conv.filters // blocks**2, blocks, kernel_size, use_bias=conv.use_bias)
+        spec = SubpixelSpec(in_channels, conv.filters // blocks**2, blocks, kernel_size, use_bias=conv.use_bias)
         order = "CRD" if blocks == 1 else shuffle_order(conv.data_format, blocks, spec.out_channels)
         inverse = list(
             conv_geometry.inverse_permutation(conv_geometry.shuffle_permutation(order, spec.out_channels, spec.scale))
         )
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
+    elif method is None:
+        factors = as_axes("scale", scale, rank, 1)
+        spec = SubpixelSpec(
+            in_channels, conv.filters // math.prod(factors), factors, kernel_size, use_bias=conv.use_bias
+        )
     else:
-        spec = ResizeSpec(kernel.shape[2], conv.filters, scale, method, kernel_size, use_bias=conv.use_bias)
+        spec = ResizeSpec(
+            in_channels, conv.filters, scale, method, kernel_size, use_bias=conv.use_bias, spatial_dims=rank
+        )
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import numpy as np
 
 from upsample import head_ops, head_patterns
 from upsample.backends import keras as stage_backend
-from upsample.backends.keras import common
+from upsample.backends.keras import common, conv, transposed
 from upsample.head import Activation, HeadSpec, Norm
 from upsample.head_weights import HeadWeights, NormWeights
 from upsample.spec import load_spec
@@ -213,9 +213,11 @@ def _native_activation(layer: Any) -> Activation | None | str:
     return None if kind is None else Activation(kind)  # keras.activations.gelu is exact by default
 
 
-def _native_norm(index: int, layer: Any, channel_axis: int) -> tuple[Norm, NormWeights]:
+def _native_norm(index: int, layer: Any, channel_axis: int, rank: int) -> tuple[Norm, NormWeights]:
+    """The spec's norm of a Keras norm layer on ``(N, *spatial, C)`` or ``(N, C, *spatial)`` tensors of ``rank``
+    dimensions."""
     axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0] if len(layer.axis) == 1 else None
-    if axis is None or axis % 4 != channel_axis % 4 or not (layer.center and layer.scale):
+    if axis is None or axis % rank != channel_axis % rank or not (layer.center and layer.scale):
         raise ValueError(
             f"layers[{index}] ({type(layer).__name__}) must normalise the channel axis {channel_axis} with "
             f"center=True and scale=True to convert, got axis={layer.axis}, center={layer.center}, scale={layer.scale}"
@@ -239,24 +241,27 @@ def _native_norm(index: int, layer: Any, channel_axis: int) -> tuple[Norm, NormW
     return norm, NormWeights.from_arrays([common.to_numpy(a) for a in arrays])
 
 
-_NAMES = {
-    "transposed": "Conv2DTranspose",
-    "conv": "Conv2D",
-    "resize": "UpSampling2D",
-    "norm": "BatchNormalization/GroupNormalization/LayerNormalization",
-    "activation": "ReLU, LeakyReLU, ELU or Activation('relu' | 'tanh' | 'sigmoid' | 'gelu' | 'silu' | 'elu')",
-}
-"""Keras has no pixel-shuffle layer: a sub-pixel stage is read with ``upsample.backends.keras.from_native(conv,
-scale=...)`` alone."""
+def _names(rank: int) -> dict[str, str]:
+    """The Keras layers of each role at ``rank`` spatial axes, as messages name them.
+
+    Keras has no pixel-shuffle layer: a sub-pixel stage is read with ``upsample.backends.keras.from_native(conv,
+    scale=...)`` alone."""
+    return {
+        "transposed": f"Conv{rank}DTranspose",
+        "conv": f"Conv{rank}D",
+        "resize": f"UpSampling{rank}D",
+        "norm": "BatchNormalization/GroupNormalization/LayerNormalization",
+        "activation": "ReLU, LeakyReLU, ELU or Activation('relu' | 'tanh' | 'sigmoid' | 'gelu' | 'silu' | 'elu')",
+    }
 
 
 def _role(layer: Any) -> str:
     """The layer's role in a head (:data:`upsample.head_patterns.ROLES`), or why an activation layer has none."""
-    if isinstance(layer, keras.layers.Conv2DTranspose):
+    if isinstance(layer, transposed.NATIVE):
         return "transposed"
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, conv.NATIVE):
         return "conv"
-    if isinstance(layer, keras.layers.UpSampling2D):
+    if isinstance(layer, (keras.layers.UpSampling1D, keras.layers.UpSampling2D, keras.layers.UpSampling3D)):
         return "resize"
     norms = (keras.layers.BatchNormalization, keras.layers.GroupNormalization, keras.layers.LayerNormalization)
     if isinstance(layer, norms):
@@ -287,17 +292,23 @@ def _flat(layers: list[Any], where: str) -> list[head_patterns.Layer]:
 def _stage(kind: str, layers: list[Any]) -> Any:
     if kind == "transposed":
         return stage_backend.from_native(layers[0])
-    resize, conv = layers
-    if resize.data_format != conv.data_format:
+    resize, convolution = layers
+    # UpSampling1D has neither data_format (always channels-last) nor interpolation (nearest)
+    resize_format = getattr(resize, "data_format", "channels_last")
+    if resize_format != convolution.data_format:
         raise ValueError(
-            f"UpSampling2D has data_format={resize.data_format!r} and the Conv2D after it {conv.data_format!r}"
+            f"{type(resize).__name__} has data_format={resize_format!r} and the {type(convolution).__name__} "
+            f"after it {convolution.data_format!r}"
         )
-    return stage_backend.from_native(conv, scale=tuple(resize.size), method=resize.interpolation)
+    size = resize.size if isinstance(resize.size, int) else tuple(resize.size)
+    method = getattr(resize, "interpolation", "nearest")
+    return stage_backend.from_native(convolution, scale=size, method=method)
 
 
 def from_native(model: Any) -> tuple[HeadSpec, HeadWeights]:
     """Spec and canonical weights of a built ``keras.Sequential`` (or list of layers) of stages
-    (``Conv2DTranspose``; ``UpSampling2D`` + ``Conv2D``; flat or as a nested ``keras.Sequential``), each but the
+    (``Conv{1,2,3}DTranspose``; ``UpSampling{1,2,3}D`` + ``Conv{1,2,3}D``; flat or as a nested ``keras.Sequential``),
+    each but the
     last followed by the same ``BatchNormalization``/``GroupNormalization`` (or none) and activation layer
     (``ReLU``, ``LeakyReLU``, ``Activation``), the last by an optional activation.
 
@@ -307,11 +318,12 @@ def from_native(model: Any) -> tuple[HeadSpec, HeadWeights]:
     layers = _flat(list(model.layers) if hasattr(model, "layers") else list(model), "layers")
     convs = [layer for _, _, role, layer in layers if role in ("transposed", "conv")]
     channel_axis = -1 if not convs or convs[0].data_format == "channels_last" else 1
+    spatial = 2 if not convs else len(convs[0].kernel_size)  # messages name the layers of the model's rank
     return head_patterns.read_head(
         layers,
-        _NAMES,
+        _names(spatial),
         "keras.Sequential",
         _stage,
-        lambda position, layer: _native_norm(head_patterns.top_index(position), layer, channel_axis),
+        lambda position, layer: _native_norm(head_patterns.top_index(position), layer, channel_axis, spatial + 2),
         _native_activation,
     )

@@ -1,14 +1,14 @@
 """Keras 3 adapter: :class:`Upsample`, a ``keras.layers.Layer`` built from an ``UpsampleSpec``.
 
 Written with ``keras.ops`` only, so it runs on every Keras backend (TensorFlow, JAX, PyTorch). The
-layer holds a real ``keras.layers.Conv2DTranspose`` named ``conv`` (kernel in Keras layout
-``(kh, kw, C_out, C_in)``, bias ``(C_out,)``) and, for ``residual="projection"``, a bias-free 1x1
-``keras.layers.Conv2D`` named ``skip``, so ``layer.weights`` are ``[conv/kernel, conv/bias, skip/kernel]``
+layer holds a real ``keras.layers.Conv{1,2,3}DTranspose`` (the spec's rank) named ``conv`` (kernel in Keras
+layout ``(*k, C_out, C_in)``, bias ``(C_out,)``) and, for ``residual="projection"``, a bias-free 1x1 (x1)
+``keras.layers.Conv{1,2,3}D`` named ``skip``, so ``layer.weights`` are ``[conv/kernel, conv/bias, skip/kernel]``
 as a Keras user expects. The weights are created in ``__init__`` (the spec fixes their shapes).
 Crops that Keras's ``padding="valid"`` + ``output_padding`` or a symmetric ``"same"`` express run
 through ``conv`` itself; any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the
 full output, then slices and pads, then adds the bias (padded rows get it too: docs/conventions.md).
-A 1x1 input takes a matmul fast path, and on the JAX backend a larger input the phase formulation of
+A 1-pixel input takes a matmul fast path, and on the JAX backend a larger input the phase formulation of
 :mod:`upsample.phase_split` (see :data:`PHASE_SPLIT_BACKENDS`). Internally everything runs
 channels-last (TensorFlow has no NCHW transposed convolution on CPU, not even for Keras's own layer);
 ``data_format="channels_first"`` transposes the input and output around it, and the weights are the
@@ -72,11 +72,12 @@ class Upsample(keras.layers.Layer):
         self.data_format = data_format
         self.fast_path = bool(fast_path)
         args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
-        self._native = args.rest == ((0, 0), (0, 0))
+        self._native = all(rest == (0, 0) for rest in args.rest)
+        rank = spec.spatial_dims
         shared: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
             shared["kernel_initializer"] = "zeros"
-        self.conv = keras.layers.Conv2DTranspose(
+        self.conv = common.native("Conv{}DTranspose", rank)(
             spec.out_channels,
             spec.kernel_size,
             strides=spec.stride,
@@ -87,14 +88,14 @@ class Upsample(keras.layers.Layer):
             **shared,
         )
         self.skip = (
-            keras.layers.Conv2D(spec.out_channels, 1, use_bias=False, name="skip", **shared)
+            common.native("Conv{}D", rank)(spec.out_channels, 1, use_bias=False, name="skip", **shared)
             if spec.residual == "projection"
             else None
         )
         with keras.name_scope(self.name):  # variable paths "<name>/conv/kernel", as if built by Keras
             for sublayer in (self.conv, self.skip):
                 if sublayer is not None:
-                    sublayer.build((None, None, None, spec.in_channels))
+                    sublayer.build((None,) * (rank + 1) + (spec.in_channels,))
         self.built = True
         if weights is not None:
             set_weights(self, weights)
@@ -104,32 +105,29 @@ class Upsample(keras.layers.Layer):
         return common.output_shape(self, input_shape)
 
     def call(self, x: Any) -> Any:
-        """``x`` in ``data_format`` layout -> output of size ``spec.output_size((H, W))``."""
-        size = common.checked_size(self, x)
-        if self.data_format == "channels_first":
-            return keras.ops.transpose(self._forward(keras.ops.transpose(x, (0, 2, 3, 1)), size), (0, 3, 1, 2))
-        return self._forward(x, size)
+        """``x`` in ``data_format`` layout -> output of size ``spec.output_size(size)``."""
+        return common.channels_last_call(self, x, self._forward)
 
-    def _forward(self, x: Any, size: tuple[int | None, int | None]) -> Any:
-        """The layer on NHWC ``x`` of spatial ``size`` (``None`` where known only at run time)."""
+    def _forward(self, x: Any, size: tuple[int | None, ...]) -> Any:
+        """The layer on channels-last ``x`` of spatial ``size`` (``None`` where known only at run time)."""
         trap = _torch_weight_grad_trap(x)
-        if self.fast_path and size == (1, 1):
+        if self.fast_path and all(n == 1 for n in size):
             y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
         elif self.fast_path and keras.backend.backend() in PHASE_SPLIT_BACKENDS and None not in size:
-            kernel = keras.ops.transpose(self.conv.kernel, (0, 1, 3, 2))  # canonical (kh, kw, C_in, C_out)
+            kernel = keras.ops.swapaxes(self.conv.kernel, -1, -2)  # canonical (*k, C_in, C_out)
             y = self._with_bias(phase_split.transposed_conv(keras.ops, x, kernel, self.spec.stride, self.spec.crops))
         elif self._native and not trap:
             y = self.conv(x)
         else:  # the full output (output_padding 0 with "valid"), then the spec's crops
             kernel = _torch_contiguous(self.conv.kernel) if trap else self.conv.kernel
-            y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0, 0), "channels_last")
+            y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0,) * len(size), "channels_last")
             y = self._with_bias(_crop(y, self.spec.crops))
         return y + common.residual(x, self.skip, y) if self.spec.residual else y
 
     def _matmul_1x1(self, x: Any) -> Any:
-        """The full output of a 1x1 input: ``(B, C_in) @ kernel.T``.
+        """The full output of a 1-pixel input: ``(B, C_in) @ kernel.T``.
 
-        The kernel ``(kh, kw, C_out, C_in)`` is a ``(kh*kw*C_out, C_in)`` matrix as stored, so the
+        The kernel ``(*k, C_out, C_in)`` is a ``(prod(k)*C_out, C_in)`` matrix as stored, so the
         product reads it in place; an einsum over the 4-d kernel made XLA copy it on every call. The
         kernel is the left operand and the output (``B*kh*kw*C_out`` values) is transposed, except on
         TensorFlow with a batch of at least ``C_in / 2``: there the kernel as a transposed right operand
@@ -167,27 +165,31 @@ def _torch_weight_grad_trap(x: Any) -> bool:
     raises "grad_weight needs to be contiguous" (torch 2.13.0, Keras 3.15.1; the native
     ``Conv2DTranspose`` too). A weight that is contiguous in torch's layout avoids it (measured here).
     """
-    return keras.backend.backend() == "torch" and x.shape[0] == 1 and x.shape[3] == 1
+    return keras.backend.backend() == "torch" and x.shape[0] == 1 and x.shape[-1] == 1
 
 
 def _torch_contiguous(kernel: Any) -> Any:
-    """``kernel`` as a view of a copy that is contiguous in torch's ``(C_in, C_out, kh, kw)`` layout,
+    """``kernel`` as a view of a copy that is contiguous in torch's ``(C_in, C_out, *k)`` layout,
     which Keras's own permute then finds (see :func:`_torch_weight_grad_trap`); same values and gradients."""
     import torch
 
-    return torch.permute(torch.permute(keras.ops.convert_to_tensor(kernel), (3, 2, 0, 1)).contiguous(), (2, 3, 1, 0))
+    rank = len(kernel.shape) - 2
+    to_torch = (rank + 1, rank, *range(rank))
+    back = (*range(2, rank + 2), 1, 0)
+    return torch.permute(torch.permute(keras.ops.convert_to_tensor(kernel), to_torch).contiguous(), back)
 
 
 def _crop(y: Any, crops: Crops) -> Any:
-    """Slice positive crops off the spatial axes of NHWC ``y`` and zero-pad negative ones."""
-    (rows, row_pad), (cols, col_pad) = (
-        geometry.slice_and_pad(crops[a], y.shape[1 + a])
+    """Slice positive crops off the spatial axes of channels-last ``y`` and zero-pad negative ones."""
+    splits = [
+        geometry.slice_and_pad(crop, y.shape[1 + a])
         if y.shape[1 + a] is not None
-        else geometry.slice_and_pad_unknown(crops[a])
-        for a in (0, 1)
-    )
-    y = y[:, rows[0] : rows[1], cols[0] : cols[1], :]
-    return keras.ops.pad(y, ((0, 0), row_pad, col_pad, (0, 0))) if any(row_pad + col_pad) else y
+        else geometry.slice_and_pad_unknown(crop)
+        for a, crop in enumerate(crops)
+    ]
+    y = y[(slice(None),) + tuple(slice(*keep) for keep, _ in splits) + (slice(None),)]
+    pads = [pad for _, pad in splits]
+    return keras.ops.pad(y, ((0, 0), *pads, (0, 0))) if any(any(pad) for pad in pads) else y
 
 
 def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) -> Upsample:
@@ -201,44 +203,54 @@ def _require_layer(layer: Any) -> Upsample:
     return layer
 
 
-def _canonical(conv: keras.layers.Conv2DTranspose) -> tuple[np.ndarray, np.ndarray | None]:
-    """Kernel ``(kh, kw, C_out, C_in)`` -> canonical ``(kh, kw, C_in, C_out)``, and the bias."""
-    return common.to_numpy(conv.kernel).transpose(0, 1, 3, 2), None if conv.bias is None else common.to_numpy(conv.bias)
+def _canonical(conv: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Kernel ``(*k, C_out, C_in)`` -> canonical ``(*k, C_in, C_out)``, and the bias."""
+    return np.swapaxes(common.to_numpy(conv.kernel), -1, -2), None if conv.bias is None else common.to_numpy(conv.bias)
 
 
 def get_weights(layer: Upsample) -> Weights:
-    """The layer's weights in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
+    """The layer's weights in the canonical layout (kernel ``(*k, C_in, C_out)``, skip ``(C_in, C_out)``)."""
     layer = _require_layer(layer)
     kernel, bias = _canonical(layer.conv)
-    return Weights(kernel, bias, None if layer.skip is None else common.to_numpy(layer.skip.kernel)[0, 0])
+    return Weights(kernel, bias, None if layer.skip is None else common.skip_kernel(layer.skip))
 
 
 def set_weights(layer: Upsample, weights: Weights) -> None:
     """Assign canonical ``weights`` to the layer's variables (cast to each variable's dtype)."""
     layer = _require_layer(layer)
     checked(weights, layer.spec)
-    layer.conv.kernel.assign(np.asarray(weights.kernel).transpose(0, 1, 3, 2))
+    layer.conv.kernel.assign(np.swapaxes(np.asarray(weights.kernel), -1, -2))
     if layer.conv.bias is not None:
         layer.conv.bias.assign(np.asarray(weights.bias))
     if layer.skip is not None:
-        layer.skip.kernel.assign(np.asarray(weights.skip)[None, None])
+        common.set_skip_kernel(layer.skip, weights.skip)
 
 
-def from_native(conv: keras.layers.Conv2DTranspose) -> tuple[UpsampleSpec, Weights]:
-    """The spec and canonical weights of a built ``keras.layers.Conv2DTranspose`` (e.g. from a user's model).
+NATIVE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+"""The Keras layers :func:`from_native` reads, one per spatial rank."""
+
+
+def from_native(conv: Any) -> tuple[UpsampleSpec, Weights]:
+    """The spec and canonical weights of a built ``keras.layers.Conv{1,2,3}DTranspose`` (e.g. from a user's model).
 
     ``Upsample(spec, weights=weights, data_format=conv.data_format)`` gives the same outputs as
     ``conv``. Dilated layers and non-linear activations have no spec equivalent and are refused.
     """
-    if not isinstance(conv, keras.layers.Conv2DTranspose):
-        raise TypeError(f"conv must be a keras.layers.Conv2DTranspose, got {type(conv).__name__}")
+    if not isinstance(conv, NATIVE):
+        raise TypeError(
+            "conv must be a keras.layers.Conv1DTranspose, Conv2DTranspose or Conv3DTranspose, "
+            f"got {type(conv).__name__}"
+        )
     if not conv.built:
         raise ValueError(
             f"conv {conv.name!r} is not built and has no weights yet; call it on an input or "
             f"conv.build(input_shape) before converting it"
         )
-    if tuple(conv.dilation_rate) != (1, 1):
-        raise ValueError(f"conv.dilation_rate must be (1, 1) to convert to an UpsampleSpec, got {conv.dilation_rate}")
+    rank = len(conv.kernel_size)
+    if tuple(conv.dilation_rate) != (1,) * rank:
+        raise ValueError(
+            f"conv.dilation_rate must be {(1,) * rank} to convert to an UpsampleSpec, got {conv.dilation_rate}"
+        )
     if getattr(conv, "groups", 1) != 1:
         raise ValueError(f"conv.groups must be 1 to convert to an UpsampleSpec, got {conv.groups}")
     if conv.activation is not keras.activations.linear:
@@ -247,13 +259,14 @@ def from_native(conv: keras.layers.Conv2DTranspose) -> tuple[UpsampleSpec, Weigh
             f"{keras.activations.serialize(conv.activation)!r}; apply the activation after the Upsample layer"
         )
     spec = UpsampleSpec(
-        conv.kernel.shape[3],
+        conv.kernel.shape[-1],
         conv.filters,
         kernel_size=tuple(conv.kernel_size),
         stride=tuple(conv.strides),
         padding=conv.padding,
         output_padding=conv.output_padding,
         use_bias=conv.use_bias,
+        spatial_dims=rank,
     )
     kernel, bias = _canonical(conv)
     return spec, Weights(kernel, bias)

@@ -11,7 +11,7 @@ from typing import Any
 
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
-from upsample.arguments import size_text
+from upsample.arguments import axis_names, size_text
 from upsample.checks import layout_name
 from upsample.cli_inputs import UsageError
 from upsample.messages import shown
@@ -47,7 +47,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     mode = ", inference mode (running statistics)" if loaded.is_head else ""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if dims[2].dim_param:
-        shape = f"dynamic spatial axes (--fixed-size fixes them to {size_text(size)} ({size_from}))"
+        names = axis_names(loaded.spec.spatial_dims)
+        axes = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        shape = f"dynamic {axes} (--fixed-size fixes them to {size_text(size)} ({size_from}))"
     else:
         from upsample.onnx.export import dynamic_blocker
 

@@ -197,6 +197,26 @@ def test_linear_resize_of_unknown_size_is_refused_by_name() -> None:
         uk.conv.linear_resize(np.zeros((1, 4, 3), np.float32), (None,), (3,))
 
 
+@pytest.mark.filterwarnings("default::upsample.UpsampleWarning")
+def test_dead_pixel_warning_once_per_input_size() -> None:
+    """A stride above the kernel leaves pixels no input reaches: the warning names the size, once per size."""
+    import warnings
+
+    for spec, sizes in (
+        (UpsampleSpec(2, 2, kernel_size=(2,), stride=3), [(4,), (4,), (5,)]),
+        (UpsampleSpec(2, 2, kernel_size=2, stride=(1, 3, 1), spatial_dims=3), [(2, 2, 2), (2, 2, 2)]),
+    ):
+        layer = uk.build(spec, data_format="channels_last")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for size in sizes:
+                layer(np.zeros((1, *size, 2), np.float32))
+        messages = [str(w.message) for w in caught if issubclass(w.category, upsample.UpsampleWarning)]
+        assert len(messages) == len(set(sizes)), messages
+        assert all("dead" in m for m in messages), messages
+        assert f"on a {'x'.join(map(str, sizes[0]))} input" in messages[0]
+
+
 def test_symbolic_shapes_of_any_rank() -> None:
     for spec in (SPECS[0], SPECS[7]):
         layer = uk.build(spec, data_format="channels_first")

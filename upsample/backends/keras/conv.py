@@ -16,8 +16,8 @@ TensorFlow but CRD on JAX and torch: Keras 3.15.1, measured). The layer measures
 scale (:func:`shuffle_order`) and folds it into the weight conversion: ``conv.kernel =
 kernel[..., permutation]``, ``conv.bias = bias[permutation]`` with ``conv_geometry.shuffle_permutation``; no
 channel is permuted per call. A non-square scale, which ``depth_to_space`` does not take, is the
-canonical CRD reshape written out (no permutation). A projection residual is a bias-free 1x1
-``Conv2D`` named ``skip``.
+canonical CRD reshape written out (no permutation). A projection residual is a bias-free 1x1 (x1)
+``Conv{1,2,3}D`` named ``skip``.
 """
 
 from __future__ import annotations

@@ -48,10 +48,10 @@ class Upsample(keras.layers.Layer):
         spec: the layer description.
         weights: canonical :class:`~upsample.Weights` to load; ``None`` keeps Keras's default
             initialisation (seeded by ``keras.utils.set_random_seed``, like every Keras layer).
-        data_format: ``"channels_last"`` (NHWC) or ``"channels_first"`` (NCHW); default
+        data_format: ``"channels_last"`` (NHWC; NLC, NDHWC) or ``"channels_first"`` (NCHW; NCL, NCDHW); default
             ``keras.config.image_data_format()``.
-        fast_path: compute a 1x1 input as one matmul over the stored kernel, and on the JAX backend a
-            larger input as one matmul and shifted adds (same parameters, same result); ``False`` always
+        fast_path: compute a 1-pixel input (1, 1x1, 1x1x1) as one matmul over the stored kernel, and on the JAX
+            backend a larger input as one matmul and shifted adds (same parameters, same result); ``False`` always
             uses the transposed convolution.
         **layer_kwargs: ``name``, ``dtype`` (a dtype policy such as ``"mixed_bfloat16"``), ``trainable``.
     """

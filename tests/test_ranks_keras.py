@@ -217,6 +217,35 @@ def test_dead_pixel_warning_once_per_input_size() -> None:
         assert f"on a {'x'.join(map(str, sizes[0]))} input" in messages[0]
 
 
+UNKNOWN_SIZE = [SPECS[1], SPECS[3], SPECS[4], SPECS[7], SPECS[8], SPECS[9]]
+
+
+@pytest.mark.parametrize("spec", UNKNOWN_SIZE, ids=[f"{s.KIND}-{s.spatial_dims}d-{s.residual}" for s in UNKNOWN_SIZE])
+def test_unknown_spatial_sizes(spec: Spec) -> None:
+    """A functional model on ``keras.Input`` with every spatial size unknown; on TensorFlow also a ``tf.function``
+    traced once for unknown sizes (as a SavedModel signature is), so the crops, the shuffle and the residual's
+    gather run on sizes known only at run time. Both give the reference's numbers on every size."""
+    rank = spec.spatial_dims
+    w = weights(spec, seed=6)
+    layer = uk.build(spec, weights=w, data_format="channels_last")
+    inputs_ = keras.Input((None,) * rank + (spec.in_channels,))
+    outputs = layer(inputs_)
+    assert tuple(outputs.shape) == (None,) * (rank + 1) + (spec.out_channels,)
+    model = keras.Model(inputs_, outputs)
+    traced = None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec((None,) * (rank + 1) + (spec.in_channels,), tf.float32)]
+        traced = tf.function(layer, input_signature=signature)
+    for size in SIZES[rank]:
+        x, _ = inputs(spec, size)  # type: ignore[arg-type]
+        want = upsample.reference.forward(spec, w, x)
+        for run in (model, traced):
+            if run is not None:
+                np.testing.assert_allclose(keras.ops.convert_to_numpy(run(x)), want, rtol=RTOL, atol=ATOL)
+
+
 def test_symbolic_shapes_of_any_rank() -> None:
     for spec in (SPECS[0], SPECS[7]):
         layer = uk.build(spec, data_format="channels_first")

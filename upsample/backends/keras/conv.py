@@ -318,9 +318,7 @@ NATIVE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 """The Keras layers :func:`from_native` reads, one per spatial rank."""
 
 
-def from_native(
-    conv: Any, *, scale: int | tuple[int, ...], method: str | None = None
-) -> tuple[Spec, Weights]:
+def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None = None) -> tuple[Spec, Weights]:
     """The spec and canonical weights of a built stride-1 ``Conv{1,2,3}D(padding="same")`` followed by a pixel
     shuffle (``method=None``): in 2-D ``keras.ops.depth_to_space(y, scale, data_format=conv.data_format)`` on
     this backend, in 1-D and 3-D (where Keras has none) the canonical CRD shuffle; or preceded by

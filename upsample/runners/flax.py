@@ -20,6 +20,7 @@ from flax import nnx
 from upsample import geometry
 from upsample.backends import flax as adapter
 from upsample.backends.flax import head as heads
+from upsample.backends.flax.conv import pixel_shuffle
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.head import HeadSpec
@@ -147,26 +148,23 @@ def train_head(
 
 def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
     """Flax's own layers for the same computation, ``(fn(params, x), params)``: a ``ConvTranspose``; a
-    ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` and a ``Conv``."""
+    ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` and a ``Conv``. Any rank."""
     if isinstance(spec, SubpixelSpec | ResizeSpec):
         conv = nn.Conv(spec.conv_channels, spec.kernel_size, padding="SAME", use_bias=spec.use_bias)
-        (scale_h, scale_w), channels = spec.scale, spec.out_channels
         if isinstance(spec, SubpixelSpec):
 
             def subpixel(p: Any, xs: Any) -> Any:
-                z: Any = conv.apply({"params": p}, xs)
-                b, h, w, _ = z.shape
-                z = z.reshape(b, h, w, channels, scale_h, scale_w).transpose(0, 1, 4, 2, 5, 3)
-                return z.reshape(b, h * scale_h, w * scale_w, channels)
+                return pixel_shuffle(conv.apply({"params": p}, xs), spec.scale, spec.out_channels)
 
             return subpixel, conv.init(jax.random.key(1), x)["params"]
 
         def resize(xs: Any) -> Any:
-            b, h, w, c = xs.shape
-            return jax.image.resize(xs, (b, h * scale_h, w * scale_w, c), spec.method)
+            batch, *size, channels = xs.shape
+            resized = tuple(n * r for n, r in zip(size, spec.scale, strict=True))
+            return jax.image.resize(xs, (batch, *resized, channels), spec.method)
 
         return (lambda p, xs: conv.apply({"params": p}, resize(xs))), conv.init(jax.random.key(1), resize(x))["params"]
-    pads = tuple(geometry.crop_to_lax(spec.crops[a], spec.kernel_size[a]) for a in (0, 1))
+    pads = tuple(geometry.crop_to_lax(crop, k) for crop, k in zip(spec.crops, spec.kernel_size, strict=True))
     transposed = nn.ConvTranspose(
         spec.out_channels, spec.kernel_size, spec.stride, padding=pads, use_bias=spec.use_bias
     )
@@ -206,18 +204,19 @@ def bench_callables(
 def generator_step_callables(
     specs: Sequence[Any], batch: int, *, api: str = "linen"
 ) -> dict[str, Callable[[], object]]:
-    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a ``(batch, 1, 1, C)``
-    latent, jitted as a JAX user writes it: ``{"native": Flax's own layers, "ours": our layers}``."""
+    """One SGD step of a head of ``specs`` (ReLU between stages, Tanh at the end) from a one-pixel
+    ``(batch, 1, ..., 1, C)`` latent, jitted as a JAX user writes it: ``{"native": Flax's own layers, "ours": our
+    layers}``."""
     from upsample.weights import init_weights
 
-    x = jax.random.normal(jax.random.key(0), (batch, 1, 1, specs[0].in_channels))
+    size: tuple[int, ...] = (1,) * specs[0].spatial_dims
+    x = jax.random.normal(jax.random.key(0), (batch, *size, specs[0].in_channels))
     native, ours = [], []
-    size = 1
     for spec in specs:
-        inputs = jnp.zeros((1, size, size, spec.in_channels))
+        inputs = jnp.zeros((1, *size, spec.in_channels))
         native.append(_native(spec, inputs))
         ours.append(_pure(spec, init_weights(spec, seed=0), api, fast_path=True)[:2])
-        size = spec.output_size(size)[0]
+        size = spec.output_size(size)
 
     def step(layers: list[tuple[Pure, Any]]) -> Callable[[], object]:
         functions = [fn for fn, _ in layers]

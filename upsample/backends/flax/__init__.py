@@ -10,12 +10,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax import nnx
 
+from upsample.backends import kind_module
 from upsample.backends.flax import conv, transposed
 from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
 from upsample.backends.flax.transposed import Upsample, UpsampleNNX
-from upsample.conv_specs import CONV_SPEC_TYPES
-from upsample.head import HeadSpec
-from upsample.weights import Weights
 
 __all__ = [
     "ResizeConv",
@@ -31,13 +29,6 @@ __all__ = [
     "to_variables",
 ]
 
-_CONV_LAYERS = (*conv.LINEN, *conv.NNX)
-
-
-def _is_conv_layer(layer: Any) -> bool:
-    module = layer[0] if isinstance(layer, tuple) else layer
-    return isinstance(module, _CONV_LAYERS)
-
 
 def _heads() -> Any:
     """The heads module, imported on use: it imports this package."""
@@ -46,38 +37,39 @@ def _heads() -> Any:
     return head
 
 
-def _is_head(layer: Any) -> bool:
-    module = layer[0] if isinstance(layer, tuple) else layer
-    return isinstance(module, (_heads().Head, _heads().HeadNNX))
+def _kind(spec_or_layer: Any) -> Any:
+    """The module of this package for a spec's kind, or for the kind of a layer (NNX, bound linen, or
+    ``(module, variables)``: every layer has ``.spec``), through the kinds table."""
+    module = spec_or_layer[0] if isinstance(spec_or_layer, tuple) else spec_or_layer
+    spec = getattr(module, "spec", module)
+    try:
+        return kind_module(__name__, spec)
+    except TypeError:
+        raise TypeError(
+            f"expected an upsample spec or a layer of upsample.backends.flax, got {type(module).__name__}"
+        ) from None
 
 
-def build(spec: Any, *, weights: Weights | None = None, api: str = "linen", **kwargs: Any) -> Any:
+def build(spec: Any, *, weights: Any = None, api: str = "linen", **kwargs: Any) -> Any:
     """The layer for ``spec`` of any kind (``api="linen" | "nnx"``; a ``HeadSpec``: its head): the registry's
     entry point."""
-    if isinstance(spec, HeadSpec):
-        return _heads().build(spec, weights=weights, api=api, **kwargs)
-    kind = conv if isinstance(spec, CONV_SPEC_TYPES) else transposed
-    return kind.build(spec, weights=weights, api=api, **kwargs)
+    return kind_module(__name__, spec).build(spec, weights=weights, api=api, **kwargs)
 
 
-def get_weights(layer: Any) -> Weights:
+def get_weights(layer: Any) -> Any:
     """Canonical weights of a layer of any kind (NNX, bound linen, or ``(module, variables)``; a head's:
     ``HeadWeights``)."""
-    if _is_head(layer):
-        return _heads().get_weights(layer)
-    return (conv if _is_conv_layer(layer) else transposed).get_weights(layer)
+    return _kind(layer).get_weights(layer)
 
 
 def set_weights(layer: Any, weights: Any) -> Any:
     """Put canonical ``weights`` into a layer of any kind and return it."""
-    if _is_head(layer):
-        return _heads().set_weights(layer, weights)
-    return (conv if _is_conv_layer(layer) else transposed).set_weights(layer, weights)
+    return _kind(layer).set_weights(layer, weights)
 
 
-def to_variables(spec: Any, weights: Weights, param_dtype: Any = jnp.float32) -> dict[str, Any]:
+def to_variables(spec: Any, weights: Any, param_dtype: Any = jnp.float32) -> dict[str, Any]:
     """Canonical ``weights`` as linen variables for a layer of ``spec``'s kind."""
-    return (conv if isinstance(spec, CONV_SPEC_TYPES) else transposed).to_variables(spec, weights, param_dtype)
+    return kind_module(__name__, spec).to_variables(spec, weights, param_dtype)
 
 
 def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Any]:

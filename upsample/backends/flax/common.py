@@ -23,24 +23,25 @@ spec and input size for the process (NNX shares the rule so both APIs warn alike
 def run(
     spec: Any,
     x: Array,
-    body: Callable[[Array, tuple[int, int]], Array],
+    body: Callable[[Array, tuple[int, ...]], Array],
     project: Callable[[Array], Array] | None,
     dtype: Any,
 ) -> Array:
-    """``body(x, (H, W)) + residual`` on NHWC ``x`` (an unbatched ``HWC`` too, as Flax's layers take it);
-    the skip is ``x`` itself (cast to ``dtype``) or ``project(x)``, gathered to the output's size."""
+    """``body(x, spatial size) + residual`` on channels-last ``x`` (``(N, *spatial, C)``; unbatched
+    ``(*spatial, C)`` too, as Flax's layers take it); the skip is ``x`` itself (cast to ``dtype``) or
+    ``project(x)``, gathered to the output's size."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     size = check_input(spec, x.shape, "NHWC", floating, str(x.dtype), unbatched=True)
     _GUARDS.setdefault(spec, DeadPixelGuard(spec))(size)
-    if x.ndim == 3:
+    if x.ndim == spec.spatial_dims + 1:
         return run(spec, x[None], body, project, dtype)[0]
     y = body(x, size)  # type: ignore[arg-type]
     if spec.residual is None:
         return y
     source = project(x) if project is not None else x if dtype is None else x.astype(dtype)
-    return y + nearest(source, y.shape[1:3])
+    return y + nearest(source, y.shape[1:-1])
 
 
 def check_unbatched(spec: Any, x: Array) -> None:
@@ -50,9 +51,10 @@ def check_unbatched(spec: Any, x: Array) -> None:
         check_input(spec, x.shape, "NHWC", jnp.issubdtype(x.dtype, jnp.floating), str(x.dtype), unbatched=True)
 
 
-def nearest(source: Array, size: tuple[int, int]) -> Array:
-    """``source`` gathered to ``size`` by ``geometry.nearest_gather`` (length-1 axes broadcast)."""
-    for axis, length in zip((1, 2), size, strict=True):
+def nearest(source: Array, size: tuple[int, ...]) -> Array:
+    """Channels-last ``source`` gathered to the spatial ``size`` by ``geometry.nearest_gather`` (length-1 axes
+    broadcast)."""
+    for axis, length in enumerate(size, start=1):
         indices = geometry.nearest_gather(source.shape[axis], length)
         if indices is not None:
             source = jnp.take(source, np.asarray(indices), axis=axis)

@@ -1,18 +1,20 @@
 """Flax layers (linen and NNX) for the sub-pixel and resize kinds, both over Flax's own ``Conv``.
 
 JAX and Flax have no pixel-shuffle op, so the shuffle is the canonical CRD reshape/transpose (torch
-``PixelShuffle``'s order, docs/choosing-an-upsampler.md) and weights convert without a permutation. The resize is
-``jnp.repeat`` (nearest) or ``jax.image.resize(..., "bilinear")`` (half-pixel, edges clamped for an
-integer upscale). The convolution takes the spec's explicit "same" pads, so even kernels pad as the spec.
+``PixelShuffle``'s order in 2-D, MONAI's ``pixelshuffle`` at any rank, docs/choosing-an-upsampler.md) and weights
+convert without a permutation. The resize is ``jnp.repeat`` (nearest) or ``jax.image.resize(..., "linear")``
+(half-pixel on every axis, edges clamped for an integer upscale). The convolution takes the spec's explicit
+"same" pads, so even kernels pad as the spec.
 
-Modules (NHWC): linen ``Subpixel`` / ``ResizeConv`` (fields ``spec, dtype, param_dtype, fast_path``) and
-NNX ``SubpixelNNX`` / ``ResizeConvNNX`` (``spec, *, rngs, dtype, param_dtype, fast_path``). Parameters::
+Modules (channels-last ``(N, *spatial, C)``, 1 to 3 spatial axes): linen ``Subpixel`` / ``ResizeConv`` (fields
+``spec, dtype, param_dtype, fast_path``) and NNX ``SubpixelNNX`` / ``ResizeConvNNX`` (``spec, *, rngs, dtype,
+param_dtype, fast_path``). Parameters::
 
-    conv/kernel  (kh, kw, C_in, C_conv)  the canonical kernel itself (HWIO)
-    conv/bias    (C_conv,)               when spec.use_bias
-    skip/kernel  (C_in, C_out)           the canonical skip, when spec.residual == "projection"
+    conv/kernel  (*k, C_in, C_conv)  the canonical kernel itself (HWIO in 2-D)
+    conv/bias    (C_conv,)           when spec.use_bias
+    skip/kernel  (C_in, C_out)       the canonical skip, when spec.residual == "projection"
 
-A sub-pixel layer on a 1x1 input (static shape) is one matmul with the kernel's centre tap (``fast_path``).
+A sub-pixel layer on a one-pixel input (static shape) is one matmul with the kernel's centre tap (``fast_path``).
 A nearest resize-convolution (``fast_path``) is one transposed convolution of the summed kernel on the small
 input (``geometry.nearest_resize_as_transposed``, :mod:`upsample.phase_split`): no resized copy, and
 ``(k+s-1)^2`` taps per input pixel instead of ``s^2 k^2`` (measured 0.06-0.74x of resize + ``Conv`` forward,
@@ -45,21 +47,27 @@ Spec = SubpixelSpec | ResizeSpec
 Tree = dict[str, dict[str, Any]]
 
 
-def _shuffle(z: Array, spec: SubpixelSpec) -> Array:
-    """CRD pixel shuffle of NHWC ``z``: channel ``c * r_h * r_w + i * r_w + j`` -> channel ``c`` at ``(i, j)``."""
-    batch, height, width, _ = z.shape
-    scale_h, scale_w = spec.scale
-    z = z.reshape(batch, height, width, spec.out_channels, scale_h, scale_w).transpose(0, 1, 4, 2, 5, 3)
-    return z.reshape(batch, height * scale_h, width * scale_w, spec.out_channels)
+def pixel_shuffle(z: Array, scale: Sequence[int], channels: int) -> Array:
+    """CRD pixel shuffle of channels-last ``z (B, *spatial, channels * prod(scale))``: channel
+    ``c * prod(r) + flat(i_1..i_d)`` (row-major sub-pixel index) -> channel ``c`` at sub-pixel ``(i_1..i_d)``
+    (torch ``PixelShuffle`` in 2-D, MONAI's ``pixelshuffle``)."""
+    batch, *size, _ = z.shape
+    rank = len(size)
+    z = z.reshape(batch, *size, channels, *scale)
+    # (B, *size, C, *r) -> (B, size_1, r_1, ..., size_d, r_d, C)
+    z = z.transpose(0, *(i for a in range(rank) for i in (1 + a, rank + 2 + a)), rank + 1)
+    return z.reshape(batch, *(n * r for n, r in zip(size, scale, strict=True)), channels)
 
 
 def _resize(x: Array, spec: ResizeSpec) -> Array:
-    """Nearest (repeat) or half-pixel bilinear resize by the spec's integer scale."""
-    scale_h, scale_w = spec.scale
+    """Nearest (repeat) or half-pixel (multi)linear resize of channels-last ``x`` by the spec's integer scale."""
     if spec.method == "nearest":
-        return jnp.repeat(jnp.repeat(x, scale_h, axis=1), scale_w, axis=2)
-    batch, height, width, channels = x.shape
-    return jax.image.resize(x, (batch, height * scale_h, width * scale_w, channels), "bilinear")
+        for axis, factor in enumerate(spec.scale, start=1):
+            x = jnp.repeat(x, factor, axis=axis)
+        return x
+    batch, *size, channels = x.shape
+    resized = (batch, *(n * r for n, r in zip(size, spec.scale, strict=True)), channels)
+    return jax.image.resize(x, resized, "linear")  # jax's "bilinear" and "trilinear" are this same method
 
 
 def _nearest_by_phases(x: Array, kernel: Array, bias: Array | None, spec: ResizeSpec, dtype: Dtype | None) -> Array:
@@ -82,19 +90,19 @@ def _forward(
 ) -> Array:
     """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)``."""
 
-    def kind(x: Array, size: tuple[int, int]) -> Array:
+    def kind(x: Array, size: tuple[int, ...]) -> Array:
         if isinstance(spec, ResizeSpec):
             if fast_path and spec.method == "nearest":
                 return _nearest_by_phases(x, *stored(), spec, dtype)
             return conv(_resize(x, spec))
-        if fast_path and size == (1, 1):
-            (top, _), (left, _) = spec.padding
+        if fast_path and all(length == 1 for length in size):  # one pixel: only the centre tap reads it
+            centre = tuple(before for before, _ in spec.padding)
             rows, kernel, bias = promote_dtype(x.reshape(x.shape[0], x.shape[-1]), *stored(), dtype=dtype)
-            z = rows @ kernel[top, left]
-            z = (z if bias is None else z + bias).reshape(x.shape[0], 1, 1, -1)
+            z = rows @ kernel[centre]
+            z = (z if bias is None else z + bias).reshape(x.shape[0], *size, -1)
         else:
             z = conv(x)
-        return _shuffle(z, spec)
+        return pixel_shuffle(z, spec.scale, spec.out_channels)
 
     return common.run(spec, x, kind, project, dtype)
 
@@ -196,6 +204,12 @@ NNX = (SubpixelNNX, ResizeConvNNX)
 Layer = Subpixel | ResizeConv | SubpixelNNX | ResizeConvNNX | tuple[Subpixel | ResizeConv, Any]
 
 
+def layer_class(spec: Spec, api: str) -> type[_LinenKind] | type[_NNXKind]:
+    """The class of ``spec``'s layer in ``api`` (``"linen"`` or ``"nnx"``), as a head builds its stages."""
+    linen, nnx_class = (Subpixel, SubpixelNNX) if isinstance(spec, SubpixelSpec) else (ResizeConv, ResizeConvNNX)
+    return linen if api == "linen" else nnx_class
+
+
 def to_variables(spec: Spec, weights: Weights, param_dtype: Dtype = jnp.float32) -> dict[str, Tree]:
     """Canonical ``weights`` as linen variables ``{"params": ...}`` (``apply``/``bind``)."""
     weights.check(spec)  # type: ignore[arg-type]
@@ -263,7 +277,7 @@ def build(spec: Spec, *, weights: Weights | None = None, api: str = "linen", **k
 # --- existing Flax layers -----------------------------------------------------------------------
 
 
-def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, int]) -> None:
+def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, ...]) -> None:
     """Refuse a ``Conv`` that is not a stride-1 "same" convolution as a spec has (naming the argument)."""
     ones = lambda value: value is None or all(v == 1 for v in (value if isinstance(value, Sequence) else [value]))  # noqa: E731
     refused = {
@@ -276,7 +290,7 @@ def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, int]) -> None:
     for name, bad in refused.items():
         if bad:
             raise ValueError(f"conv.{name} must be the default to convert to a spec, got {shown(getattr(conv, name))}")
-    padding = canonicalize_padding(conv.padding, 2)
+    padding = canonicalize_padding(conv.padding, len(kernel_size))
     same = [conv_geometry.same_padding(k) for k in kernel_size]
     if padding != "SAME" and [tuple(axis) for axis in padding] != same:
         raise ValueError(f"conv.padding must be 'SAME' (or {same}) to convert to a spec, got {shown(conv.padding)}")
@@ -286,7 +300,7 @@ def from_native(
     conv: nn.Conv | nnx.Conv,
     params: Any = None,
     *,
-    scale: int | tuple[int, int],
+    scale: int | tuple[int, ...],
     method: str | None = None,
     order: str = "CRD",
 ) -> tuple[Spec, Weights]:
@@ -308,19 +322,22 @@ def from_native(
         raise TypeError(f"conv must be a flax.linen.Conv or flax.nnx.Conv, got {type(conv).__name__}")
     kernel = np.array(stored[0])
     bias = None if stored[1] is None else np.array(stored[1])
-    if kernel.ndim != 4:
-        raise ValueError(f"only 2-D Conv layers are supported, got a kernel of shape {kernel.shape}")
-    kernel_size = (kernel.shape[0], kernel.shape[1])
+    if kernel.ndim not in (3, 4, 5):
+        raise ValueError(f"only 1-D, 2-D and 3-D Conv layers are supported, got a kernel of shape {kernel.shape}")
+    rank = kernel.ndim - 2
+    kernel_size = tuple(kernel.shape[:-2])
     _same(conv, kernel_size)
     spec: Spec
     if method is None:
-        blocks = SubpixelSpec(1, scale=scale).scale  # validated (h, w)
-        channels = kernel.shape[3] // (blocks[0] * blocks[1])
-        spec = SubpixelSpec(kernel.shape[2], channels, blocks, kernel_size, use_bias=bias is not None)
+        blocks = SubpixelSpec(1, scale=scale, spatial_dims=rank).scale  # validated, one per axis
+        channels = kernel.shape[-1] // int(np.prod(blocks))
+        spec = SubpixelSpec(kernel.shape[-2], channels, blocks, kernel_size, use_bias=bias is not None)
         inverse = list(
             conv_geometry.inverse_permutation(conv_geometry.shuffle_permutation(order, channels, spec.scale))
         )
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     else:
-        spec = ResizeSpec(kernel.shape[2], kernel.shape[3], scale, method, kernel_size, use_bias=bias is not None)
+        spec = ResizeSpec(
+            kernel.shape[-2], kernel.shape[-1], scale, method, kernel_size, use_bias=bias is not None, spatial_dims=rank
+        )
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]

@@ -25,27 +25,20 @@ from flax import nnx
 
 from upsample import head_ops
 from upsample.backends import flax as stage_backend
-from upsample.backends.flax import conv, transposed
+from upsample.backends import kind_module
 from upsample.backends.flax.common import check_unbatched
 from upsample.backends.flax.head_native import from_native
-from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.head import HeadSpec, Norm
 from upsample.head_weights import HeadWeights, NormWeights, init_head
-from upsample.spec import UpsampleSpec
 
 __all__ = ["Head", "HeadNNX", "build", "from_native", "get_weights", "set_weights", "to_variables"]
 
 Array = Any
-_NNX_STAGES: dict[type, Any] = {
-    UpsampleSpec: transposed.UpsampleNNX,
-    SubpixelSpec: conv.SubpixelNNX,
-    ResizeSpec: conv.ResizeConvNNX,
-}
-_LINEN_STAGES: dict[type, type[nn.Module]] = {
-    UpsampleSpec: transposed.Upsample,
-    SubpixelSpec: conv.Subpixel,
-    ResizeSpec: conv.ResizeConv,
-}
+
+
+def _stage_class(stage: Any, api: str) -> Any:
+    """The layer class of a stage spec in ``api``, from its kind's module (the kinds table)."""
+    return kind_module(stage_backend.__name__, stage).layer_class(stage, api)
 
 
 def _require_spec(spec: Any) -> HeadSpec:
@@ -101,13 +94,14 @@ class Head(nn.Module):
     def setup(self) -> None:
         spec = _require_spec(self.spec)
         common = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        self.stages = [_LINEN_STAGES[type(stage)](stage, **common) for stage in spec.stages]  # type: ignore[call-arg]
+        self.stages = [_stage_class(stage, "linen")(stage, **common) for stage in spec.stages]
         self.norms = [_Norm(spec.norm, stage.out_channels) for i, stage in enumerate(spec.stages) if spec.normed(i)]  # type: ignore[arg-type]
 
     def __call__(self, x: Array, train: bool = False) -> Array:
-        """``(B, H, W, C_in)`` -> ``(B, H', W', C_out)`` (an unbatched ``(H, W, C_in)`` too, as the stage layers
-        take it); ``train=True`` (with ``mutable=["batch_stats"]``) uses and updates batch statistics."""
-        if getattr(x, "ndim", None) == 3:
+        """``(B, *spatial, C_in)`` -> ``(B, *spatial', C_out)`` (an unbatched ``(*spatial, C_in)`` too, as the
+        stage layers take it); ``train=True`` (with ``mutable=["batch_stats"]``) uses and updates batch
+        statistics."""
+        if getattr(x, "ndim", None) == self.spec.spatial_dims + 1:
             check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
             return self(x[None], train)[0]
         for i, stage in enumerate(self.stages):
@@ -140,7 +134,7 @@ def to_variables(spec: HeadSpec, weights: HeadWeights, param_dtype: Any = jnp.fl
 
 def _from_trees(spec: HeadSpec, params: Any, stats: Any) -> HeadWeights:
     stages = tuple(
-        stage_backend.get_weights((_LINEN_STAGES[type(stage)](stage), {"params": params[f"stages_{i}"]}))  # type: ignore[call-arg]
+        stage_backend.get_weights((_stage_class(stage, "linen")(stage), {"params": params[f"stages_{i}"]}))
         for i, stage in enumerate(spec.stages)
     )
     norms: list[NormWeights | None] = []
@@ -219,7 +213,7 @@ class HeadNNX(nnx.Module):
             ]
         else:
             stages = [
-                _NNX_STAGES[type(stage)](stage, rngs=rngs, param_dtype=param_dtype, **kwargs) for stage in spec.stages
+                _stage_class(stage, "nnx")(stage, rngs=rngs, param_dtype=param_dtype, **kwargs) for stage in spec.stages
             ]
         self.stages = nnx.List(stages)
         self.norms = nnx.List(
@@ -234,9 +228,9 @@ class HeadNNX(nnx.Module):
         self.eval() if use_running_average else self.train()
 
     def __call__(self, x: Array) -> Array:
-        """``(B, H, W, C_in)`` -> ``(B, H', W', C_out)``; an unbatched ``(H, W, C_in)`` too, as the stage layers
-        take it (a batch of one for the norms)."""
-        if getattr(x, "ndim", None) == 3:
+        """``(B, *spatial, C_in)`` -> ``(B, *spatial', C_out)``; an unbatched ``(*spatial, C_in)`` too, as the
+        stage layers take it (a batch of one for the norms)."""
+        if getattr(x, "ndim", None) == self.spec.spatial_dims + 1:
             check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
             return self(x[None])[0]
         for i, stage in enumerate(self.stages):

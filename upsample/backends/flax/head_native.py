@@ -61,18 +61,20 @@ class _Api:
     """``(index, norm) -> (scale, bias, mean, var)`` (``mean``, ``var`` ``None`` for a GroupNorm)."""
 
 
-def _native_norm(api: _Api, index: int, layer: Any) -> tuple[Norm, NormWeights]:
+def _native_norm(api: _Api, index: int, layer: Any, rank: int) -> tuple[Norm, NormWeights]:
     """A ``BatchNorm``/``GroupNorm`` (same attributes in both APIs) as a Norm with its arrays; epsilon as is,
-    momentum converted (Flax's is the weight of the old value, the spec's the weight of the new batch)."""
+    momentum converted (Flax's is the weight of the old value, the spec's the weight of the new batch).
+    ``rank``: the head's spatial axes (the channel axis is ``-1``, or ``rank + 1``)."""
     name = type(layer).__name__
+    last = (-1, rank + 1, (-1,), (rank + 1,))
     if not (layer.use_scale and layer.use_bias):
         raise ValueError(f"layers[{index}] ({name}) must have use_scale=True and use_bias=True")
-    if isinstance(layer, api.batch_norm) and layer.axis not in (-1, 3):
+    if isinstance(layer, api.batch_norm) and layer.axis not in last:
         raise ValueError(f"layers[{index}] ({name}) must normalise the last axis, got axis={shown(layer.axis)}")
     arrays = api.arrays(index, layer)
     if isinstance(layer, _LAYER_NORMS + _INSTANCE_NORMS):
         axes = layer.reduction_axes if isinstance(layer, _LAYER_NORMS) else -1
-        if axes not in (-1, 3, (-1,), (3,)) or layer.feature_axes not in (-1, 3, (-1,), (3,)):
+        if axes not in last or layer.feature_axes not in last:
             raise ValueError(
                 f"layers[{index}] ({name}) must normalise and scale the last axis only, got "
                 f"reduction_axes={shown(axes)}, feature_axes={shown(layer.feature_axes)}"
@@ -93,6 +95,7 @@ def _convert(
     """The head ``layers`` describe, grouped by :mod:`upsample.head_patterns`; a ``Conv`` at an index of
     ``stages`` is a sub-pixel (with the function after it) or resize stage (with the one before it)."""
     roles = [_role(api, layer) for layer in layers]
+    rank = next((_rank(layer) for layer, role in zip(layers, roles, strict=True) if role in ("transposed", "conv")), 2)
     for index, options in stages.items():
         if not isinstance(index, int) or not 0 <= index < len(layers) or roles[index] != "conv":
             raise ValueError(f"stages has key {shown(index)}: expected the index of a {api.name}.Conv in layers")
@@ -128,9 +131,14 @@ def _convert(
         names,
         None,
         stage,
-        lambda position, member: _native_norm(api, *member),
+        lambda position, member: _native_norm(api, member[0], member[1], rank),
         lambda member: _native_activation(member[1]),
     )
+
+
+def _rank(conv: Any) -> int:
+    """The spatial axes of a Flax ``Conv``/``ConvTranspose`` (an int ``kernel_size`` is one axis, as in Flax)."""
+    return 1 if isinstance(conv.kernel_size, int) else len(conv.kernel_size)
 
 
 def _role(api: _Api, layer: Any) -> str:

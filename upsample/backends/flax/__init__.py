@@ -37,16 +37,16 @@ def _heads() -> Any:
     return head
 
 
-def _kind(spec_or_layer: Any) -> Any:
-    """The module of this package for a spec's kind, or for the kind of a layer (NNX, bound linen, or
-    ``(module, variables)``: every layer has ``.spec``), through the kinds table."""
-    module = spec_or_layer[0] if isinstance(spec_or_layer, tuple) else spec_or_layer
-    spec = getattr(module, "spec", module)
+def _kind(layer: Any) -> Any:
+    """The module of this package for the kind of ``layer`` (NNX, bound linen, or ``(module, variables)``: every
+    layer has ``.spec``), through the kinds table."""
+    module = layer[0] if isinstance(layer, tuple) and layer else layer
     try:
-        return kind_module(__name__, spec)
+        return kind_module(__name__, getattr(module, "spec", None))
     except TypeError:
         raise TypeError(
-            f"expected an upsample spec or a layer of upsample.backends.flax, got {type(module).__name__}"
+            f"layer must be a layer of upsample.backends.flax (NNX, bound linen or (module, variables)), "
+            f"got {type(module).__name__}"
         ) from None
 
 

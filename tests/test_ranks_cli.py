@@ -4,6 +4,8 @@ rank, and plan, inspect (text and PNG) and export work at every rank."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,27 @@ def test_export_writes_a_3d_model_that_runs_like_the_reference(
     (y,) = session.run(None, {"x": np.moveaxis(x, -1, 1)})
     expected = reference.forward(spec, upsample.init_weights(spec, seed=0), x)
     np.testing.assert_allclose(np.moveaxis(y, 1, -1), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "backends", "layout", "shape"),
+    [
+        ("--channels 3 --size 64 --input-size 8 --spatial-dims 1", "flax-linen", "NLC", "2x64x3"),
+        ("--mode subpixel --channels 2 --size 4x4x4 --input-size 2 --residual projection", "keras/jax,flax-nnx",
+         "NDHWC", "2x4x4x4x2"),
+    ],
+    ids=["1d", "3d"],
+)  # fmt: skip
+def test_check_runs_1d_and_3d_specs_in_the_builds(argv: str, backends: str, layout: str, shape: str) -> None:
+    """``check`` at ranks 1 and 3 (a subprocess, as users run it): every named build agrees with the reference."""
+    for name in {b.split("/")[-1].split("-")[0] for b in backends.split(",")}:
+        pytest.importorskip(name)
+    command = [sys.executable, "-m", "upsample.cli", "check", *argv.split(), "--backends", backends, "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and f"({layout}), float32" in result.stdout, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split()[1:4] for line in result.stdout.splitlines() if "  pass  " in line}
+    assert sorted(rows) == sorted(backends.split(",")), result.stdout
+    assert all(status == "pass" and float(err) < 1e-4 and out == shape for status, out, err in rows.values())
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from upsample import __version__, cli_export, cli_flags, plans
 from upsample import cli_inputs as inputs
 from upsample import cli_output as output
 from upsample.arguments import size_text
+from upsample.checks import layout_name
 from upsample.cli_inputs import PLAN_FLAGS, SPEC_FLAGS, UsageError
 from upsample.head import HeadSpec
 from upsample.messages import shown
@@ -176,7 +177,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     else:
         print(f"spec      {spec.to_json()}")
         print(f"size      {size_text(size)} -> {size_text(report.output_size)} (input size: {size_from})")
-        print(f"input     {'x'.join(map(str, x.shape))} (NHWC), float32; reference: NumPy float64")
+        layout = layout_name("NHWC", spec.spatial_dims)
+        print(f"input     {'x'.join(map(str, x.shape))} ({layout}), float32; reference: NumPy float64")
         print(f"coverage  {report.verdict}")
         print()
         print(output.check_table(rows))

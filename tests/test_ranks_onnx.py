@@ -3,6 +3,8 @@ against the NumPy reference."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,48 @@ def test_from_onnx_reads_1d_and_3d_conv_transposes_as_onnxruntime_runs_them(kern
     (expected,) = session.run(None, {"x": np.ascontiguousarray(np.moveaxis(x, -1, 1))})
     np.testing.assert_allclose(reference.forward(spec, weights, x), np.moveaxis(expected, 1, -1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(run(to_onnx(spec, weights), x), np.moveaxis(expected, 1, -1), rtol=1e-4, atol=1e-5)
+
+
+def ramp(array: np.ndarray | None) -> np.ndarray | None:
+    """Exact float32 values of ``array``'s shape (no random stream, so the bytes are the same everywhere)."""
+    return None if array is None else (np.arange(array.size, dtype=np.float32).reshape(array.shape) % 7 + 1) / 8
+
+
+def ramp_weights(spec) -> upsample.Weights | upsample.HeadWeights:
+    drawn = upsample.init_weights(spec, seed=0)
+    if isinstance(drawn, upsample.Weights):
+        return upsample.Weights(ramp(drawn.kernel), ramp(drawn.bias), ramp(drawn.skip))
+    stages = tuple(ramp_weights(stage) for stage in spec.stages)
+    norms = tuple(None if n is None else type(n)(*(ramp(a) for a in n.arrays())) for n in drawn.norms)
+    return upsample.HeadWeights(stages, norms)  # type: ignore[arg-type]
+
+
+# sha256 (first 16 hex digits) of the 2-D graphs the exporter wrote before ranks 1 and 3 (commit f5f7ed0's
+# upsample/onnx, run on these specs and ramp weights): 2-D files stay byte for byte what they were.
+TWO_D_GRAPHS = [
+    (UpsampleSpec(3, 2, kernel_size=4, stride=2, padding=1), {}, "39a47f94e5b0c8bd"),
+    (
+        UpsampleSpec(3, 3, kernel_size=(5, 3), stride=(3, 2), padding=((-1, 3), (2, 0)), residual="nearest"),
+        {"input_size": (4, 5)},
+        "610b761d4a573709",
+    ),
+    (SubpixelSpec(3, 2, scale=2, kernel_size=3, residual="projection"), {}, "dc2f228f51d2e074"),
+    (SubpixelSpec(3, 2, scale=(2, 3), kernel_size=(2, 3)), {}, "9924f3285f98aac0"),
+    (
+        SubpixelSpec(3, 2, scale=(2, 3), kernel_size=(2, 3)),
+        {"input_size": (3, 4), "dynamic_spatial": False},
+        "19e39280f2a1357f",
+    ),
+    (ResizeSpec(3, 3, scale=(2, 3), method="bilinear", kernel_size=3, residual="nearest"), {}, "9f2e62217f787843"),
+    (
+        upsample.plan(4, (8, 12), 2, "subpixel", norm="group", final_activation="tanh", input_size=(2, 3)),
+        {},
+        "f0b11312885c874c",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "options", "digest"), TWO_D_GRAPHS, ids=range(len(TWO_D_GRAPHS)))
+def test_2d_exports_are_the_graphs_written_before_ranks_1_and_3(spec, options, digest) -> None:
+    graph = to_onnx(spec, ramp_weights(spec), **options).graph.SerializeToString()
+    assert hashlib.sha256(graph).hexdigest()[:16] == digest

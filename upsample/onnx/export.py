@@ -147,8 +147,9 @@ def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBu
     if rank == 2 and scale[0] == scale[1]:
         return graph.add("DepthToSpace", [y], blocksize=scale[0], mode="CRD")
     if size is None:
-        spatial = graph.constant("spatial", list(range(2, 2 + rank)), np.int64)
-        lengths = graph.add("Gather", [graph.add("Shape", [y]), spatial], axis=0)
+        shape = graph.add("Shape", [y])
+        spatial = graph.constant("hw" if rank == 2 else "spatial", list(range(2, 2 + rank)), np.int64)  # 2-D: as before
+        lengths = graph.add("Gather", [shape, spatial], axis=0)
         split = graph.add("Concat", [graph.constant("shape", [0, channels, *scale], np.int64), lengths], axis=0)
         scaled = graph.add("Mul", [lengths, graph.constant("scale", scale, np.int64)])
         merged = graph.add("Concat", [graph.constant("shape", [0, channels], np.int64), scaled], axis=0)

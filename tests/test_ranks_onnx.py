@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from upsample.onnx import from_onnx, to_onnx  # noqa: E402
+from upsample.onnx import describe, from_onnx, to_onnx  # noqa: E402
 
 SPECS = [
     UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
@@ -175,3 +175,21 @@ TWO_D_GRAPHS = [
 def test_2d_exports_are_the_graphs_written_before_ranks_1_and_3(spec, options, digest) -> None:
     graph = to_onnx(spec, ramp_weights(spec), **options).graph.SerializeToString()
     assert hashlib.sha256(graph).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(
+    ("spec", "size"),
+    [
+        (UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4), (5,)),
+        (ResizeSpec(3, 2, scale=(2,), method="bilinear", kernel_size=3), (5,)),
+        (UpsampleSpec(3, 2, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (0, 2), (2, 1))), (2, 3, 4)),
+        (ResizeSpec(3, 2, scale=(2, 2, 1), method="nearest", kernel_size=(3, 1, 2), use_bias=False), (2, 3, 4)),
+    ],
+    ids=["1d-transposed", "1d-resize", "3d-transposed", "3d-resize"],
+)
+def test_describe_finds_1d_and_3d_layers_at_their_input_size(spec, size) -> None:
+    model = to_onnx(spec, weights_of(spec))
+    (found,) = describe(model)  # dynamic: scales from the constants, size unknown
+    assert (found.kind, found.spec, found.input_size, found.problem) == (spec.KIND, spec, None, None)
+    (found,) = describe(model, input_size=size)  # scales from the inferred shapes
+    assert (found.spec, found.input_size, found.problem) == (spec, size, None) and found.verdict is not None

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from upsample.arguments import SPATIAL_DIMS, Axes, Pair
+from upsample.arguments import SPATIAL_DIMS, Axes
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
 
@@ -103,17 +103,18 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
     source = node.input[0] if resize is None else resize.input[0]
     size = spatial(graph.shapes.get(source))
     kernel = [d for d in graph.shapes.get(node.input[1]) or () if d is not None]
-    if len(kernel) != 4:
+    rank = len(kernel) - 2
+    if rank not in SPATIAL_DIMS or (shuffle is not None and rank != 2):
         problem = f"{kind} pattern at Conv {label!r}: its weight shape is unknown"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
-    c_conv, c_in, kh, kw = kernel
-    attrs = attributes(node)
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    same = [(k - 1) // 2 for k in (kh, kw)] + [k - 1 - (k - 1) // 2 for k in (kh, kw)]
+    c_conv, c_in, *window = kernel
+    attrs, ones = attributes(node), [1] * rank
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    same = [(k - 1) // 2 for k in window] + [k - 1 - (k - 1) // 2 for k in window]
     auto_pad = attrs.get("auto_pad", "NOTSET")
-    padded_same = pads == same if auto_pad == "NOTSET" else auto_pad == "SAME_UPPER" or (kh, kw) == (1, 1)
-    settings = (attrs.get("group", 1), list(attrs.get("strides", [1, 1])), list(attrs.get("dilations", [1, 1])))
-    if settings != (1, [1, 1], [1, 1]) or not padded_same:
+    padded_same = pads == same if auto_pad == "NOTSET" else auto_pad == "SAME_UPPER" or window == ones
+    settings = (attrs.get("group", 1), list(attrs.get("strides", ones)), list(attrs.get("dilations", ones)))
+    if settings != (1, ones, ones) or not padded_same:
         found = f"group={settings[0]}, strides={settings[1]}, dilations={settings[2]}, pads={pads}, auto_pad={auto_pad}"
         return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; {SAME_PADDING_NOTE}", kind, nodes)]
     use_bias = len(node.input) > 2 and bool(node.input[2])
@@ -122,7 +123,7 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
         if c_conv % (block * block):
             problem = f"Conv {label!r} gives {c_conv} channels, not a multiple of blocksize**2 = {block * block}"
             return [OnnxLayer(label, None, size, problem, kind, nodes)]
-        spec: Any = SubpixelSpec(c_in, c_conv // (block * block), block, (kh, kw), use_bias=use_bias)
+        spec: Any = SubpixelSpec(c_in, c_conv // (block * block), block, tuple(window), use_bias=use_bias)
         return [judged(label, spec, size, kind, nodes)]
     assert resize is not None
     method, scale = _resize_method(resize), _resize_scale(resize, graph)
@@ -135,7 +136,10 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
     if isinstance(scale, str):
         return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {scale}", kind, nodes)]
-    spec = ResizeSpec(c_in, c_conv, scale, method, (kh, kw), use_bias=use_bias)
+    if len(scale) != rank:
+        problem = f"{resize.op_type} {resize.name!r} scales {len(scale)} axes; Conv {label!r} has {rank}"
+        return [OnnxLayer(label, None, size, problem, kind, nodes)]
+    spec = ResizeSpec(c_in, c_conv, scale, method, tuple(window), use_bias=use_bias)
     return [judged(label, spec, size, kind, nodes)]
 
 
@@ -158,21 +162,21 @@ def _resize_method(node: onnx.NodeProto) -> str:
     return f"no spec: mode={mode} with {coordinates} coordinates (a spec's bilinear resize is half-pixel)"
 
 
-def _resize_scale(node: onnx.NodeProto, graph: Graph) -> Pair | str | None:
-    """The integer ``(r_h, r_w)`` from the input and output sizes, else from constant scales; a message when
-    the scale is not an integer; ``None`` when unknown."""
+def _resize_scale(node: onnx.NodeProto, graph: Graph) -> Axes | str | None:
+    """The integer scale per spatial axis (``(r_h, r_w)`` in 2-D) from the input and output sizes, else from
+    constant scales; a message when the scale is not an integer; ``None`` when unknown."""
     before, after = spatial(graph.shapes.get(node.input[0])), spatial(graph.shapes.get(node.output[0]))
-    if before is not None and after is not None:
-        ratios = tuple(after[a] / before[a] for a in (0, 1))
+    if before is not None and after is not None and len(before) == len(after):
+        ratios = tuple(n / m for n, m in zip(after, before, strict=True))
     else:
         index = 1 if node.op_type == "Upsample" else 2
         values = _constant_values(node, index, graph)
-        if values is None or len(values) != 4:
+        if values is None or len(values) - 2 not in SPATIAL_DIMS:
             return None
-        ratios = (float(values[2]), float(values[3]))
+        ratios = tuple(float(v) for v in values[2:])
     if any(r != int(r) or r < 1 for r in ratios):
         return f"scale {ratios} is not an integer (a spec resizes by an integer factor)"
-    return (int(ratios[0]), int(ratios[1]))
+    return tuple(int(r) for r in ratios)
 
 
 def _constant_values(node: onnx.NodeProto, index: int, graph: Graph) -> list[float] | None:

@@ -4,6 +4,7 @@ against the NumPy reference."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import pytest
@@ -193,3 +194,33 @@ def test_describe_finds_1d_and_3d_layers_at_their_input_size(spec, size) -> None
     assert (found.kind, found.spec, found.input_size, found.problem) == (spec.KIND, spec, None, None)
     (found,) = describe(model, input_size=size)  # scales from the inferred shapes
     assert (found.spec, found.input_size, found.problem) == (spec, size, None) and found.verdict is not None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda nn: nn.ConvTranspose1d(3, 2, 16, stride=8, padding=4),  # HiFi-GAN
+        lambda nn: nn.ConvTranspose1d(3, 2, 4, stride=3, padding=1, output_padding=2),
+        lambda nn: nn.ConvTranspose3d(3, 2, 2, stride=2),  # MONAI deconv
+        lambda nn: nn.ConvTranspose3d(3, 2, (4, 3, 2), stride=(2, 1, 2), padding=(1, 1, 0), output_padding=(1, 0, 1)),
+    ],
+    ids=["1d-hifigan", "1d-output-padding", "3d-monai", "3d-mixed"],
+)
+def test_from_onnx_reads_torch_conv_transposes_1d_and_3d(make, tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    layer = make(torch.nn).eval()
+    rank = layer.weight.ndim - 2
+    size = (5,) if rank == 1 else (3, 2, 4)
+    x = np.random.default_rng(7).normal(size=(2, *size, 3)).astype(np.float32)
+    path = tmp_path / "layer.onnx"
+    torch_x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(layer, (torch_x,), str(path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    spec, weights = from_onnx(str(path))
+    with torch.no_grad():
+        expected = np.moveaxis(layer(torch_x).numpy(), 1, -1)
+    assert spec.spatial_dims == rank
+    np.testing.assert_allclose(reference.forward(spec, weights, x), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(run(to_onnx(spec, weights), x), expected, rtol=1e-4, atol=1e-5)

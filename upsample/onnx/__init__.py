@@ -1,8 +1,8 @@
 """ONNX in and out: a spec and its weights as a standalone ONNX model, and the spec of an
 ONNX ``ConvTranspose`` node under every attribute form.
 
-- :func:`to_onnx` / :func:`export_file`: NCHW in and out, dynamic batch, dynamic height and width wherever
-  the spec allows (a residual with a non-integer ratio fixes them), explicit
+- :func:`to_onnx` / :func:`export_file`: NCHW in and out (``(N, C, *spatial)`` at 1 or 3 spatial axes), dynamic
+  batch, dynamic spatial axes wherever the spec allows (a residual with a non-integer ratio fixes them), explicit
   non-negative ``pads`` only (no ``auto_pad``, ``output_shape`` or ``output_padding``, whose meaning
   differs between runtimes and versions); rows a crop adds are a ``Pad`` before the bias.
 - :func:`from_onnx`: a ``ConvTranspose`` node as a spec and canonical weights, read the way onnxruntime

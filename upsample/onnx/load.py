@@ -230,12 +230,13 @@ def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) ->
     """Every upsampling layer of a model in graph order, each judged at its own input size (what
     ``upsample inspect model.onnx`` lists).
 
-    Recognised: ``ConvTranspose``; ``Conv`` + ``DepthToSpace`` (sub-pixel, CRD or DCR: the spec is the same,
-    the weights' channel order differs); ``Resize``/``Upsample`` + ``Conv`` (resize-convolution); and
+    Recognised: ``ConvTranspose`` (1-D, 2-D or 3-D); ``Conv`` + ``DepthToSpace`` (2-D sub-pixel, CRD or DCR: the
+    spec is the same, the weights' channel order differs); ``Resize``/``Upsample`` + ``Conv`` (resize-convolution,
+    1-D to 3-D; the 1-D/3-D shuffle as ``Reshape``/``Transpose`` is not recognised); and
     ``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` from a 1x1 map or a flat vector to a larger map (a dense
     projection, reported as the transposed convolution whose kernel is that map's size, on a 1x1 input).
     Each node's input size comes from shape inference from the model's input; ``input_size`` gives the
-    spatial size of a rank-4 model input whose size is symbolic. A size still unknown is ``None``, never
+    spatial size of a model input (1 to 3 spatial axes) whose size is symbolic. A size still unknown is ``None``, never
     assumed.
     """
     model = _model(model_or_path)

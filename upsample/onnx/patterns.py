@@ -27,7 +27,8 @@ class OnnxLayer(NamedTuple):
     """The layer's spec (``UpsampleSpec``, ``SubpixelSpec`` or ``ResizeSpec``); ``None`` when it has none
     (``problem`` says why)."""
     input_size: Axes | None
-    """The layer's input ``(H, W)`` from shape inference through the graph; ``None`` when unknown."""
+    """The layer's input spatial size (``(H, W)`` in 2-D) from shape inference through the graph; ``None`` when
+    unknown."""
     problem: str | None
     kind: str = "transposed"
     """``"transposed"`` (``ConvTranspose``), ``"subpixel"`` (``Conv`` + ``DepthToSpace``), ``"resize"``

@@ -133,11 +133,12 @@ def test_torch_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> N
     from torch import nn
 
     from upsample.backends import torch as ut
+    from upsample.backends.torch import stack as old_name
 
     model = torch_model(False, "batch")
     spec, weights = ut.from_native(model)
     assert isinstance(spec, HeadSpec) and isinstance(weights, HeadWeights)
-    assert spec == ut.stack.from_native(model)[0]
+    assert spec == old_name.from_native(model)[0]
     pattern, _ = ut.from_native(nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.PixelShuffle(2)))
     assert isinstance(pattern, upsample.SubpixelSpec)
     assert isinstance(ut.from_native(nn.ConvTranspose2d(4, 4, 2, 2))[0], upsample.UpsampleSpec)

@@ -15,9 +15,25 @@ from upsample import geometry
 from upsample.checks import DeadPixelGuard, check_input
 from upsample.weights import Weights, checked
 
+TRANSPOSED: dict[int, Any] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+CONV: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+"""torch's module for each number of spatial axes."""
+
+
+def per_channel(values: torch.Tensor, rank: int) -> torch.Tensor:
+    """A ``(C,)`` tensor shaped to broadcast over ``(N, C, *spatial)``."""
+    return values.view(-1, *(1,) * rank)
+
+
+def kernel_axes(rank: int, transposed: bool) -> tuple[int, ...]:
+    """The transpose that takes torch's weight to the canonical kernel: ``(C_in, C_out, *k)`` (transposed) or
+    ``(C_conv, C_in, *k)`` (convolution) to ``(*k, C_in, C_out)``."""
+    return (*range(2, 2 + rank), *((0, 1) if transposed else (1, 0)))
+
 
 def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``body(x) + residual`` on NCHW ``x`` (an unbatched ``CHW`` too, as torch layers take it), after the
+    """``body(x) + residual`` on ``(N, C, *spatial)`` ``x`` (unbatched ``(C, *spatial)`` too, as torch layers take
+    it), after the
     shape-only checks, which also run while ``torch.compile`` traces (there the spatial sizes may be
     symbolic, so the output size is left to torch and the warning to eager calls).
 
@@ -30,13 +46,13 @@ def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> tor
     tracing = torch.jit.is_tracing()
     if not tracing:
         _check(layer, x)
-    if x.dim() == 3:
+    if x.dim() == layer.spec.spatial_dims + 1:
         return run(layer, x.unsqueeze(0), body).squeeze(0)
     y = body(x)
     if layer.spec.residual is None:
         return y
     gather = _traced_residual if tracing else residual
-    return y + gather(x, layer.skip, (y.shape[2], y.shape[3]))
+    return y + gather(x, layer.skip, tuple(y.shape[2:]))
 
 
 def check_unbatched(spec: Any, x: Any) -> None:
@@ -47,9 +63,10 @@ def check_unbatched(spec: Any, x: Any) -> None:
 
 
 def _checked_size(spec: Any, x: torch.Tensor) -> Any:
-    """``checks.check_input`` on NCHW ``x`` (or CHW); under ``torch.compile`` the spatial sizes are symbolic,
-    so only the rest is checked (and ``None`` comes back for the size)."""
-    shape = (*x.shape[:-2], None, None) if torch.compiler.is_compiling() else tuple(x.shape)
+    """``checks.check_input`` on ``(N, C, *spatial)`` ``x`` (or unbatched); under ``torch.compile`` the spatial
+    sizes are symbolic, so only the rest is checked (and ``None`` comes back for the size)."""
+    rank = spec.spatial_dims
+    shape = (*x.shape[:-rank], *(None,) * rank) if torch.compiler.is_compiling() else tuple(x.shape)
     return check_input(spec, shape, "NCHW", x.is_floating_point(), str(x.dtype), unbatched=True, dynamic=True)
 
 
@@ -70,32 +87,35 @@ def _check(layer: Any, x: torch.Tensor) -> None:
         guard(size)
 
 
-def residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[int, int]) -> torch.Tensor:
+def residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[int, ...]) -> torch.Tensor:
     """The skip (identity, or the projection ``skip`` on the small input) gathered to ``out_size`` by
     nearest index; an axis of length 1 is left to broadcasting, so a 1x1 input costs no gather."""
     source = x if skip is None else skip(x)
-    for axis, out_length in zip((2, 3), out_size, strict=True):
+    for axis, out_length in enumerate(out_size, start=2):
         indices = geometry.nearest_gather(source.shape[axis], out_length)
         if indices is not None:
             source = source.index_select(axis, torch.tensor(indices, device=source.device))
     return source
 
 
-def _traced_residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[Any, Any]) -> torch.Tensor:
+def _traced_residual(x: torch.Tensor, skip: nn.Module | None, out_size: tuple[Any, ...]) -> torch.Tensor:
     """:func:`residual` as the tracer records it: ``geometry.nearest_indices``'s ``((2 d + 1) in) // (2 out)``
     computed in ops from the traced sizes, so the graph holds for other input sizes too."""
     source = x if skip is None else skip(x)
-    for axis, out_length in zip((2, 3), out_size, strict=True):
+    for axis, out_length in enumerate(out_size, start=2):
         destination = torch.arange(out_length, device=source.device)
         indices = torch.div((2 * destination + 1) * source.shape[axis], 2 * out_length, rounding_mode="floor")
         source = source.index_select(axis, indices)
     return source
 
 
-def takes_matmul_path(layer: Any, height: int, width: int) -> bool:
-    """Whether ``layer`` runs a 1x1 input as one matmul: not while the TorchScript tracer records (the
-    graph keeps the convolution, which holds for any input size), nor when hooks would be skipped."""
-    return bool(layer.fast_path) and not torch.jit.is_tracing() and height == width == 1 and not hooked(layer.conv)
+def takes_matmul_path(layer: Any, size: tuple[int, ...]) -> bool:
+    """Whether ``layer`` runs a 1-pixel input (``size`` all ones) as one matmul: not while the TorchScript
+    tracer records (the graph keeps the convolution, which holds for any input size), nor when hooks would be
+    skipped."""
+    if not layer.fast_path or torch.jit.is_tracing():  # traced sizes are tensors: never compare them
+        return False
+    return all(n == 1 for n in size) and not hooked(layer.conv)
 
 
 def hooked(module: nn.Module) -> bool:
@@ -118,26 +138,27 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy().copy()
 
 
-def read_weights(layer: Any, kernel_axes: tuple[int, int, int, int]) -> Weights:
-    """The layer's parameters in the canonical layout: ``conv.weight`` transposed by ``kernel_axes``, its
-    bias, and the projection ``skip`` (a 1x1 ``Conv2d``) as ``(C_in, C_out)``."""
-    conv = layer.conv
+def read_weights(layer: Any, transposed: bool) -> Weights:
+    """The layer's parameters in the canonical layout: ``conv.weight`` by :func:`kernel_axes`, its bias, and
+    the projection ``skip`` (a 1x1 convolution) as ``(C_in, C_out)``."""
+    conv, rank = layer.conv, layer.spec.spatial_dims
     return Weights(
-        kernel=to_numpy(conv.weight).transpose(kernel_axes),
+        kernel=to_numpy(conv.weight).transpose(kernel_axes(rank, transposed)),
         bias=None if conv.bias is None else to_numpy(conv.bias),
-        skip=None if layer.skip is None else to_numpy(layer.skip.weight)[:, :, 0, 0].T,
+        skip=None if layer.skip is None else to_numpy(layer.skip.weight).reshape(layer.skip.weight.shape[:2]).T,
     )
 
 
-def write_weights(layer: Any, weights: Weights, kernel_axes: tuple[int, int, int, int]) -> None:
+def write_weights(layer: Any, weights: Weights, transposed: bool) -> None:
     """Copy canonical ``weights`` into the layer (the inverse of :func:`read_weights`), keeping each
     parameter's device and dtype."""
     checked(weights, layer.spec)
-    targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(np.argsort(kernel_axes)))]
+    rank = layer.spec.spatial_dims
+    targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(np.argsort(kernel_axes(rank, transposed))))]
     if layer.conv.bias is not None:
         targets.append((layer.conv.bias, np.asarray(weights.bias)))
     if layer.skip is not None:
-        targets.append((layer.skip.weight, np.asarray(weights.skip).T[:, :, None, None]))
+        targets.append((layer.skip.weight, np.asarray(weights.skip).T.reshape(layer.skip.weight.shape)))
     with torch.no_grad():
         for parameter, value in targets:
             parameter.copy_(torch.from_numpy(np.ascontiguousarray(value)))

@@ -1,12 +1,14 @@
-"""PyTorch layers for the sub-pixel and resize kinds: a stride-1 "same" ``nn.Conv2d`` named
-``conv`` plus ``nn.PixelShuffle`` (:class:`Subpixel`) or ``F.interpolate`` (:class:`ResizeConv`), NCHW.
+"""PyTorch layers for the sub-pixel and resize kinds: a stride-1 "same" ``nn.Conv1d/2d/3d`` named
+``conv`` plus a pixel shuffle (:class:`Subpixel`) or ``F.interpolate`` (:class:`ResizeConv`), on
+``(N, C, *spatial)`` tensors.
 
 torch's ``PixelShuffle`` reads the canonical CRD order, so weights convert without a permutation:
-``conv.weight = kernel.transpose(3, 2, 0, 1)`` (docs/choosing-an-upsampler.md). A non-square scale, which
-``PixelShuffle`` does not take, is the same CRD reshape written out. ``F.interpolate`` with
-``align_corners=False`` is the canonical half-pixel bilinear resize. Odd kernels use ``Conv2d``'s own
-symmetric padding, even ones ``padding="same"`` (``(k - 1) // 2`` before, the rest after, as the spec).
-A projection residual is a bias-free 1x1 ``nn.Conv2d`` named ``skip``, as in the transposed layer.
+``conv.weight = kernel.transpose(3, 2, 0, 1)`` in 2-D (docs/choosing-an-upsampler.md). A non-square or
+non-2-D scale, which ``PixelShuffle`` does not take, is the same CRD reshape written out (MONAI's N-d
+``pixelshuffle``). ``F.interpolate`` with ``align_corners=False`` is the canonical half-pixel (bi/tri)linear
+resize. Odd kernels use the convolution's own symmetric padding, even ones ``padding="same"`` (``(k - 1) // 2``
+before, the rest after, as the spec). A projection residual is a bias-free 1x1 convolution named ``skip``,
+as in the transposed layer.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class _ConvKind(nn.Module):
         limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, Subpixel) else ResizeSpec))
         self.spec = spec
         self.fast_path = bool(fast_path)
-        (top, bottom), (left, right) = spec.padding
-        padding: tuple[int, int] | str = (top, left) if (top, left) == (bottom, right) else "same"
-        self.conv = nn.Conv2d(
+        rank = spec.spatial_dims
+        before, after = (tuple(pad[i] for pad in spec.padding) for i in (0, 1))
+        padding: tuple[int, ...] | str = before if before == after else "same"
+        self.conv = common.CONV[rank](
             spec.in_channels,
             spec.conv_channels,
             spec.kernel_size,
@@ -56,7 +59,7 @@ class _ConvKind(nn.Module):
             dtype=dtype,
         )
         self.skip = (
-            nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
+            common.CONV[rank](spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
             if spec.residual == "projection"
             else None
         )
@@ -67,7 +70,8 @@ class _ConvKind(nn.Module):
         return f"spec={self.spec}, fast_path={self.fast_path}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H * r_h, W * r_w)``; an unbatched ``(C_in, H, W)`` too."""
+        """``(B, C_in, *spatial)`` -> ``(B, C_out, *(spatial * scale))`` (``(B, C_in, H, W)`` in 2-D); unbatched
+        ``(C_in, *spatial)`` too."""
         return common.run(self, x, self._upsample)
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,31 +81,36 @@ class _ConvKind(nn.Module):
 class Subpixel(_ConvKind):
     """Sub-pixel convolution exactly as a :class:`~upsample.SubpixelSpec` describes, on NCHW tensors.
 
-    Args as :class:`upsample.backends.torch.Upsample`; ``fast_path`` computes a 1x1 input as one matmul
+    Args as :class:`upsample.backends.torch.Upsample`; ``fast_path`` computes a 1-pixel input as one matmul
     with the kernel's centre tap (the only one that reads it), then the shuffle.
     """
 
     def __init__(self, spec: SubpixelSpec, **kwargs: Any) -> None:
         super().__init__(spec, **kwargs)
-        scale_h, scale_w = spec.scale
-        self.shuffle = nn.PixelShuffle(scale_h) if scale_h == scale_w > 1 else None
+        scale = spec.scale
+        square = spec.spatial_dims == 2 and scale[0] == scale[1] > 1
+        self.shuffle = nn.PixelShuffle(scale[0]) if square else None
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        if common.takes_matmul_path(self, height, width):
-            (top, _), (left, _) = self.spec.padding
-            z = F.linear(x.reshape(batch, -1), self.conv.weight[:, :, top, left], self.conv.bias)
-            z = z.view(batch, -1, 1, 1)
+        batch, size = x.shape[0], tuple(x.shape[2:])
+        rank = self.spec.spatial_dims
+        if common.takes_matmul_path(self, size):
+            centre = tuple(before for before, _ in self.spec.padding)
+            tap: tuple[slice | int, ...] = (slice(None), slice(None), *centre)
+            z = F.linear(x.reshape(batch, -1), self.conv.weight[tap], self.conv.bias)
+            z = z.view(batch, -1, *(1,) * rank)
         else:
             z = self.conv(x)
         if self.shuffle is not None:
             return self.shuffle(z)
-        scale_h, scale_w = self.spec.scale
-        if (scale_h, scale_w) == (1, 1):
+        scale = self.spec.scale
+        if all(r == 1 for r in scale):
             return z
-        channels = self.spec.out_channels  # the CRD reshape PixelShuffle does, for r_h != r_w
-        z = z.view(batch, channels, scale_h, scale_w, height, width).permute(0, 1, 4, 2, 5, 3)
-        return z.reshape(batch, channels, height * scale_h, width * scale_w)
+        # the CRD reshape PixelShuffle does: (B, C, *r, *size) -> (B, C, size_1, r_1, size_2, r_2, ...)
+        channels = self.spec.out_channels
+        order = (0, 1, *(i for a in range(rank) for i in (2 + rank + a, 2 + a)))
+        z = z.reshape(batch, channels, *scale, *size).permute(order)
+        return z.reshape(batch, channels, *(n * r for n, r in zip(size, scale, strict=True)))
 
 
 class ResizeConv(_ConvKind):
@@ -113,16 +122,18 @@ class ResizeConv(_ConvKind):
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec
-        if spec.scale != (1, 1):
-            size = (x.shape[2] * spec.scale[0], x.shape[3] * spec.scale[1])
+        if any(r != 1 for r in spec.scale):
+            size = tuple(n * r for n, r in zip(x.shape[2:], spec.scale, strict=True))
             if spec.method == "nearest":  # type: ignore[union-attr]
                 x = F.interpolate(x, size=size, mode="nearest")
             else:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                x = F.interpolate(x, size=size, mode=LINEAR[spec.spatial_dims], align_corners=False)
         return self.conv(x)
 
 
 Layer = _ConvKind
+LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+"""``F.interpolate``'s name for the canonical (multi)linear resize per number of spatial axes."""
 
 
 def build(spec: Spec, *, weights: Weights | None = None, **kwargs: Any) -> Layer:
@@ -139,24 +150,25 @@ def _require_layer(layer: Any) -> Layer:
 
 
 def get_weights(layer: Layer) -> Weights:
-    """The layer's parameters, canonical: HWIO kernel ``(kh, kw, C_in, C_conv)``, skip ``(C_in, C_out)``."""
-    return common.read_weights(_require_layer(layer), (2, 3, 1, 0))
+    """The layer's parameters, canonical: kernel ``(*k, C_in, C_conv)``, skip ``(C_in, C_out)``."""
+    return common.read_weights(_require_layer(layer), transposed=False)
 
 
 def set_weights(layer: Layer, weights: Weights) -> None:
     """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
-    common.write_weights(_require_layer(layer), weights, (2, 3, 1, 0))
+    common.write_weights(_require_layer(layer), weights, transposed=False)
 
 
-def _same_conv(conv: Any) -> tuple[nn.Conv2d, tuple[int, int]]:
-    """``conv`` and its kernel size if it is a stride-1 "same" ``nn.Conv2d`` as a spec has, else an error."""
-    if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"the convolution must be a torch.nn.Conv2d, got {type(conv).__name__}")
-    kernel = (int(conv.kernel_size[0]), int(conv.kernel_size[1]))
+def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
+    """``conv`` and its kernel size if it is a stride-1 "same" ``nn.Conv1d/2d/3d`` as a spec has, else an error."""
+    if type(conv) not in common.CONV.values():
+        raise TypeError(f"the convolution must be a torch.nn.Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
+    kernel = tuple(int(k) for k in conv.kernel_size)
     same = tuple((k - 1) // 2 for k in kernel)
+    ones = (1,) * len(kernel)
     checks = {
-        "stride": (tuple(conv.stride), (1, 1)),
-        "dilation": (tuple(conv.dilation), (1, 1)),
+        "stride": (tuple(conv.stride), ones),
+        "dilation": (tuple(conv.dilation), ones),
         "groups": (conv.groups, 1),
         "padding_mode": (conv.padding_mode, "zeros"),
     }
@@ -172,7 +184,8 @@ def _same_conv(conv: Any) -> tuple[nn.Conv2d, tuple[int, int]]:
 
 def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     """The spec and canonical weights of ``nn.Sequential(nn.Conv2d, nn.PixelShuffle)`` (sub-pixel) or
-    ``nn.Sequential(nn.Upsample(scale_factor=r, mode="nearest" | "bilinear"), nn.Conv2d)`` (resize).
+    ``nn.Sequential(nn.Upsample(scale_factor=r, mode="nearest" | "linear" | "bilinear" | "trilinear"),
+    nn.Conv1d | Conv2d | Conv3d)`` (resize).
 
     Convolutions must be stride 1 with "same" padding; anything else has no spec equivalent and is refused.
     """
@@ -186,28 +199,33 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     if isinstance(second, nn.PixelShuffle):
         conv, kernel = _same_conv(first)
         shuffle = second.upscale_factor
+        if len(kernel) != 2:
+            raise TypeError(f"nn.PixelShuffle is 2-D; the convolution before it is {type(first).__name__}")
         spec = SubpixelSpec(
             conv.in_channels, conv.out_channels // shuffle**2, shuffle, kernel, use_bias=conv.bias is not None
         )
     elif isinstance(first, nn.Upsample):
         conv, kernel = _same_conv(second)
+        rank = len(kernel)
         factor = first.scale_factor
-        factors = factor if isinstance(factor, tuple) else (factor, factor)
+        factors = factor if isinstance(factor, tuple) else (factor,) * rank
         if first.size is not None or factors[0] is None or any(float(f) != int(f) for f in factors):  # type: ignore[arg-type]
             raise ValueError(f"Upsample must have an integer scale_factor and no size, got {first!r}")
-        if first.mode not in ("nearest", "bilinear") or first.align_corners:
-            raise ValueError(f"Upsample mode must be 'nearest' or 'bilinear' without align_corners, got {first!r}")
-        scale = (int(factors[0]), int(factors[1]))  # type: ignore[arg-type]
-        spec = ResizeSpec(
-            conv.in_channels, conv.out_channels, scale, first.mode, kernel, use_bias=conv.bias is not None
-        )
+        if first.mode not in ("nearest", LINEAR[rank]) or first.align_corners:
+            raise ValueError(
+                f"Upsample mode must be 'nearest' or {LINEAR[rank]!r} without align_corners before a "
+                f"{type(conv).__name__}, got {first!r}"
+            )
+        scale = tuple(int(f) for f in factors)  # type: ignore[arg-type]
+        method = "nearest" if first.mode == "nearest" else "bilinear"
+        spec = ResizeSpec(conv.in_channels, conv.out_channels, scale, method, kernel, use_bias=conv.bias is not None)
     else:
         raise TypeError(
             f"module must be nn.Sequential(Conv2d, PixelShuffle) or nn.Sequential(Upsample, Conv2d), got "
             f"({type(first).__name__}, {type(second).__name__})"
         )
     weights = Weights(
-        kernel=common.to_numpy(conv.weight).transpose(2, 3, 1, 0),
+        kernel=common.to_numpy(conv.weight).transpose(common.kernel_axes(len(kernel), transposed=False)),
         bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights.check(spec)  # type: ignore[arg-type]

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from upsample import head_patterns
 from upsample.backends import torch as stage_backend
-from upsample.backends.torch import conv, transposed
+from upsample.backends.torch import common, conv, transposed
 from upsample.backends.torch.common import check_unbatched
 from upsample.backends.torch.common import to_numpy as _numpy
 from upsample.head import Activation, HeadSpec, Norm
@@ -41,7 +43,7 @@ def _activation(activation: Activation) -> nn.Module:
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of each pixel of an NCHW tensor (ConvNeXt's and diffusers'
+    """LayerNorm over the channels of each pixel of an ``(N, C, *spatial)`` tensor (ConvNeXt's and diffusers'
     ``channels_first`` LayerNorm): torch's own ``nn.functional.layer_norm`` on the channels-last view."""
 
     def __init__(self, channels: int, eps: float, **factory: Any) -> None:
@@ -51,15 +53,19 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.layer_norm(x.movedim(-3, -1), self.weight.shape, self.weight, self.bias, self.eps)
-        return y.movedim(-1, -3)
+        y = nn.functional.layer_norm(x.movedim(1, -1), self.weight.shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)
 
 
-def _norm(norm: Norm, channels: int, **factory: Any) -> nn.Module:
+BATCH_NORMS: dict[int, type[_BatchNorm]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+INSTANCE_NORMS: dict[int, type[_InstanceNorm]] = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+def _norm(norm: Norm, channels: int, rank: int, **factory: Any) -> nn.Module:
     if norm.kind == "batch":
-        return nn.BatchNorm2d(channels, eps=norm.epsilon, momentum=norm.momentum, **factory)
+        return BATCH_NORMS[rank](channels, eps=norm.epsilon, momentum=norm.momentum, **factory)
     if norm.kind == "instance":
-        return nn.InstanceNorm2d(channels, eps=norm.epsilon, affine=True, **factory)
+        return INSTANCE_NORMS[rank](channels, eps=norm.epsilon, affine=True, **factory)
     if norm.kind == "layer":
         return ChannelLayerNorm(channels, norm.epsilon, **factory)
     return nn.GroupNorm(norm.groups, channels, eps=norm.epsilon, **factory)
@@ -95,7 +101,8 @@ class Head(nn.Module):
             modules.append(stage_backend.build(stage, device=device, dtype=dtype))
             self.norm_positions.append(len(modules) if spec.normed(i) else None)
             if spec.normed(i):
-                modules.append(_norm(spec.norm, stage.out_channels, device=device, dtype=dtype))  # type: ignore[arg-type]
+                norm = _norm(spec.norm, stage.out_channels, spec.spatial_dims, device=device, dtype=dtype)  # type: ignore[arg-type]
+                modules.append(norm)
             activation = spec.activation_after(i)
             if activation is not None:
                 modules.append(_activation(activation))
@@ -104,9 +111,9 @@ class Head(nn.Module):
             set_weights(self, weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``; an
-        unbatched ``(C_in, H, W)`` too, as the stage layers take it (a batch of one for the norms)."""
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
+        """``(B, C_in, *spatial)`` -> ``(B, C_out, *spec.output_size(spatial))`` (``(B, C_in, H, W)`` in 2-D); an
+        unbatched ``(C_in, *spatial)`` too, as the stage layers take it (a batch of one for the norms)."""
+        if isinstance(x, torch.Tensor) and x.dim() == self.spec.spatial_dims + 1:
             check_unbatched(self.spec.stages[0], x)  # messages show the shape passed, not the batch of one
             return self.layers(x.unsqueeze(0)).squeeze(0)
         return self.layers(x)
@@ -182,10 +189,10 @@ def _native_activation(module: nn.Module) -> Activation:
 
 
 def _native_norm(index: int, module: nn.Module) -> tuple[Norm, NormWeights]:
-    if isinstance(module, nn.InstanceNorm2d):
+    if isinstance(module, _InstanceNorm):
         if module.track_running_stats:
             raise ValueError(
-                f"sequential[{index}] (InstanceNorm2d) must have track_running_stats=False to convert: "
+                f"sequential[{index}] ({type(module).__name__}) must have track_running_stats=False to convert: "
                 "the spec's instance norm keeps no running statistics"
             )
         channels = module.num_features
@@ -202,8 +209,8 @@ def _native_norm(index: int, module: nn.Module) -> tuple[Norm, NormWeights]:
         )
     if not (module.affine and module.track_running_stats) or module.momentum is None:
         raise ValueError(
-            f"sequential[{index}] (BatchNorm2d) must have affine=True, track_running_stats=True and a momentum "
-            f"(not None: a cumulative average has no spec equivalent), got affine={module.affine}, "
+            f"sequential[{index}] ({type(module).__name__}) must have affine=True, track_running_stats=True and a "
+            f"momentum (not None: a cumulative average has no spec equivalent), got affine={module.affine}, "
             f"track_running_stats={module.track_running_stats}, momentum={module.momentum}"
         )
     arrays = (module.weight, module.bias, module.running_mean, module.running_var)
@@ -211,25 +218,38 @@ def _native_norm(index: int, module: nn.Module) -> tuple[Norm, NormWeights]:
 
 
 _ROLES: dict[type, str] = {
-    nn.ConvTranspose2d: "transposed",
-    nn.Conv2d: "conv",
+    **{kind: "transposed" for kind in common.TRANSPOSED.values()},
+    **{kind: "conv" for kind in common.CONV.values()},
     nn.PixelShuffle: "shuffle",
     nn.Upsample: "resize",
-    nn.BatchNorm2d: "norm",
+    **{kind: "norm" for kind in (*BATCH_NORMS.values(), *INSTANCE_NORMS.values())},
     nn.GroupNorm: "norm",
-    nn.InstanceNorm2d: "norm",
     ChannelLayerNorm: "norm",
     **{kind: "activation" for kind in _ACTIVATIONS},
 }
 """Each native module's role in a head (:data:`upsample.head_patterns.ROLES`), by its exact type."""
-_NAMES = {
-    "transposed": "ConvTranspose2d",
-    "conv": "Conv2d",
-    "shuffle": "PixelShuffle",
-    "resize": "Upsample",
-    "norm": "BatchNorm2d/GroupNorm/InstanceNorm2d",
-    "activation": f"of {sorted(t.__name__ for t in _ACTIVATIONS)}",
-}
+
+
+def _names(rank: int) -> dict[str, str]:
+    """Each role's module names for a head of ``rank`` spatial axes, for messages (torch's ``PixelShuffle`` is
+    2-D only)."""
+    names = {
+        "transposed": common.TRANSPOSED[rank].__name__,
+        "conv": common.CONV[rank].__name__,
+        "shuffle": "PixelShuffle",
+        "resize": "Upsample",
+        "norm": f"{BATCH_NORMS[rank].__name__}/GroupNorm/{INSTANCE_NORMS[rank].__name__}",
+        "activation": f"of {sorted(t.__name__ for t in _ACTIVATIONS)}",
+    }
+    if rank != 2:
+        del names["shuffle"]
+    return names
+
+
+def _rank(layers: list[head_patterns.Layer]) -> int:
+    """The number of spatial axes of the first convolution of a flattened head (2 when it has none)."""
+    kinds: dict[type, int] = {kind: rank for table in (common.TRANSPOSED, common.CONV) for rank, kind in table.items()}
+    return next((kinds[type(module)] for *_, module in layers if type(module) in kinds), 2)
 
 
 def _flat(sequential: nn.Sequential, where: str) -> list[head_patterns.Layer]:
@@ -251,17 +271,18 @@ def _stage(kind: str, modules: list[nn.Module]) -> Any:
 
 
 def from_native(sequential: nn.Sequential) -> tuple[HeadSpec, HeadWeights]:
-    """Spec and canonical weights of an ``nn.Sequential`` of stages (``ConvTranspose2d``; ``Conv2d`` +
-    ``PixelShuffle``; ``Upsample`` + ``Conv2d``; flat or as nested ``nn.Sequential``), each but the last
-    followed by the same ``BatchNorm2d``/``GroupNorm`` (or none) and activation, the last by an optional
+    """Spec and canonical weights of an ``nn.Sequential`` of stages (``ConvTranspose1d/2d/3d``; ``Conv2d`` +
+    ``PixelShuffle``; ``Upsample`` + ``Conv1d/2d/3d``; flat or as nested ``nn.Sequential``), each but the last
+    followed by the same ``BatchNorm``/``GroupNorm``/``InstanceNorm`` (or none) and activation, the last by an optional
     activation: the PyTorch DCGAN generator's pattern and every head ``upsample.plan`` makes. ``build(spec,
     weights=...)`` then computes the same outputs, in train and eval mode. Anything else is refused, naming
     the module's position and type."""
     if not isinstance(sequential, nn.Sequential):
         raise TypeError(f"sequential must be a torch.nn.Sequential, got {type(sequential).__name__}")
+    layers = _flat(sequential, "sequential")
     return head_patterns.read_head(
-        _flat(sequential, "sequential"),
-        _NAMES,
+        layers,
+        _names(_rank(layers)),
         "nn.Sequential",
         _stage,
         lambda position, module: _native_norm(head_patterns.top_index(position), module),

@@ -1,10 +1,11 @@
-"""PyTorch adapter: :class:`Upsample`, an ``nn.Module`` (NCHW in and out) built from an ``UpsampleSpec``.
+"""PyTorch adapter: :class:`Upsample`, an ``nn.Module`` (``(N, C, *spatial)`` in and out: NCL, NCHW or NCDHW)
+built from an ``UpsampleSpec``.
 
-The layer holds a real ``nn.ConvTranspose2d`` named ``conv`` (so ``state_dict``, ``.to()``, hooks and
-``torch.nn.init`` see the usual parameters) and, for ``residual="projection"``, a bias-free 1x1
-``nn.Conv2d`` named ``skip``. Crops that torch's ``padding``/``output_padding`` express run natively;
-any other crop runs the same weights through ``conv_transpose2d`` on the full output, then slices and
-pads, then adds the bias (padded rows get it too: docs/conventions.md). A 1x1 input takes a matmul fast path.
+The layer holds a real ``nn.ConvTranspose1d/2d/3d`` named ``conv`` (so ``state_dict``, ``.to()``, hooks and
+``torch.nn.init`` see the usual parameters) and, for ``residual="projection"``, a bias-free 1x1 convolution
+named ``skip``. Crops that torch's ``padding``/``output_padding`` express run natively; any other crop runs
+the same weights on the full output, then slices and pads, then adds the bias (padded rows get it too:
+docs/conventions.md). A 1-pixel input takes a matmul fast path.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ class Upsample(nn.Module):
         limits.check_weights(require_spec(spec, UpsampleSpec))
         self.spec = spec
         self.fast_path = bool(fast_path)
-        splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in (0, 1)]
+        rank = spec.spatial_dims
+        splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in range(rank)]
         padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
-        self._rest: Crops = (splits[0].rest, splits[1].rest)
-        self._native = self._rest == ((0, 0), (0, 0))
+        self._rest: Crops = tuple(split.rest for split in splits)
+        self._native = all(rest == (0, 0) for rest in self._rest)
         self._adds_rows = geometry.adds_rows(spec.crops)
-        self.conv = nn.ConvTranspose2d(
+        self.conv = common.TRANSPOSED[rank](
             spec.in_channels,
             spec.out_channels,
             spec.kernel_size,
@@ -68,7 +70,7 @@ class Upsample(nn.Module):
             dtype=dtype,
         )
         self.skip = (
-            nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
+            common.CONV[rank](spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
             if spec.residual == "projection"
             else None
         )
@@ -79,20 +81,19 @@ class Upsample(nn.Module):
         return f"crops={self.spec.crops}, residual={self.spec.residual!r}, fast_path={self.fast_path}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H', W')`` with ``(H', W') = spec.output_size((H, W))``;
-        an unbatched ``(C_in, H, W)`` gives ``(C_out, H', W')``, as for ``nn.ConvTranspose2d``."""
+        """``(B, C_in, *spatial)`` -> ``(B, C_out, *spec.output_size(spatial))`` (``(B, C_in, H, W)`` in 2-D); an
+        unbatched ``(C_in, *spatial)`` gives ``(C_out, ...)``, as for ``nn.ConvTranspose2d``."""
         return common.run(self, x, self._transposed)
 
     def _transposed(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        if common.takes_matmul_path(self, height, width):
-            return self._one_by_one(x.reshape(batch, self.spec.in_channels))
+        if common.takes_matmul_path(self, tuple(x.shape[2:])):
+            return self._one_by_one(x.reshape(x.shape[0], self.spec.in_channels))
         y = self.conv(x)  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
         return y if self._native else _crop(y, self._rest, self.conv.bias)
 
     def _one_by_one(self, rows: torch.Tensor) -> torch.Tensor:
         """The layer on a 1x1 input ``rows (B, C_in)``: one matmul over the weight viewed as a
-        ``(C_in, C_out*kh*kw)`` matrix (no copy), cropped, plus bias.
+        ``(C_in, C_out*prod(k))`` matrix (no copy), cropped, plus bias.
 
         Unless a negative crop adds rows that get the bias alone, the bias goes into the product
         (``addmm``), which saves a pass over the output.
@@ -102,27 +103,31 @@ class Upsample(nn.Module):
         if bias is None or self._adds_rows:
             product = (rows @ matrix).view(rows.shape[0], *weight.shape[1:])
             y = _crop(product, self.spec.crops, None)
-            return y if bias is None else y + bias.to(y.dtype).view(-1, 1, 1)  # autocast: keep the low dtype
-        # the weight's columns run (C_out, kh, kw): each bias value repeats over the kh*kw taps
-        product = torch.addmm(bias.repeat_interleave(weight.shape[2] * weight.shape[3]), rows, matrix)
+            rank = self.spec.spatial_dims
+            return y if bias is None else y + common.per_channel(bias.to(y.dtype), rank)  # autocast: low dtype
+        # the weight's columns run (C_out, *k): each bias value repeats over the prod(k) taps
+        product = torch.addmm(bias.repeat_interleave(weight[0, 0].numel()), rows, matrix)
         return _crop(product.view(rows.shape[0], *weight.shape[1:]), self.spec.crops, None)
 
 
 def _crop(y: torch.Tensor, crops: Crops, bias: torch.Tensor | None) -> torch.Tensor:
-    """Apply per-axis crops to NCHW ``y``: slice positive crops off, pad negative ones with rows that get
-    ``bias`` alone (``y`` carries the bias already when ``bias`` is given; zero rows otherwise)."""
-    if crops == ((0, 0), (0, 0)):
+    """Apply per-axis crops to ``(N, C, *spatial)`` ``y``: slice positive crops off, pad negative ones with rows
+    that get ``bias`` alone (``y`` carries the bias already when ``bias`` is given; zero rows otherwise)."""
+    if all(crop == (0, 0) for crop in crops):
         return y
-    (rows, row_pad), (cols, col_pad) = (geometry.slice_and_pad(crops[a], y.shape[2 + a]) for a in (0, 1))
-    y = y[:, :, rows[0] : rows[1], cols[0] : cols[1]]
-    if not any(row_pad + col_pad):
+    windows = [geometry.slice_and_pad(crop, y.shape[2 + a]) for a, crop in enumerate(crops)]
+    kept_window = (slice(None), slice(None), *(slice(start, stop) for (start, stop), _ in windows))
+    y = y[kept_window]
+    pads = [side for _, pad in reversed(windows) for side in pad]  # F.pad: the last axis first
+    if not any(pads):
         return y
     kept = y.shape[2:]
-    y = F.pad(y, (*col_pad, *row_pad))
+    y = F.pad(y, pads)
     if bias is None:
         return y
-    added = F.pad(torch.zeros(kept, dtype=torch.bool, device=y.device), (*col_pad, *row_pad), value=True)
-    return torch.where(added, bias.view(-1, 1, 1).to(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
+    added = F.pad(torch.zeros(kept, dtype=torch.bool, device=y.device), pads, value=True)
+    rank = len(crops)
+    return torch.where(added, common.per_channel(bias, rank).to(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
 
 
 def build(spec: UpsampleSpec, *, weights: Weights | None = None, **kwargs: Any) -> Upsample:
@@ -137,23 +142,24 @@ def _require_layer(layer: Any) -> Upsample:
 
 
 def get_weights(layer: Upsample) -> Weights:
-    """The layer's parameters in the canonical layout (kernel ``(kh, kw, C_in, C_out)``, skip ``(C_in, C_out)``)."""
-    return common.read_weights(_require_layer(layer), (2, 3, 0, 1))
+    """The layer's parameters in the canonical layout (kernel ``(*k, C_in, C_out)``, skip ``(C_in, C_out)``)."""
+    return common.read_weights(_require_layer(layer), transposed=True)
 
 
 def set_weights(layer: Upsample, weights: Weights) -> None:
     """Copy canonical ``weights`` into the layer, keeping each parameter's device and dtype."""
-    common.write_weights(_require_layer(layer), weights, (2, 3, 0, 1))
+    common.write_weights(_require_layer(layer), weights, transposed=True)
 
 
 def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
-    """The spec and canonical weights of an existing ``nn.ConvTranspose2d`` (e.g. from a user's model).
+    """The spec and canonical weights of an existing ``nn.ConvTranspose1d/2d/3d`` (e.g. from a user's model).
 
     ``spec, weights = from_native(conv)`` then ``Upsample(spec, weights=weights)`` gives the same outputs
     as ``conv``. Grouped, dilated and non-zero-padded layers have no spec equivalent and are refused.
     """
-    if not isinstance(conv, nn.ConvTranspose2d):
-        raise TypeError(f"conv must be a torch.nn.ConvTranspose2d, got {type(conv).__name__}")
+    rank = next((r for r, kind in common.TRANSPOSED.items() if type(conv) is kind), None)
+    if rank is None:
+        raise TypeError(f"conv must be a torch.nn.ConvTranspose1d, 2d or 3d, got {type(conv).__name__}")
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):
         raise ValueError(
             f"conv ({type(conv).__name__}) is not initialised yet: its in_channels are inferred on the first "
@@ -161,7 +167,7 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
         )
     unsupported = {
         "groups": (conv.groups, 1),
-        "dilation": (tuple(conv.dilation), (1, 1)),
+        "dilation": (tuple(conv.dilation), (1,) * rank),
         "padding_mode": (conv.padding_mode, "zeros"),
     }
     for name, (value, needed) in unsupported.items():
@@ -172,12 +178,13 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
         conv.out_channels,
         kernel_size=tuple(conv.kernel_size),
         stride=tuple(conv.stride),
-        padding=tuple(conv.padding),  # type: ignore[arg-type]  # ConvTranspose2d padding is always ints
+        padding=tuple(conv.padding),  # type: ignore[arg-type]  # ConvTranspose padding is always ints
         output_padding=tuple(conv.output_padding),
         use_bias=conv.bias is not None,
+        spatial_dims=rank,
     )
     weights = Weights(
-        kernel=common.to_numpy(conv.weight).transpose(2, 3, 0, 1),
+        kernel=common.to_numpy(conv.weight).transpose(common.kernel_axes(rank, transposed=True)),
         bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights

@@ -12,6 +12,7 @@ from torch import nn
 
 from upsample.backends import torch as adapter
 from upsample.backends.torch import head as heads
+from upsample.backends.torch.conv import LINEAR
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.head import HeadSpec
@@ -22,11 +23,13 @@ from upsample.weights import Weights
 
 
 def _nchw(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+    """Canonical ``(N, *spatial, C)`` to torch's ``(N, C, *spatial)``, any rank."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 1)))
 
 
 def _nhwc(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().double().numpy().transpose(0, 2, 3, 1)
+    """torch's ``(N, C, *spatial)`` to canonical ``(N, *spatial, C)``, float64."""
+    return np.moveaxis(tensor.detach().double().numpy(), 1, -1)
 
 
 def _gradients(layer: nn.Module) -> Any:
@@ -82,13 +85,15 @@ def train_head(
 
 
 def _native(spec: Any, ours: nn.Module) -> nn.Module:
-    """torch's own modules for the same computation, with our layer's ``conv`` weights (square scales)."""
+    """torch's own modules for the same computation, with our layer's ``conv`` weights (square scales; torch
+    has a pixel shuffle only in 2-D, so at other ranks the sub-pixel baseline is the convolution alone)."""
     conv: nn.Module = copy.deepcopy(ours.conv)  # type: ignore[assignment]  # the adapter's (transposed) conv
     if isinstance(spec, SubpixelSpec):
-        return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0]))
+        return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0])) if spec.spatial_dims == 2 else conv
     if isinstance(spec, ResizeSpec):
+        mode = "nearest" if spec.method == "nearest" else LINEAR[spec.spatial_dims]
         corners = None if spec.method == "nearest" else False
-        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=spec.method, align_corners=corners), conv)
+        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=mode, align_corners=corners), conv)
     return conv
 
 
@@ -124,11 +129,12 @@ def bench_callables(
 
 def generator_step_callables(specs: Sequence[Any], batch: int) -> dict[str, Callable[[], object]]:
     """One SGD step (forward, backward, update) of a head of ``specs`` (ReLU between stages, Tanh at the end)
-    from a ``(batch, C, 1, 1)`` latent: ``{"native": torch's own layers, "ours": our layers}``."""
+    from a ``(batch, C, 1, ...)`` one-pixel latent of the specs' rank: ``{"native": torch's own layers, "ours": our
+    layers}``."""
     torch.manual_seed(0)
     ours = [adapter.build(spec) for spec in specs]
     native = [_native(spec, layer) for spec, layer in zip(specs, ours, strict=True)]
-    x = torch.randn(batch, specs[0].in_channels, 1, 1)
+    x = torch.randn(batch, specs[0].in_channels, *(1,) * specs[0].spatial_dims)
 
     def step(layers: list[nn.Module]) -> Callable[[], object]:
         activations = [nn.ReLU() for _ in layers[1:]] + [nn.Tanh()]

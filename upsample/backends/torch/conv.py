@@ -161,7 +161,7 @@ def set_weights(layer: Layer, weights: Weights) -> None:
 
 def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     """``conv`` and its kernel size if it is a stride-1 "same" ``nn.Conv1d/2d/3d`` as a spec has, else an error."""
-    if type(conv) not in common.CONV.values():
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):  # Lazy* too
         raise TypeError(f"the convolution must be a torch.nn.Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
     kernel = tuple(int(k) for k in conv.kernel_size)
     same = tuple((k - 1) // 2 for k in kernel)

@@ -157,7 +157,7 @@ def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
     ``spec, weights = from_native(conv)`` then ``Upsample(spec, weights=weights)`` gives the same outputs
     as ``conv``. Grouped, dilated and non-zero-padded layers have no spec equivalent and are refused.
     """
-    rank = next((r for r, kind in common.TRANSPOSED.items() if type(conv) is kind), None)
+    rank = next((r for r, kind in common.TRANSPOSED.items() if isinstance(conv, kind)), None)  # Lazy* too
     if rank is None:
         raise TypeError(f"conv must be a torch.nn.ConvTranspose1d, 2d or 3d, got {type(conv).__name__}")
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):

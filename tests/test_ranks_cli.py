@@ -75,8 +75,9 @@ def test_export_writes_a_3d_model_that_runs_like_the_reference(
 @pytest.mark.parametrize(
     ("argv", "backends", "layout", "shape"),
     [
-        ("--channels 3 --size 64 --input-size 8 --spatial-dims 1", "flax-linen", "NLC", "2x64x3"),
-        ("--mode subpixel --channels 2 --size 4x4x4 --input-size 2 --residual projection", "keras/jax,flax-nnx",
+        ("--channels 3 --size 64 --input-size 8 --spatial-dims 1", "torch,flax-linen", "NLC",
+         "2x64x3"),
+        ("--mode subpixel --channels 2 --size 4x4x4 --input-size 2 --residual projection", "torch,keras/jax,flax-nnx",
          "NDHWC", "2x4x4x4x2"),
     ],
     ids=["1d", "3d"],

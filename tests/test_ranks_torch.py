@@ -71,7 +71,7 @@ def spec_ids(specs: list[Any]) -> list[str]:
 
 def case_id(case: Any) -> str:
     spec, size, fast_path = case
-    return f"{spec.KIND}-{'x'.join(map(str, size))}-{'fast' if fast_path else 'native'}"
+    return f"{spec.KIND}-{SPECS.index(spec)}-{'x'.join(map(str, size))}-{'fast' if fast_path else 'native'}"
 
 
 def channels_first(x: np.ndarray) -> torch.Tensor:

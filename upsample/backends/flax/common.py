@@ -9,6 +9,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from upsample import geometry
 from upsample.checks import DeadPixelGuard, check_input
@@ -59,3 +60,16 @@ def nearest(source: Array, size: tuple[int, ...]) -> Array:
         if indices is not None:
             source = jnp.take(source, np.asarray(indices), axis=axis)
     return source
+
+
+def native_arrays(conv: Any, params: Any, call: str) -> tuple[Array, Array | None]:
+    """``(kernel, bias)`` of an existing Flax conv: an NNX one's own, a linen one's from ``params`` (its
+    variables or the ``params`` tree) or, when bound, its variables; ``call`` is how to pass them, for the error."""
+    if isinstance(conv, (nnx.Conv, nnx.ConvTranspose)):
+        return conv.kernel[...], None if conv.bias is None else conv.bias[...]
+    if params is None:
+        if conv.scope is None:
+            raise ValueError(f"an unbound linen {type(conv).__name__} holds no weights: call {call}")
+        params = conv.variables
+    params = params.get("params", params)
+    return params["kernel"], params.get("bias")

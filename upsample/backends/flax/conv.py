@@ -308,18 +308,9 @@ def from_native(
     ``padding="SAME"``, followed by a pixel shuffle by ``scale`` that reads ``order`` (``method=None``; JAX
     has no such op, so say which reshape your code does: ``"CRD"`` is einops ``"b h w (c i j) -> b (h i) (w j) c"``,
     ``"DCR"`` is ``"(i j c)"``), or preceded by a resize by ``scale`` with ``method``."""
-    stored: tuple[Array, Array | None]
-    if isinstance(conv, nnx.Conv):
-        stored = conv.kernel[...], None if conv.bias is None else conv.bias[...]
-    elif isinstance(conv, nn.Conv):
-        if params is None:
-            if conv.scope is None:
-                raise ValueError("an unbound linen Conv holds no weights: call from_native(conv, params, scale=...)")
-            params = conv.variables
-        params = params.get("params", params)
-        stored = params["kernel"], params.get("bias")
-    else:
+    if not isinstance(conv, (nn.Conv, nnx.Conv)):
         raise TypeError(f"conv must be a flax.linen.Conv or flax.nnx.Conv, got {type(conv).__name__}")
+    stored = common.native_arrays(conv, params, "from_native(conv, params, scale=...)")
     kernel = np.array(stored[0])
     bias = None if stored[1] is None else np.array(stored[1])
     if kernel.ndim not in (3, 4, 5):

@@ -352,18 +352,6 @@ def _per_axis(value: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
     return (1,) * rank if value is None else (value,) * rank if isinstance(value, int) else tuple(value)
 
 
-def _native_arrays(conv: Native, params: Any) -> tuple[Array, Array | None]:
-    """The kernel and bias of an NNX conv, or of a linen conv from ``params`` (or its bound variables)."""
-    if isinstance(conv, nnx.ConvTranspose):
-        return conv.kernel[...], None if conv.bias is None else conv.bias[...]
-    if params is None:
-        if conv.scope is None:
-            raise ValueError("an unbound linen ConvTranspose holds no weights: call from_native(conv, params)")
-        params = conv.variables
-    params = params.get("params", params)
-    return params["kernel"], params.get("bias")
-
-
 def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of an existing Flax ``ConvTranspose`` (linen or NNX).
 
@@ -374,7 +362,7 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
     """
     if not isinstance(conv, (nn.ConvTranspose, nnx.ConvTranspose)):
         raise TypeError(f"conv must be a flax.linen.ConvTranspose or flax.nnx.ConvTranspose, got {type(conv).__name__}")
-    kernel, bias = _native_arrays(conv, params)
+    kernel, bias = common.native_arrays(conv, params, "from_native(conv, params)")
     kernel = np.asarray(kernel)
     if kernel.ndim not in (3, 4, 5):
         raise ValueError(

@@ -28,12 +28,13 @@ import os
 import kind_cases
 import numpy as np
 import pytest
+import rank_cases
 from cases import ATOL, assert_close, cases, random_input, random_weights, require_backend, sweep, sweep_ids
 from head_cases import MODES, head_weights
 from hypothesis import HealthCheck, given, settings
 
 import upsample
-from upsample import ResizeSpec, SubpixelSpec, UpsampleSpec, Weights, crosscheck, reference
+from upsample import UpsampleSpec, Weights, crosscheck, reference
 from upsample.crosscheck import TARGETS, HeadOutcome, Outcome, Target
 from upsample.head import HeadSpec, Norm
 
@@ -170,7 +171,12 @@ def assert_heads_close(first: HeadOutcome, second: HeadOutcome, what: str, spec:
 
 @pytest.mark.parametrize("name", list(HEADS))
 def test_heads_agree_everywhere(targets: dict, name: str) -> None:
-    spec = HEADS[name]
+    check_head(HEADS[name], name)
+
+
+def check_head(spec: HeadSpec, name: str) -> None:
+    """Every build of ``spec`` against the reference and each pair of builds: training-mode forward and
+    gradients, inference mode, and the weights and running statistics after SGD steps."""
     weights = head_weights(spec, seed=3)
     data = crosscheck.head_data(spec, seed=5)
     expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
@@ -186,29 +192,12 @@ def test_heads_agree_everywhere(targets: dict, name: str) -> None:
 
 # --- ranks 1 and 3 -------------------------------------------------------------------------------
 
-RANK_SPECS = [
-    # a HiFi-GAN stage (k = 2u, p = (k - u) // 2), EnCodec/DAC-style crops, a negative crop
-    UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
-    UpsampleSpec(3, 3, kernel_size=(6,), stride=3, padding=((2, 1),), residual="nearest"),
-    UpsampleSpec(3, 2, kernel_size=(3,), stride=2, padding=((-1, 2),), residual="projection"),
-    SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
-    ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
-    # MONAI-style volumes: deconv k2 s2 and k4 s2 p1, pixelshuffle, nontrainable + conv
-    UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
-    UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
-    SubpixelSpec(3, 2, scale=(2, 2, 2), kernel_size=(3, 1, 2), residual="projection"),
-    ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3),
-    ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
-]
-RANK_SIZES = {1: ((1,), (5,)), 3: ((1, 1, 1), (2, 3, 2))}
 
-
-@pytest.mark.parametrize("spec", RANK_SPECS, ids=[f"{s.KIND}-{s.spatial_dims}d-{i}" for i, s in enumerate(RANK_SPECS)])
+@pytest.mark.parametrize("spec", rank_cases.SPECS, ids=rank_cases.IDS)
 def test_ranks_1_and_3_agree_everywhere(targets: dict, spec: kind_cases.Spec) -> None:
     """Every kind at 1 and 3 spatial axes, 1-pixel (the matmul path) and larger inputs: every build against the
     reference and each pair of builds, forward and gradients."""
-    for seed, size in enumerate(RANK_SIZES[spec.spatial_dims]):
+    for seed, size in enumerate(rank_cases.SIZES[spec.spatial_dims]):
         check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))  # type: ignore[arg-type]
 
 
@@ -224,15 +213,4 @@ RANK_HEADS = {
 def test_heads_of_ranks_1_and_3_agree_everywhere(targets: dict, name: str) -> None:
     """A planned head at 1 and 3 spatial axes: training-mode forward and gradients, inference mode, and the
     weights and running statistics after SGD steps, in every build."""
-    spec = RANK_HEADS[name]
-    weights = head_weights(spec, seed=3)
-    data = crosscheck.head_data(spec, seed=5)
-    expected = crosscheck.expected_head(spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
-    outcomes = {
-        target.label: crosscheck.train_local(target, spec, weights, data, crosscheck.HEAD_LEARNING_RATE)
-        for target in IN_PROCESS.values()
-    }
-    for label, outcome in outcomes.items():
-        assert_heads_close(outcome, expected, f"{label} vs reference; {name}", spec, 1.0)
-    for (label_a, a), (label_b, b) in itertools.combinations(outcomes.items(), 2):
-        assert_heads_close(a, b, f"{label_a} vs {label_b}; {name}", spec, 2.0)
+    check_head(RANK_HEADS[name], name)

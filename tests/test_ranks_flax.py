@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rank_cases
 from cases import require_backend
 from head_cases import RTOL as HEAD_RTOL
 from head_cases import assert_gradients_close, assert_weights_close, batches, head_weights
@@ -44,22 +45,7 @@ def _flax_installed() -> None:
     require_backend("flax")
 
 
-SPECS = [
-    # 1-D: a HiFi-GAN stage, EnCodec-style odd crops, a negative crop with a projection, every conv kind
-    UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
-    UpsampleSpec(3, 3, kernel_size=(6,), stride=3, padding=((2, 1),), residual="nearest"),
-    UpsampleSpec(3, 2, kernel_size=(3,), stride=2, padding=((-1, 2),), residual="projection"),
-    SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
-    ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
-    # 3-D: MONAI-style deconvolutions, an odd crop on each axis, the N-d shuffle, nearest and linear resizes
-    UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
-    UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
-    SubpixelSpec(3, 2, scale=(2, 1, 3), kernel_size=(3, 1, 2), residual="projection"),
-    ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
-]
-SIZES = {1: [(1,), (5,)], 3: [(1, 1, 1), (2, 3, 2)]}
+SPECS, SIZES = rank_cases.SPECS, rank_cases.SIZES
 PATHS = list(itertools.product(("linen", "nnx"), (True, False)))
 CASES = [  # each spec and size on one (api, fast_path), cycling so every combination meets every kind
     (spec, size, *PATHS[(2 * i + j) % len(PATHS)])

@@ -23,6 +23,7 @@ from test_keras import vjp  # noqa: E402  (sets up the backend, or skips)
 # isort: split
 
 import keras  # noqa: E402
+import rank_cases  # noqa: E402
 from head_cases import assert_weights_close, batches, head_weights  # noqa: E402
 from kind_cases import Spec, expected, inputs, weights  # noqa: E402
 
@@ -38,22 +39,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::upsample.UpsampleWarning"),
 ]
 
-SPECS = [
-    # 1-D: a HiFi-GAN stage, a negative crop with a projection, Keras's own "same", every conv kind
-    UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
-    UpsampleSpec(3, 2, kernel_size=(3,), stride=2, padding=((-1, 2),), residual="projection"),
-    UpsampleSpec(3, 3, kernel_size=(4,), stride=2, padding="same", residual="nearest"),
-    SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
-    ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
-    # 3-D: MONAI-style deconvolutions, an odd crop on each axis, the N-d shuffle, nearest and linear resizes
-    UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
-    UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
-    SubpixelSpec(3, 2, scale=(2, 1, 3), kernel_size=(3, 1, 2), residual="projection"),
-    ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
-]
-SIZES = {1: [(1,), (5,)], 3: [(1, 1, 1), (2, 3, 2)]}
+SPECS, SIZES = rank_cases.SPECS, rank_cases.SIZES
 CASES = [
     (spec, size, ("channels_last", "channels_first")[(i + j) % 2])  # each spec and size in one format, alternating
     for i, spec in enumerate(SPECS)
@@ -182,10 +168,10 @@ def test_subpixel_1d_and_3d_from_native_read_the_crd_shuffle() -> None:
 
 
 def test_wrong_rank_input_names_the_layout() -> None:
-    layer = uk.build(SPECS[6], data_format="channels_first")  # 3-D
+    layer = uk.build(next(s for s in SPECS if s.spatial_dims == 3), data_format="channels_first")
     with pytest.raises(ValueError, match=r"rank-5 NCDHW.*channels_first"):
         layer(np.zeros((2, 3, 4, 4), np.float32))
-    layer = uk.build(SPECS[0], data_format="channels_last")  # 1-D
+    layer = uk.build(next(s for s in SPECS if s.spatial_dims == 1), data_format="channels_last")
     with pytest.raises(ValueError, match=r"rank-3 NLC"):
         layer(np.zeros((2, 4, 4, 4), np.float32))
 
@@ -217,7 +203,13 @@ def test_dead_pixel_warning_once_per_input_size() -> None:
         assert f"on a {'x'.join(map(str, sizes[0]))} input" in messages[0]
 
 
-UNKNOWN_SIZE = [SPECS[1], SPECS[3], SPECS[4], SPECS[7], SPECS[8], SPECS[9]]
+UNKNOWN_SIZE = list(
+    {  # the first spec with a residual of each kind and rank (a linear resize needs static sizes)
+        (s.KIND, s.spatial_dims): s
+        for s in reversed(SPECS)
+        if s.residual is not None and getattr(s, "method", None) != "bilinear"
+    }.values()
+)
 
 
 @pytest.mark.parametrize("spec", UNKNOWN_SIZE, ids=[f"{s.KIND}-{s.spatial_dims}d-{s.residual}" for s in UNKNOWN_SIZE])
@@ -247,7 +239,7 @@ def test_unknown_spatial_sizes(spec: Spec) -> None:
 
 
 def test_symbolic_shapes_of_any_rank() -> None:
-    for spec in (SPECS[0], SPECS[7]):
+    for spec in (SPECS[0], next(s for s in SPECS if s.spatial_dims == 3 and s.KIND == "transposed" and s.residual)):
         layer = uk.build(spec, data_format="channels_first")
         rank = spec.spatial_dims
         assert layer.compute_output_shape((None, spec.in_channels, *(None,) * rank)) == (

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rank_cases
 from cases import require_backend
 from head_cases import RTOL as HEAD_RTOL
 from head_cases import assert_gradients_close, assert_weights_close, batches, head_weights
@@ -44,22 +45,7 @@ def _torch_installed() -> None:
     require_backend("torch")
 
 
-SPECS = [
-    # 1-D: a HiFi-GAN stage, odd crops torch cannot express, a negative crop with a projection, every conv kind
-    UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4),
-    UpsampleSpec(3, 3, kernel_size=(6,), stride=3, padding=((2, 1),), residual="nearest"),
-    UpsampleSpec(3, 2, kernel_size=(3,), stride=2, padding=((-1, 2),), residual="projection"),
-    SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
-    ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
-    # 3-D: MONAI-style deconvolutions, an odd and a negative crop, the N-d shuffle, nearest and linear resizes
-    UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
-    UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
-    SubpixelSpec(3, 2, scale=(2, 1, 3), kernel_size=(3, 1, 2), residual="projection"),
-    ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3, residual="projection"),
-    ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
-]
-SIZES = {1: [(1,), (5,)], 3: [(1, 1, 1), (2, 3, 2)]}
+SPECS, SIZES = rank_cases.SPECS, rank_cases.SIZES
 CASES = [  # each spec and size, alternating the fast and the native path
     (spec, size, (i + j) % 2 == 0) for i, spec in enumerate(SPECS) for j, size in enumerate(SIZES[spec.spatial_dims])
 ]
@@ -174,8 +160,8 @@ def test_matches_torch_own_ops(spec: Spec) -> None:
 def test_native_modules_are_torch_own() -> None:
     """A crop torch expresses runs torch's own ConvTranspose1d/3d; the layer is that module with converted weights."""
     for spec, native in (
-        (SPECS[0], nn.ConvTranspose1d(4, 3, 16, stride=8, padding=4)),
-        (SPECS[6], nn.ConvTranspose3d(3, 2, 2, stride=2)),
+        (UpsampleSpec(4, 3, kernel_size=(16,), stride=8, padding=4), nn.ConvTranspose1d(4, 3, 16, stride=8, padding=4)),
+        (UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3), nn.ConvTranspose3d(3, 2, 2, stride=2)),
     ):
         w = weights(spec, seed=5)
         layer = ut.build(spec, weights=w, fast_path=False)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from upsample import conv_geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, spatial_rank
-from upsample.coverage_report import CoverageReport
+from upsample.coverage_report import CoverageReport, outer
 from upsample.messages import shown
-from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual, outer
+from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
 from upsample.spec_kinds import ParamCount
 
 if TYPE_CHECKING:

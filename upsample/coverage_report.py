@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from upsample.arguments import Axes, size_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,3 +62,13 @@ class CoverageReport:
         if self.suggestion:
             parts.append(self.suggestion)
         return "; ".join(parts)
+
+
+def outer(axes: Sequence[Sequence[int]]) -> np.ndarray:
+    """The outer product of per-axis counts: an int64 array with one axis per list."""
+    import numpy as np
+
+    result = np.ones((), dtype=np.int64)
+    for axis in axes:
+        result = np.multiply.outer(result, np.asarray(axis, dtype=np.int64))
+    return result

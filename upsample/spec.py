@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from upsample import geometry, limits
-from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, sequence_items, size_text, spatial_rank
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, size_text, spatial_rank
 from upsample.arguments import IntOrPair as IntOrPair  # the names every kind imports from here
 from upsample.arguments import Pair as Pair
 from upsample.coverage_report import CoverageReport as CoverageReport
+from upsample.coverage_report import outer
+from upsample.crops import Crops as Crops  # the names backends import from here
+from upsample.crops import Padding, crops_from_padding, crops_words, is_explicit_crops
 from upsample.messages import shown
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
 from upsample.spec_kinds import ParamCount
@@ -30,59 +33,15 @@ if TYPE_CHECKING:
 
     from upsample.weights import Weights
 
-Crops = tuple[tuple[int, int], ...]
-"""One ``(begin, end)`` crop per spatial axis."""
-Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
 Residual = Literal["nearest", "projection"]
 
 RESIDUAL_MODES = ("nearest", "projection")
-PADDING_MODES = ("same", "valid")
 SPEC_FORMAT_VERSION = 1
 KIND = "transposed"
 _DICT_KEYS = (
     "version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias"
 )  # fmt: skip
 _OPTIONAL_KEYS = ("spatial_dims",)  # absent: 2 (files written before any rank existed)
-
-
-def _is_explicit_crops(padding: Any, rank: int | None = None) -> bool:
-    """Whether ``padding`` is one ``(begin, end)`` sequence per axis (``rank`` of them, when given)."""
-    items = sequence_items(padding)
-    if items is None or not items or (rank is not None and len(items) != rank):
-        return False
-    return all(sequence_items(axis) is not None for axis in items)
-
-
-def crops_words(rank: int) -> str:
-    """How explicit crops are written for ``rank`` spatial axes, for messages."""
-    return {1: "((begin, end),)", 2: "((top, bottom), (left, right))"}.get(
-        rank, "((front, back), (top, bottom), (left, right))"
-    )
-
-
-def _crops(padding: Padding, output_padding: IntOrAxes | None, kernel: Axes, stride: Axes) -> Crops:
-    """Normalise every accepted padding form to per-axis crops (docs/conventions.md has the mapping)."""
-    rank = len(kernel)
-    op = None if output_padding is None else as_axes("output_padding", output_padding, rank, 0)
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode not in PADDING_MODES:
-            one_per_axis = "an (h, w) pair" if rank == 2 else f"{rank} ints"
-            raise ValueError(
-                f"padding must be an int, {one_per_axis}, 'same', 'valid' or crops {crops_words(rank)}, "
-                f"got {shown(padding)}"
-            )
-        return tuple(
-            geometry.crop_from_keras(mode, kernel[a], stride[a], None if op is None else op[a]) for a in range(rank)
-        )
-    extra = op or (0,) * rank
-    if _is_explicit_crops(padding, rank):
-        items = sequence_items(padding)
-        assert items is not None
-        axes = tuple(as_axes(f"padding[{a}] (crop)", items[a], 2, None) for a in range(rank))
-        return tuple((axes[a][0], axes[a][1] - extra[a]) for a in range(rank))
-    torch_padding = as_axes("padding", padding, rank, 0)
-    return tuple(geometry.crop_from_torch(torch_padding[a], extra[a]) for a in range(rank))
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -140,19 +99,22 @@ class UpsampleSpec:
         set_field("out_channels", out)
         given: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "output_padding": output_padding}
         for name, value in (("padding", padding), ("crops", crops)):
-            if not isinstance(value, str) and (_is_explicit_crops(value) or name == "padding"):
+            if not isinstance(value, str) and (is_explicit_crops(value) or name == "padding"):
                 given[name] = value
         rank = spatial_rank(spatial_dims, given)
         set_field("spatial_dims", rank)
         set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
         set_field("stride", as_axes("stride", stride, rank, 1))
         if crops is not None:
-            if not _is_explicit_crops(crops, rank):
+            if not is_explicit_crops(crops, rank):
                 raise ValueError(f"crops must be {crops_words(rank)}, got {shown(crops)}")
             if padding is not None or output_padding is not None:
                 raise ValueError("give crops or padding/output_padding, not both (replace() takes either)")
             padding = crops
-        set_field("crops", _crops(0 if padding is None else padding, output_padding, self.kernel_size, self.stride))
+        set_field(
+            "crops",
+            crops_from_padding(0 if padding is None else padding, output_padding, self.kernel_size, self.stride),
+        )
         if residual is not None and (not isinstance(residual, str) or residual not in RESIDUAL_MODES):
             raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
         if residual == "nearest" and self.in_channels != self.out_channels:
@@ -375,7 +337,7 @@ class UpsampleSpec:
             raise ValueError(f"spec kind must be {KIND!r} for an UpsampleSpec, got {shown(data['kind'])}")
         rank = spatial_rank(data.get("spatial_dims", 2), {})
         crops = data["crops"]
-        if not _is_explicit_crops(crops, rank):
+        if not is_explicit_crops(crops, rank):
             raise ValueError(
                 f"spec 'crops' must be {crops_words(rank).replace('(', '[').replace(')', ']')}, got {shown(crops)}"
             )
@@ -406,16 +368,6 @@ class UpsampleSpec:
         from upsample import backends
 
         return backends.build(self, backend, weights=weights, **kwargs)
-
-
-def outer(axes: Sequence[Sequence[int]]) -> np.ndarray:
-    """The outer product of per-axis counts: an int64 array with one axis per list."""
-    import numpy as np
-
-    result = np.ones((), dtype=np.int64)
-    for axis in axes:
-        result = np.multiply.outer(result, np.asarray(axis, dtype=np.int64))
-    return result
 
 
 def _plan_axis(

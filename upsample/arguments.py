@@ -37,6 +37,18 @@ def as_int(name: str, value: Any, minimum: int | None) -> int:
     return number
 
 
+def as_groups(groups: Any, in_channels: int, out_channels: int) -> int:
+    """``groups`` as a positive int that divides both channel counts (each group maps ``in_channels / groups``
+    inputs to ``out_channels / groups`` outputs, as in torch and ONNX)."""
+    number = as_int("groups", groups, 1)
+    if in_channels % number or out_channels % number:
+        raise ValueError(
+            f"groups must divide in_channels and out_channels, got groups={number} with in_channels="
+            f"{in_channels} and out_channels={out_channels}"
+        )
+    return number
+
+
 def sequence_items(value: Any) -> list[Any] | None:
     """A tuple, list or 1-d array as a list; ``None`` for anything else (a scalar)."""
     if isinstance(value, (tuple, list)):

@@ -18,10 +18,13 @@ def same_padding(kernel: int) -> tuple[int, int]:
     return before, kernel - 1 - before
 
 
-def same_coverage(length: int, kernel: int) -> list[int]:
-    """Per output pixel of a stride-1 "same" convolution, how many taps read the input (not padding)."""
-    before = same_padding(kernel)[0]
-    return [sum(0 <= position + tap - before < length for tap in range(kernel)) for position in range(length)]
+def same_coverage(length: int, kernel: int, dilation: int = 1) -> list[int]:
+    """Per output pixel of a stride-1 "same" convolution, how many taps read the input (not padding); with
+    ``dilation`` tap ``t`` reads ``t * d`` pixels on, and the padding is that of the extent ``d * (k - 1) + 1``."""
+    before = same_padding(dilation * (kernel - 1) + 1)[0]
+    return [
+        sum(0 <= position + tap * dilation - before < length for tap in range(kernel)) for position in range(length)
+    ]
 
 
 SHUFFLE_ORDERS = ("CRD", "DCR")

@@ -8,8 +8,9 @@ reshaping step, with the protocol of :class:`~upsample.UpsampleSpec`.
   then the convolution.
 
 Both convolutions pad ``(k - 1) // 2`` rows before and the rest after per axis (``conv_geometry.same_padding``),
-so the output is ``input * scale``. The canonical kernel is ``(kh, kw, C_in, C_conv)`` as a
-cross-correlation (HWIO); residual modes are those of ``UpsampleSpec`` (docs/conventions.md).
+so the output is ``input * scale`` (with ``dilation``, the rows of the dilated extent ``d * (k - 1) + 1``). The
+canonical kernel is ``(kh, kw, C_in // groups, C_conv)`` as a cross-correlation (HWIO, torch's grouping); residual
+modes are those of ``UpsampleSpec`` (docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from upsample import conv_geometry, limits
-from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, spatial_rank
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, spatial_rank
 from upsample.coverage_report import CoverageReport, outer
 from upsample.messages import shown
 from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
-from upsample.spec_kinds import ParamCount
+from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +48,8 @@ class _ConvKind:
     residual: Residual | None
     use_bias: bool
     spatial_dims: int
+    groups: int
+    dilation: Axes
 
     def _set_common(
         self,
@@ -57,14 +60,18 @@ class _ConvKind:
         residual: Residual | None,
         use_bias: bool,
         spatial_dims: int | None,
+        groups: int,
+        dilation: IntOrAxes,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
         set_field("out_channels", self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1))
-        rank = spatial_rank(spatial_dims, {"scale": scale, "kernel_size": kernel_size})
+        rank = spatial_rank(spatial_dims, {"scale": scale, "kernel_size": kernel_size, "dilation": dilation})
         set_field("spatial_dims", rank)
         set_field("scale", as_axes("scale", scale, rank, 1))
         set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
+        set_field("dilation", as_axes("dilation", dilation, rank, 1))
+        set_field("groups", as_groups(groups, self.in_channels, self.out_channels))
         if residual is not None and residual not in RESIDUAL_MODES:
             raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
         if residual == "nearest" and self.in_channels != self.out_channels:
@@ -86,10 +93,15 @@ class _ConvKind:
         return self.out_channels
 
     @property
+    def extent(self) -> Axes:
+        """The pixels the convolution's kernel spans per axis, ``dilation * (kernel_size - 1) + 1``."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True))
+
+    @property
     def padding(self) -> tuple[tuple[int, int], ...]:
         """The convolution's zero rows per axis, ``((top, bottom), (left, right))`` in 2-D
-        (``conv_geometry.same_padding``)."""
-        return tuple(conv_geometry.same_padding(k) for k in self.kernel_size)
+        (``conv_geometry.same_padding`` of the extent)."""
+        return tuple(conv_geometry.same_padding(k) for k in self.extent)
 
     def _size(self, input_size: IntOrAxes) -> Axes:
         return as_axes("input_size", input_size, self.spatial_dims, 1)
@@ -135,9 +147,9 @@ class _ConvKind:
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
-        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in, C_conv)``, bias, projection skip."""
+        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in // groups, C_conv)``, bias, projection skip."""
         return {
-            "kernel": (*self.kernel_size, self.in_channels, self.conv_channels),
+            "kernel": (*self.kernel_size, self.in_channels // self.groups, self.conv_channels),
             "bias": (self.conv_channels,) if self.use_bias else None,
             "skip": (self.in_channels, self.out_channels) if self.residual == "projection" else None,
         }
@@ -157,7 +169,7 @@ class _ConvKind:
         size = self._size(input_size)
         outputs = math.prod(self.output_size(size))
         conv_pixels = math.prod(self._conv_input_size(size))
-        total = 2 * conv_pixels * math.prod(self.kernel_size) * self.in_channels * self.conv_channels
+        total = 2 * conv_pixels * math.prod(self.kernel_size) * self.in_channels * self.conv_channels // self.groups
         if self.use_bias:
             total += conv_pixels * self.conv_channels
         if self.residual == "projection":
@@ -172,8 +184,8 @@ class _ConvKind:
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the canonical form, with a format version and the kind (``spatial_dims`` only
-        when not 2, so a 2-D spec writes what it always wrote)."""
+        """A JSON-ready dict of the canonical form, with a format version and the kind (``spatial_dims``,
+        ``groups`` and ``dilation`` only where not 2, 1 and 1, so a spec without them writes what it always wrote)."""
         data = {
             "version": SPEC_FORMAT_VERSION,
             "kind": self.KIND,
@@ -185,9 +197,7 @@ class _ConvKind:
             "residual": self.residual,
             "use_bias": self.use_bias,
         }
-        if self.spatial_dims != 2:
-            data["spatial_dims"] = self.spatial_dims
-        return data
+        return {**data, **optional_fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
@@ -205,15 +215,15 @@ class _ConvKind:
                 f"{SPEC_FORMAT_VERSION}"
             )
         keys = set(cls(1).to_dict())  # type: ignore[call-arg]  # every kind takes in_channels first
-        unknown = sorted(set(data) - keys - {"spatial_dims"})
+        unknown = sorted(set(data) - keys - set(OPTIONAL_KEYS))
         if unknown:
             raise ValueError(f"unknown spec keys {shown(unknown)}; a {cls.KIND} spec dict has exactly {sorted(keys)}")
         missing = sorted(keys - set(data))
         if missing:
             raise ValueError(f"spec dict is missing keys {missing}")
         arguments = {key: value for key, value in data.items() if key not in ("version", "kind")}
-        for key in ("scale", "kernel_size"):
-            if isinstance(arguments[key], list):
+        for key in ("scale", "kernel_size", "dilation"):
+            if isinstance(arguments.get(key), list):
                 arguments[key] = tuple(arguments[key])
         return cls(**arguments)
 
@@ -252,6 +262,8 @@ class SubpixelSpec(_ConvKind):
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the convolution adds a bias (``(C_conv,)``, one value per sub-pixel channel).
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
+        groups: the convolution's channel groups (torch ``Conv`` ``groups``); divides both channel counts.
+        dilation: the convolution's dilation, an int or one per axis (the padding is that of the dilated extent).
     """
 
     KIND: ClassVar[str] = "subpixel"
@@ -266,8 +278,12 @@ class SubpixelSpec(_ConvKind):
         use_bias: bool = True,
         *,
         spatial_dims: int | None = None,
+        groups: int = 1,
+        dilation: IntOrAxes = 1,
     ) -> None:
-        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims)
+        self._set_common(
+            in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation
+        )
 
     @property
     def conv_channels(self) -> int:
@@ -278,7 +294,7 @@ class SubpixelSpec(_ConvKind):
         return size
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
-        per_input = conv_geometry.same_coverage(input_length, self.kernel_size[axis])
+        per_input = conv_geometry.same_coverage(input_length, self.kernel_size[axis], self.dilation[axis])
         return [per_input[position // self.scale[axis]] for position in range(input_length * self.scale[axis])]
 
     def _note(self, size: Axes) -> str:
@@ -306,6 +322,8 @@ class ResizeSpec(_ConvKind):
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the convolution adds a bias.
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
+        groups: the convolution's channel groups (torch ``Conv`` ``groups``); divides both channel counts.
+        dilation: the convolution's dilation, an int or one per axis (the padding is that of the dilated extent).
     """
 
     KIND: ClassVar[str] = "resize"
@@ -322,8 +340,12 @@ class ResizeSpec(_ConvKind):
         use_bias: bool = True,
         *,
         spatial_dims: int | None = None,
+        groups: int = 1,
+        dilation: IntOrAxes = 1,
     ) -> None:
-        self._set_common(in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims)
+        self._set_common(
+            in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation
+        )
         if method not in RESIZE_METHODS:
             raise ValueError(f"method must be one of {RESIZE_METHODS}, got {shown(method)}")
         object.__setattr__(self, "method", method)
@@ -335,7 +357,7 @@ class ResizeSpec(_ConvKind):
         return self.output_size(size)
 
     def _axis_coverage(self, input_length: int, axis: int) -> list[int]:
-        return conv_geometry.same_coverage(input_length * self.scale[axis], self.kernel_size[axis])
+        return conv_geometry.same_coverage(input_length * self.scale[axis], self.kernel_size[axis], self.dilation[axis])
 
     def _note(self, size: Axes) -> str:
         names = axis_names(self.spatial_dims)

@@ -23,6 +23,8 @@ class CoverageReport:
     live: int
     uneven_axes: tuple[str, ...]
     """Axes whose interior overlap is not uniform (checkerboard risk: kernel not divisible by stride)."""
+    dilation_holes: tuple[str, ...] = ()
+    """Axes where a dilated kernel leaves dead pixels between its taps (even where the kernel spans the stride)."""
     idle_strides: tuple[str, ...] = ()
     """Axes with one input pixel and a stride > 1: the stride has no effect there (the torch trap)."""
     not_upsampling: bool = False
@@ -46,6 +48,11 @@ class CoverageReport:
             parts.append(
                 f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
                 f"divisible by stride)"
+            )
+        if self.dilation_holes:
+            parts.append(
+                f"the dilation leaves holes between the kernel's taps along {' and '.join(self.dilation_holes)} "
+                f"(dead pixels even though the kernel spans the stride)"
             )
         if self.not_upsampling:
             source, out = size_text(self.input_size), size_text(self.output_size)
@@ -72,3 +79,9 @@ def outer(axes: Sequence[Sequence[int]]) -> np.ndarray:
     for axis in axes:
         result = np.multiply.outer(result, np.asarray(axis, dtype=np.int64))
     return result
+
+
+def holes(counts: Sequence[int]) -> bool:
+    """Whether an axis's coverage has a dead pixel between two live ones."""
+    live = [position for position, count in enumerate(counts) if count]
+    return bool(live) and any(count == 0 for count in counts[live[0] : live[-1]])

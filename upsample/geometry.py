@@ -18,8 +18,14 @@ from upsample import conv_geometry
 Crop = tuple[int, int]
 
 
+def extent(kernel: int, dilation: int = 1) -> int:
+    """The pixels a kernel of ``kernel`` taps spans with ``dilation``: ``d * (k - 1) + 1``. Every crop and
+    padding formula of this module holds for a dilated kernel with ``kernel`` replaced by its extent."""
+    return dilation * (kernel - 1) + 1
+
+
 def full_length(input_length: int, kernel: int, stride: int) -> int:
-    """Length of the uncropped transposed-convolution output."""
+    """Length of the uncropped transposed-convolution output (``kernel``: the extent, for a dilated one)."""
     return (input_length - 1) * stride + kernel
 
 
@@ -285,32 +291,34 @@ def nearest_gather(input_length: int, output_length: int) -> tuple[int, ...] | N
     return indices
 
 
-def coverage(input_length: int, kernel: int, stride: int, crop: Crop) -> list[int]:
+def coverage(input_length: int, kernel: int, stride: int, crop: Crop, dilation: int = 1) -> list[int]:
     """Number of (input pixel, tap) pairs that reach each output pixel of one axis.
 
-    Input pixel ``j`` reaches the ``kernel`` consecutive positions from ``j * stride - begin``: each
-    such run is added as a +1 / -1 pair and summed once, so the work is ``O(input + output)``, not
-    ``O(input * kernel)``.
+    Tap ``t`` of input pixel ``j`` reaches full pixel ``j * s + t * d``: for each tap the reached output pixels
+    are an arithmetic run of step ``s``, added as a +1 / -1 pair on a difference array of step ``s`` and summed
+    once, so the work is ``O(kernel + output)``, not ``O(input * kernel)``.
     """
     begin = crop[0]
-    length = output_length(input_length, kernel, stride, crop)
-    steps = [0] * (max(length, 0) + 1)
-    for j in range(input_length):
-        first = min(max(j * stride - begin, 0), length)
-        last = min(max(j * stride + kernel - begin, 0), length)
-        steps[first] += 1
-        steps[last] -= 1
-    counts, running = [], 0
-    for step in steps[:-1]:
-        running += step
-        counts.append(running)
+    length = max(output_length(input_length, extent(kernel, dilation), stride, crop), 0)
+    steps = [0] * (length + stride)
+    for tap in range(kernel):
+        offset = tap * dilation - begin  # output pixel of input pixel 0
+        first = max(0, -(offset // stride))  # the first input pixel landing at or after output pixel 0
+        last = min(input_length - 1, (length - 1 - offset) // stride)
+        if first <= last:
+            steps[first * stride + offset] += 1
+            steps[(last + 1) * stride + offset] -= 1
+    counts = steps[:length]
+    for position in range(stride, length):
+        counts[position] += counts[position - stride]
     return counts
 
 
 def interior(input_length: int, kernel: int, stride: int, crop: Crop) -> range:
-    """Output positions away from the borders, where every tap that could land does land.
+    """Output positions away from the borders, where every tap that could land does land (``kernel``: the
+    extent, for a dilated one).
 
-    In full-output coordinates these are ``k - 1 .. i * s - 1``; overlap there is uniform
+    In full-output coordinates these are ``k - 1 .. i * s - 1``; without dilation, overlap there is uniform
     exactly when ``k % s == 0`` (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
     """
     n = output_length(input_length, kernel, stride, crop)

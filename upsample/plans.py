@@ -79,3 +79,35 @@ def for_size(
         use_bias=use_bias,
         spatial_dims=rank,
     )
+
+
+def plan_transposed_axis(
+    axis: str, source: int, target: int, kernel: int | None, rank: int = 2
+) -> tuple[int, int, tuple[int, int]]:
+    """Kernel, stride and crop for one axis of :meth:`UpsampleSpec.for_size`: the dense projection from one
+    pixel, else kernel ``2 * scale`` at stride ``scale`` (even overlap, every pixel live)."""
+    if source == 1:
+        k = target if kernel is None else kernel
+        if k < target:
+            one = "x".join("1" * rank)
+            raise ValueError(
+                f"cannot reach {target} pixels along {axis} from a {one} input with kernel {k} in one stage: "
+                f"a {one} input reaches at most kernel pixels without dead ones; use kernel_size >= {target} "
+                f"(the default picks {target}), or stack stages (e.g. 1 -> {k}, then integer scales)"
+            )
+        excess = k - target
+        return k, 1, (excess // 2, excess - excess // 2)
+    if target % source:
+        raise ValueError(
+            f"cannot go from {source} to {target} pixels along {axis} in one stage: one transposed "
+            f"convolution with even overlap needs an integer scale; pick a size that is a multiple of {source}"
+        )
+    scale = target // source
+    k = 2 * scale if kernel is None else kernel
+    if k < scale or k % scale:
+        raise ValueError(
+            f"kernel {k} along {axis} does not give even overlap at scale {scale}: the kernel must be a "
+            f"multiple of the stride {scale} (e.g. {2 * scale})"
+        )
+    excess = k - scale
+    return k, scale, (excess // 2, excess - excess // 2)

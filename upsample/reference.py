@@ -4,7 +4,7 @@ Written for obviousness, not speed, float64 throughout, channels-last ``(N, *spa
 spatial axes, one kind of spec at a time:
 
 - transposed (``UpsampleSpec``): the full transposed-convolution output is built by a loop over kernel
-  taps (input pixel ``j`` adds ``x[j] @ kernel[t]`` to full pixel ``j * s + t``), then cropped or
+  taps (input pixel ``j`` adds ``x[j] @ kernel[t]`` to full pixel ``j * s + t * d``), then cropped or
   padded per the conventions (docs/conventions.md);
 - sub-pixel (``SubpixelSpec``): a stride-1 "same" convolution (a loop over taps on the zero-padded
   input), then the CRD pixel shuffle as a loop over the channel and the sub-pixel;
@@ -12,7 +12,8 @@ spatial axes, one kind of spec at a time:
   weight (nearest: one tap of weight 1 at the source pixel; bilinear: the two half-pixel taps), then the
   same convolution.
 
-Then bias and residual (a nearest gather) are added. Each VJP is the adjoint of its forward, step by step.
+Then bias and residual (a nearest gather) are added. With ``groups``, every ``x @ kernel[t]`` is one product per
+group (:func:`_product`). Each VJP is the adjoint of its forward, step by step.
 Nothing is a product with a 0/1 matrix and no tap of weight 0 is summed, so a NaN or an infinity reaches
 exactly the outputs that read it (``0 * NaN`` would be NaN everywhere), as in the native layers.
 """
@@ -32,6 +33,7 @@ from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
 Spec = UpsampleSpec | SubpixelSpec | ResizeSpec
+ConvSpec = SubpixelSpec | ResizeSpec
 
 
 def forward(spec: Spec, weights: Weights, x: np.ndarray) -> np.ndarray:
@@ -113,18 +115,18 @@ def _transposed_step_vjp(
 
 
 def _subpixel_step(spec: SubpixelSpec, x: np.ndarray, kernel: np.ndarray, bias: Any) -> np.ndarray:
-    return _shuffle(_same_conv(x, kernel) + bias, spec.scale)  # one bias value per conv channel
+    return _shuffle(_same_conv(x, kernel, spec) + bias, spec.scale)  # one bias value per conv channel
 
 
 def _subpixel_step_vjp(
     spec: SubpixelSpec, x: np.ndarray, kernel: np.ndarray, grad_y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     grad_conv = _unshuffle(grad_y, spec.scale)
-    return (*_same_conv_vjp(x, kernel, grad_conv), _pixel_sum(grad_conv))
+    return (*_same_conv_vjp(x, kernel, spec, grad_conv), _pixel_sum(grad_conv))
 
 
 def _resize_step(spec: ResizeSpec, x: np.ndarray, kernel: np.ndarray, bias: Any) -> np.ndarray:
-    return _same_conv(_resize(x, _resize_taps(spec, x.shape[1:-1])), kernel) + bias
+    return _same_conv(_resize(x, _resize_taps(spec, x.shape[1:-1])), kernel, spec) + bias
 
 
 def _resize_step_vjp(
@@ -132,7 +134,7 @@ def _resize_step_vjp(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     size = x.shape[1:-1]
     taps = _resize_taps(spec, size)
-    grad_resized, grad_kernel = _same_conv_vjp(_resize(x, taps), kernel, grad_y)
+    grad_resized, grad_kernel = _same_conv_vjp(_resize(x, taps), kernel, spec, grad_y)
     return _resize_vjp(grad_resized, taps, size), grad_kernel, _pixel_sum(grad_y)
 
 
@@ -146,12 +148,47 @@ def _taps(kernel_size: tuple[int, ...]) -> itertools.product[tuple[int, ...]]:
     return itertools.product(*(range(k) for k in kernel_size))
 
 
+# --- grouped products: each group's input channels reach only its own outputs -----------------
+
+
+def _blocks(tap: np.ndarray, groups: int, transposed: bool) -> np.ndarray:
+    """A kernel tap as one matrix per group, ``(G, C_in / G, C_out / G)``: a transposed kernel's tap is
+    ``(C_in, C_out / G)``, a convolution's ``(C_in / G, C_out)`` (torch's orders)."""
+    if transposed:
+        return tap.reshape(groups, -1, tap.shape[-1])
+    return tap.reshape(tap.shape[0], groups, -1).transpose(1, 0, 2)
+
+
+def _product(x: np.ndarray, tap: np.ndarray, groups: int, transposed: bool) -> np.ndarray:
+    """``x @ tap`` group by group: input channels of group ``g`` times that group's block."""
+    parts = x.reshape(*x.shape[:-1], groups, -1)
+    return np.einsum("...gi,gio->...go", parts, _blocks(tap, groups, transposed)).reshape(*x.shape[:-1], -1)
+
+
+def _product_vjp(grad: np.ndarray, tap: np.ndarray, groups: int, transposed: bool) -> np.ndarray:
+    """The adjoint of :func:`_product` in ``x``: ``grad @ block.T`` group by group."""
+    parts = grad.reshape(*grad.shape[:-1], groups, -1)
+    return np.einsum("...go,gio->...gi", parts, _blocks(tap, groups, transposed)).reshape(*grad.shape[:-1], -1)
+
+
+def _tap_gradient(x: np.ndarray, grad: np.ndarray, groups: int, transposed: bool) -> np.ndarray:
+    """The adjoint of :func:`_product` in the tap: per group, the sum over batch and pixels of its inputs times
+    its output gradients, laid out as the tap."""
+    inputs = x.reshape(-1, groups, x.shape[-1] // groups)
+    grads = grad.reshape(-1, groups, grad.shape[-1] // groups)
+    blocks = np.einsum("pgi,pgo->gio", inputs, grads)
+    if transposed:
+        return blocks.reshape(-1, blocks.shape[-1])
+    return blocks.transpose(1, 0, 2).reshape(blocks.shape[1], -1)
+
+
 # --- transposed convolution ------------------------------------------------------------------
 
 
-def _strided(tap: tuple[int, ...], size: tuple[int, ...], stride: tuple[int, ...]) -> tuple[slice, ...]:
-    """The full-output pixels that tap ``tap`` writes to: ``j * s + t`` for every input pixel ``j``, per axis."""
-    return (slice(None), *(slice(t, t + (n - 1) * s + 1, s) for t, n, s in zip(tap, size, stride, strict=True)))
+def _strided(tap: tuple[int, ...], size: tuple[int, ...], spec: UpsampleSpec) -> tuple[slice, ...]:
+    """The full-output pixels that tap ``tap`` writes to: ``j * s + t * d`` for every input pixel ``j``, per axis."""
+    axes = zip(tap, size, spec.stride, spec.dilation, strict=True)
+    return (slice(None), *(slice(t * d, t * d + (n - 1) * s + 1, s) for t, n, s, d in axes))
 
 
 def _transposed(x: np.ndarray, kernel: np.ndarray, spec: UpsampleSpec) -> np.ndarray:
@@ -159,7 +196,7 @@ def _transposed(x: np.ndarray, kernel: np.ndarray, spec: UpsampleSpec) -> np.nda
     size = x.shape[1:-1]
     full = np.zeros((x.shape[0], *spec.full_size(size), spec.out_channels))
     for tap in _taps(spec.kernel_size):
-        full[_strided(tap, size, spec.stride)] += x @ kernel[tap]
+        full[_strided(tap, size, spec)] += _product(x, kernel[tap], spec.groups, transposed=True)
     return full
 
 
@@ -173,9 +210,9 @@ def _transposed_vjp(
     grad_x = np.zeros_like(x)
     grad_kernel = np.zeros_like(kernel)
     for tap in _taps(spec.kernel_size):
-        reached = grad_full[_strided(tap, size, spec.stride)]
-        grad_x += reached @ kernel[tap].T
-        grad_kernel[tap] = _channel_outer(x, reached)
+        reached = grad_full[_strided(tap, size, spec)]
+        grad_x += _product_vjp(reached, kernel[tap], spec.groups, transposed=True)
+        grad_kernel[tap] = _tap_gradient(x, reached, spec.groups, transposed=True)
     return grad_x, grad_kernel
 
 
@@ -192,37 +229,34 @@ def _crop(full: np.ndarray, crops: tuple[tuple[int, int], ...]) -> np.ndarray:
 # --- stride-1 "same" convolution, pixel shuffle, resize ---------------------------------------
 
 
-def _window(tap: tuple[int, ...], size: tuple[int, ...]) -> tuple[slice, ...]:
-    """The padded-input pixels tap ``tap`` reads for every output pixel: ``o + t`` per axis."""
-    return (slice(None), *(slice(t, t + n) for t, n in zip(tap, size, strict=True)))
+def _window(tap: tuple[int, ...], size: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[slice, ...]:
+    """The padded-input pixels tap ``tap`` reads for every output pixel: ``o + t * d`` per axis."""
+    return (slice(None), *(slice(t * d, t * d + n) for t, n, d in zip(tap, size, dilation, strict=True)))
 
 
-def _same_pad(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    pads = [conv_geometry.same_padding(k) for k in kernel.shape[:-2]]
-    return np.pad(x, [(0, 0), *pads, (0, 0)])
-
-
-def _same_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Cross-correlation ``y[o] = sum_t x_padded[o + t] @ kernel[t]``, padded by ``conv_geometry.same_padding``."""
+def _same_conv(x: np.ndarray, kernel: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Cross-correlation ``y[o] = sum_t x_padded[o + t * d] @ kernel[t]`` (grouped), padded by ``spec.padding``."""
     size = x.shape[1:-1]
-    padded = _same_pad(x, kernel)
+    padded = np.pad(x, [(0, 0), *spec.padding, (0, 0)])
     y = np.zeros((*x.shape[:-1], kernel.shape[-1]))
     for tap in _taps(kernel.shape[:-2]):
-        y += padded[_window(tap, size)] @ kernel[tap]
+        y += _product(padded[_window(tap, size, spec.dilation)], kernel[tap], spec.groups, transposed=False)
     return y
 
 
-def _same_conv_vjp(x: np.ndarray, kernel: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _same_conv_vjp(
+    x: np.ndarray, kernel: np.ndarray, spec: ConvSpec, grad_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each tap sends ``grad_y @ kernel[t].T`` back to the padded input pixels it read; padding is dropped."""
     size = x.shape[1:-1]
-    padded = _same_pad(x, kernel)
+    padded = np.pad(x, [(0, 0), *spec.padding, (0, 0)])
     grad_padded = np.zeros_like(padded)
     grad_kernel = np.zeros_like(kernel)
     for tap in _taps(kernel.shape[:-2]):
-        grad_padded[_window(tap, size)] += grad_y @ kernel[tap].T
-        grad_kernel[tap] = _channel_outer(padded[_window(tap, size)], grad_y)
-    before = [conv_geometry.same_padding(k)[0] for k in kernel.shape[:-2]]
-    inside = (slice(None), *(slice(b, b + n) for b, n in zip(before, size, strict=True)))
+        window = _window(tap, size, spec.dilation)
+        grad_padded[window] += _product_vjp(grad_y, kernel[tap], spec.groups, transposed=False)
+        grad_kernel[tap] = _tap_gradient(padded[window], grad_y, spec.groups, transposed=False)
+    inside = (slice(None), *(slice(before, before + n) for (before, _), n in zip(spec.padding, size, strict=True)))
     return grad_padded[inside], grad_kernel
 
 

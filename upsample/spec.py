@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from upsample import geometry, limits
-from upsample.arguments import Axes, IntOrAxes, as_axes, as_int, axis_names, size_text, spatial_rank
+from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, size_text, spatial_rank
 from upsample.arguments import IntOrPair as IntOrPair  # the names every kind imports from here
 from upsample.arguments import Pair as Pair
 from upsample.coverage_report import CoverageReport as CoverageReport
-from upsample.coverage_report import outer
+from upsample.coverage_report import holes, outer
 from upsample.crops import Crops as Crops  # the names backends import from here
 from upsample.crops import Padding, crops_from_padding, crops_words, is_explicit_crops
 from upsample.messages import shown
+from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
-from upsample.spec_kinds import ParamCount
 from upsample.spec_kinds import load_spec as load_spec
 from upsample.spec_kinds import parse_json as parse_json
 from upsample.spec_kinds import require_spec as require_spec
@@ -41,7 +41,6 @@ KIND = "transposed"
 _DICT_KEYS = (
     "version", "kind", "in_channels", "out_channels", "kernel_size", "stride", "crops", "residual", "use_bias"
 )  # fmt: skip
-_OPTIONAL_KEYS = ("spatial_dims",)  # absent: 2 (files written before any rank existed)
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -64,6 +63,10 @@ class UpsampleSpec:
             ``dataclasses.replace`` and :meth:`replace` work).
         spatial_dims: 1 (sequences), 2 (images) or 3 (volumes); default: the length of the per-axis
             tuples given, else 2.
+        groups: input and output channels split into this many groups, each group's inputs reaching only its
+            own outputs (torch's and ONNX's ``groups``; ``groups == in_channels`` is depthwise).
+        dilation: int or one int per axis: tap ``t`` lands ``t * dilation`` pixels on, so the kernel spans
+            ``dilation * (kernel_size - 1) + 1`` pixels (its *extent*, which every padding form uses).
 
     The stored form is ``kernel_size``, ``stride`` and ``crops``; ``padding`` and ``output_padding``
     are only construction arguments.
@@ -78,6 +81,8 @@ class UpsampleSpec:
     residual: Residual | None
     use_bias: bool
     spatial_dims: int
+    groups: int
+    dilation: Axes
 
     def __init__(
         self,
@@ -92,12 +97,16 @@ class UpsampleSpec:
         *,
         crops: Padding | None = None,
         spatial_dims: int | None = None,
+        groups: int = 1,
+        dilation: IntOrAxes = 1,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
         out = self.in_channels if out_channels is None else as_int("out_channels", out_channels, 1)
         set_field("out_channels", out)
-        given: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "output_padding": output_padding}
+        given: dict[str, Any] = {
+            "kernel_size": kernel_size, "stride": stride, "output_padding": output_padding, "dilation": dilation
+        }  # fmt: skip
         for name, value in (("padding", padding), ("crops", crops)):
             if not isinstance(value, str) and (is_explicit_crops(value) or name == "padding"):
                 given[name] = value
@@ -105,6 +114,8 @@ class UpsampleSpec:
         set_field("spatial_dims", rank)
         set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
         set_field("stride", as_axes("stride", stride, rank, 1))
+        set_field("dilation", as_axes("dilation", dilation, rank, 1))
+        set_field("groups", as_groups(groups, self.in_channels, self.out_channels))
         if crops is not None:
             if not is_explicit_crops(crops, rank):
                 raise ValueError(f"crops must be {crops_words(rank)}, got {shown(crops)}")
@@ -113,7 +124,7 @@ class UpsampleSpec:
             padding = crops
         set_field(
             "crops",
-            crops_from_padding(0 if padding is None else padding, output_padding, self.kernel_size, self.stride),
+            crops_from_padding(0 if padding is None else padding, output_padding, self.extent, self.stride),
         )
         if residual is not None and (not isinstance(residual, str) or residual not in RESIDUAL_MODES):
             raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
@@ -137,7 +148,15 @@ class UpsampleSpec:
 
     def describe(self) -> str:
         """The layer in one short line, for messages."""
-        return f"UpsampleSpec(kernel_size={self.kernel_size}, stride={self.stride}, crops={self.crops})"
+        extra = "" if self.groups == 1 else f", groups={self.groups}"
+        extra += "" if set(self.dilation) == {1} else f", dilation={self.dilation}"
+        return f"UpsampleSpec(kernel_size={self.kernel_size}, stride={self.stride}, crops={self.crops}{extra})"
+
+    @property
+    def extent(self) -> Axes:
+        """The pixels the kernel spans per axis, ``dilation * (kernel_size - 1) + 1`` (``kernel_size`` when not
+        dilated): the full output has ``(i - 1) * stride + extent`` pixels."""
+        return tuple(geometry.extent(k, d) for k, d in zip(self.kernel_size, self.dilation, strict=True))
 
     # --- geometry ------------------------------------------------------------------------------
 
@@ -148,7 +167,7 @@ class UpsampleSpec:
         """The output's spatial size (``(H, W)`` in 2-D) for an input of ``input_size`` (int or one per axis)."""
         size = self._size(input_size)
         out = tuple(
-            geometry.output_length(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            geometry.output_length(size[a], self.extent[a], self.stride[a], self.crops[a])
             for a in range(self.spatial_dims)
         )
         if min(out) <= 0:
@@ -162,9 +181,7 @@ class UpsampleSpec:
     def full_size(self, input_size: IntOrAxes = 1) -> Axes:
         """The spatial size of the uncropped transposed-convolution output."""
         size = self._size(input_size)
-        return tuple(
-            geometry.full_length(size[a], self.kernel_size[a], self.stride[a]) for a in range(self.spatial_dims)
-        )
+        return tuple(geometry.full_length(size[a], self.extent[a], self.stride[a]) for a in range(self.spatial_dims))
 
     def coverage(self, input_size: IntOrAxes = 1) -> np.ndarray:
         """Int array of the output's spatial shape: how many (input pixel, kernel tap) pairs reach each pixel."""
@@ -176,7 +193,7 @@ class UpsampleSpec:
         """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
         limits.check_output(self, size)
         return tuple(
-            geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a], self.dilation[a])
             for a in range(self.spatial_dims)
         )
 
@@ -188,7 +205,7 @@ class UpsampleSpec:
         names = axis_names(self.spatial_dims)
         uneven = []
         for a, axis in enumerate(axes):
-            positions = geometry.interior(size[a], self.kernel_size[a], self.stride[a], self.crops[a])
+            positions = geometry.interior(size[a], self.extent[a], self.stride[a], self.crops[a])
             inner = {axis[p] for p in positions if axis[p] > 0}
             uneven.append(len(inner) > 1)
         live = math.prod(sum(1 for count in axis if count) for axis in axes)
@@ -206,6 +223,7 @@ class UpsampleSpec:
             dead=math.prod(out) - live,
             live=live,
             uneven_axes=tuple(name for name, flag in zip(names, uneven, strict=True) if flag),
+            dilation_holes=tuple(names[a] for a, axis in enumerate(axes) if self.dilation[a] > 1 and holes(axis)),
             idle_strides=idle,
             not_upsampling=not_upsampling,
             suggestion=suggestion,
@@ -228,9 +246,10 @@ class UpsampleSpec:
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
-        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in, C_out)``, bias, projection skip."""
+        """Canonical array shapes (``None``: absent): kernel ``(*k, C_in, C_out // groups)`` (torch's order),
+        bias, projection skip."""
         return {
-            "kernel": (*self.kernel_size, self.in_channels, self.out_channels),
+            "kernel": (*self.kernel_size, self.in_channels, self.out_channels // self.groups),
             "bias": (self.out_channels,) if self.use_bias else None,
             "skip": (self.in_channels, self.out_channels) if self.residual == "projection" else None,
         }
@@ -247,7 +266,7 @@ class UpsampleSpec:
         size = self._size(input_size)
         outputs = math.prod(self.output_size(size))
         pixels = math.prod(size)
-        total = 2 * pixels * self.in_channels * math.prod(self.kernel_size) * self.out_channels
+        total = 2 * pixels * self.in_channels * math.prod(self.kernel_size) * self.out_channels // self.groups
         if self.use_bias:
             total += outputs * self.out_channels
         if self.residual == "projection":
@@ -280,8 +299,10 @@ class UpsampleSpec:
         target = as_axes("size", size, rank, 1)
         source = as_axes("input_size", input_size, rank, 1)
         chosen_kernel = None if kernel_size is None else as_axes("kernel_size", kernel_size, rank, 1)
+        from upsample.plans import plan_transposed_axis
+
         planned = [
-            _plan_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a], rank)
+            plan_transposed_axis(axis, source[a], target[a], None if chosen_kernel is None else chosen_kernel[a], rank)
             for a, axis in enumerate(axis_names(rank))
         ]
         return cls(
@@ -297,8 +318,8 @@ class UpsampleSpec:
     # --- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the canonical form, with a format version (``spatial_dims`` only when not 2,
-        so a 2-D spec writes what it always wrote)."""
+        """A JSON-ready dict of the canonical form, with a format version (``spatial_dims``, ``groups`` and
+        ``dilation`` only when not 2, 1 and 1, so a spec without them writes what it always wrote)."""
         data = {
             "version": SPEC_FORMAT_VERSION,
             "kind": KIND,
@@ -310,20 +331,18 @@ class UpsampleSpec:
             "residual": self.residual,
             "use_bias": self.use_bias,
         }
-        if self.spatial_dims != 2:
-            data["spatial_dims"] = self.spatial_dims
-        return data
+        return {**data, **optional_fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UpsampleSpec:
         """Inverse of :meth:`to_dict`; rejects unknown keys and versions."""
         if not isinstance(data, Mapping):
             raise TypeError(f"a spec dict must be a mapping, got {type(data).__name__}")
-        unknown = sorted(map(str, set(data) - set(_DICT_KEYS) - set(_OPTIONAL_KEYS)))
+        unknown = sorted(map(str, set(data) - set(_DICT_KEYS) - set(OPTIONAL_KEYS)))
         if unknown:
             raise ValueError(
                 f"unknown spec keys {shown(unknown)}; a spec dict has exactly {list(_DICT_KEYS)} "
-                f"(and {list(_OPTIONAL_KEYS)} when not 2-D)"
+                f"(and {list(OPTIONAL_KEYS)} where not 2-D, grouped or dilated)"
             )
         missing = sorted(set(_DICT_KEYS) - set(data) - {"kind"})  # files written before kinds existed lack it
         if missing:
@@ -350,6 +369,8 @@ class UpsampleSpec:
             use_bias=data["use_bias"],
             crops=crops,
             spatial_dims=rank,
+            groups=data.get("groups", 1),
+            dilation=data.get("dilation", 1),
         )
 
     def to_json(self) -> str:
@@ -368,34 +389,3 @@ class UpsampleSpec:
         from upsample import backends
 
         return backends.build(self, backend, weights=weights, **kwargs)
-
-
-def _plan_axis(
-    axis: str, source: int, target: int, kernel: int | None, rank: int = 2
-) -> tuple[int, int, tuple[int, int]]:
-    """Kernel, stride and crop for one axis of :meth:`UpsampleSpec.for_size`."""
-    if source == 1:
-        k = target if kernel is None else kernel
-        if k < target:
-            one = "x".join("1" * rank)
-            raise ValueError(
-                f"cannot reach {target} pixels along {axis} from a {one} input with kernel {k} in one stage: "
-                f"a {one} input reaches at most kernel pixels without dead ones; use kernel_size >= {target} "
-                f"(the default picks {target}), or stack stages (e.g. 1 -> {k}, then integer scales)"
-            )
-        excess = k - target
-        return k, 1, (excess // 2, excess - excess // 2)
-    if target % source:
-        raise ValueError(
-            f"cannot go from {source} to {target} pixels along {axis} in one stage: one transposed "
-            f"convolution with even overlap needs an integer scale; pick a size that is a multiple of {source}"
-        )
-    scale = target // source
-    k = 2 * scale if kernel is None else kernel
-    if k < scale or k % scale:
-        raise ValueError(
-            f"kernel {k} along {axis} does not give even overlap at scale {scale}: the kernel must be a "
-            f"multiple of the stride {scale} (e.g. {2 * scale})"
-        )
-    excess = k - scale
-    return k, scale, (excess // 2, excess - excess // 2)

@@ -34,6 +34,23 @@ def load_spec(source: str | Mapping[str, Any]) -> Any:
     return resolve(named(source.get("kind", "transposed")).spec).from_dict(source)
 
 
+def optional_fields(spec: Any) -> dict[str, Any]:
+    """The fields a spec's JSON carries only where they differ from their defaults (``spatial_dims`` 2, ``groups``
+    1, ``dilation`` 1), so a spec without them writes what it always wrote and every older file loads."""
+    data: dict[str, Any] = {}
+    if spec.spatial_dims != 2:
+        data["spatial_dims"] = spec.spatial_dims
+    if spec.groups != 1:
+        data["groups"] = spec.groups
+    if set(spec.dilation) != {1}:
+        data["dilation"] = list(spec.dilation)
+    return data
+
+
+OPTIONAL_KEYS = ("spatial_dims", "groups", "dilation")
+"""The keys of :func:`optional_fields`."""
+
+
 MAX_JSON_CHARS = 1 << 20
 """Longest spec JSON text read (a spec is a few hundred characters; a head of many stages a few KB)."""
 

@@ -174,8 +174,10 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     """Canonical weights for ``spec``, deterministic for ``seed`` on every platform.
 
     Schemes: ``"he_uniform"`` (default), ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``,
-    ``"bilinear"`` (transposed specs: the FCN bilinear kernel on the channel diagonal, identity skip; needs
-    equal channel counts) and ``"icnr"`` (sub-pixel specs: :func:`icnr_kernel`). Biases start at zero.
+    ``"bilinear"`` (transposed specs: the FCN bilinear kernel on the channel diagonal, each channel in its own
+    group when grouped, identity skip; needs equal channel counts: with ``kernel_size = 2 * stride`` and crops
+    ``stride / 2`` the layer is bilinear upsampling away from the borders) and ``"icnr"`` (sub-pixel specs:
+    :func:`icnr_kernel`). Biases start at zero.
     A head (``HeadSpec``) gives each stage the scheme where it fits and he_uniform elsewhere
     (:func:`upsample.head_weights.stage_schemes` says which); it raises only when the scheme fits no stage.
     """
@@ -204,19 +206,19 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
         filters = np.ones(())
         for size in spec.kernel_size:
             filters = np.multiply.outer(filters, bilinear_kernel(size))
-        kernel[..., np.arange(c_in), np.arange(c_in)] = filters[..., None]
+        kernel[..., np.arange(c_in), np.arange(c_in) % (c_out // spec.groups)] = filters[..., None]  # own group
         skip = np.eye(c_in)
     else:
         stream = _Stream(int(seed))
         if scheme == "icnr":
-            drawn = _draw(stream, "he_uniform", (*spec.kernel_size, c_in, c_out), transposed=False)
+            drawn = _draw(stream, "he_uniform", (*spec.kernel_size, c_in // spec.groups, c_out), transposed=False)
             kernel = icnr_kernel(drawn, spec.scale)  # type: ignore[attr-defined]  # a SubpixelSpec
         else:
             kernel = _draw(stream, scheme, kernel_shape, transposed)
         skip = _draw(stream, "he_uniform" if scheme == "icnr" else scheme, (c_in, c_out))
     return Weights(
         kernel=kernel.astype(dtype),
-        bias=np.zeros(kernel_shape[-1], dtype=dtype) if spec.use_bias else None,
+        bias=np.zeros(spec.out_channels if transposed else kernel_shape[-1], dtype=dtype) if spec.use_bias else None,
         skip=skip.astype(dtype) if spec.residual == "projection" else None,
     )
 

@@ -57,7 +57,7 @@ def from_native(module: Any) -> tuple[Any, Any]:
         from upsample.backends.torch import head  # imported on use: it imports this package
 
         return head.from_native(module)
-    if not isinstance(module, tuple(common.TRANSPOSED.values())):
+    if not isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):  # Lazy* too
         raise TypeError(
             f"module must be an nn.ConvTranspose1d/2d/3d or an nn.Sequential (a kind pattern or a head), "
             f"got {type(module).__name__}"

@@ -151,7 +151,7 @@ def set_weights(layer: Upsample, weights: Weights) -> None:
     common.write_weights(_require_layer(layer), weights, transposed=True)
 
 
-def from_native(conv: nn.ConvTranspose2d) -> tuple[UpsampleSpec, Weights]:
+def from_native(conv: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of an existing ``nn.ConvTranspose1d/2d/3d`` (e.g. from a user's model).
 
     ``spec, weights = from_native(conv)`` then ``Upsample(spec, weights=weights)`` gives the same outputs

@@ -22,9 +22,19 @@ from typing import Any
 from upsample import geometry
 
 
-def transposed_conv(ops: Any, x: Any, kernel: Any, stride: Sequence[int], crops: Sequence[geometry.Crop]) -> Any:
+def transposed_conv(
+    ops: Any,
+    x: Any,
+    kernel: Any,
+    stride: Sequence[int],
+    crops: Sequence[geometry.Crop],
+    groups: int = 1,
+    dilation: Sequence[int] | None = None,
+) -> Any:
     """The transposed convolution of channels-last ``x`` (``(B, *spatial, C_in)``, any number of spatial axes) by a
-    canonical ``kernel (*k, C_in, C_out)``, cropped by ``crops`` (negative crops add zero rows), without bias.
+    canonical ``kernel (*k, C_in, C_out // groups)``, cropped by ``crops`` (negative crops add zero rows), without
+    bias. A dilated kernel runs as its extent with zero taps between (:func:`dilated_kernel`); groups multiply each
+    group's input channels by its own block only (:func:`_product`).
 
     One product per combination of the axes' steps gives that step's tap of every phase that has one
     (``(B*pixels, C_in) @ (C_in, phases*C_out)``, :class:`geometry.PhaseStep`); its rows are sliced and shifted
@@ -32,16 +42,20 @@ def transposed_conv(ops: Any, x: Any, kernel: Any, stride: Sequence[int], crops:
     (One product for all steps, then a slice per step, computes the same; jaxlib 0.10's XLA:CPU miscompiled
     its gradient's fusion for some small shapes, e.g. kernel (5, 1), stride (3, 1) on a 2x3 input.)
     """
+    if dilation is not None and set(dilation) != {1}:
+        kernel = dilated_kernel(ops, kernel, dilation)
     size = tuple(x.shape[1:-1])  # the batch may be unknown while tracing: -1 keeps it
-    rank, in_channels, out_channels = len(size), x.shape[-1], kernel.shape[-1]
+    rank, in_channels, out_channels = len(size), x.shape[-1], kernel.shape[-1] * groups
     axes = [geometry.phase_split(size[a], kernel.shape[a], stride[a], crops[a]) for a in range(rank)]
     flat = ops.reshape(x, (-1, in_channels))
     to_matrix = (rank, *range(rank), rank + 1)  # (*phases, C_in, C_out) -> (C_in, *phases, C_out)
     planes = None
     for steps in itertools.product(*(axis.steps for axis in axes)):
         taps = kernel[tuple(slice(step.first_tap, step.first_tap + step.phases) for step in steps)]
-        matrix = ops.reshape(ops.transpose(taps, to_matrix), (in_channels, -1))
-        plane = ops.reshape(ops.matmul(flat, matrix), (-1, *size, *(step.phases for step in steps), out_channels))
+        phases = tuple(step.phases for step in steps)
+        plane = ops.reshape(
+            _product(ops, flat, ops.transpose(taps, to_matrix), groups), (-1, *size, *phases, out_channels)
+        )
         windows = tuple(step.rows[0] for step in steps)
         if windows != tuple((0, n) for n in size):
             kept = (slice(None), *(slice(start, stop) for start, stop in windows))
@@ -58,16 +72,49 @@ def transposed_conv(ops: Any, x: Any, kernel: Any, stride: Sequence[int], crops:
     return interleaved[keep]
 
 
+def _product(ops: Any, rows: Any, taps: Any, groups: int) -> Any:
+    """``rows (N, C_in)`` times ``taps (C_in, *phases, C_out // G)``: ``(N, *phases, C_out)``, each group's input
+    channels times its own rows of ``taps`` only (group ``g``'s outputs are channels ``g * C_out/G ...``)."""
+    in_channels, per_group = taps.shape[0], taps.shape[-1]
+    phases = tuple(taps.shape[1:-1])
+    if groups == 1:
+        return ops.matmul(rows, ops.reshape(taps, (in_channels, -1)))
+    blocks = ops.reshape(taps, (groups, in_channels // groups, -1))
+    product = ops.einsum("ngi,gio->ngo", ops.reshape(rows, (-1, groups, in_channels // groups)), blocks)
+    product = ops.reshape(product, (-1, groups, *phases, per_group))
+    move = (0, *range(2, 2 + len(phases)), 1, 2 + len(phases))  # (N, G, *phases, c) -> (N, *phases, G, c)
+    return ops.transpose(product, move)
+
+
+def dilated_kernel(ops: Any, kernel: Any, dilation: Sequence[int]) -> Any:
+    """``kernel (*k, C_in, C_out)`` spread to its extent ``d * (k - 1) + 1`` per axis, zero taps between: the
+    same transposed (or cross-) correlation as the dilated kernel. A NaN or inf in the input reaches the pixels of
+    the zero taps too (``0 * NaN``), which a native dilated layer leaves alone."""
+    import numpy as np
+
+    rank = len(dilation)
+    spreads = []
+    for k, d in zip(kernel.shape[:rank], dilation, strict=True):
+        spread = np.zeros((d * (k - 1) + 1, k), kernel.dtype)
+        spread[np.arange(k) * d, np.arange(k)] = 1
+        spreads.append(spread)
+    return _per_axis(ops, spreads, kernel)
+
+
+def _per_axis(ops: Any, matrices: Sequence[Any], kernel: Any) -> Any:
+    """``kernel (*k, C_in, C_out)`` with axis ``a``'s taps mapped through ``matrices[a] (rows, k)``."""
+    rank = len(matrices)
+    rows, taps = "abc"[:rank], "tuv"[:rank]
+    equation = ",".join(f"{row}{tap}" for row, tap in zip(rows, taps, strict=True)) + f",{taps}io->{rows}io"
+    return ops.einsum(equation, *matrices, kernel)
+
+
 def nearest_resize_conv(ops: Any, x: Any, kernel: Any, scale: Sequence[int], kernel_size: Sequence[int]) -> Any:
     """Nearest upsampling of channels-last ``x`` by ``scale``, then the "same" convolution by a canonical
     ``kernel (*k, C_in, C_conv)``, without bias: one :func:`transposed_conv` of the summed kernel on the small
     input (:func:`geometry.nearest_resize_as_transposed`), with no resized copy."""
     import numpy as np
 
-    rank = len(scale)
     per_axis = [geometry.nearest_resize_as_transposed(k, r) for k, r in zip(kernel_size, scale, strict=True)]
-    rows, taps = "abc"[:rank], "tuv"[:rank]
-    equation = ",".join(f"{row}{tap}" for row, tap in zip(rows, taps, strict=True)) + f",{taps}io->{rows}io"
-    matrices = [np.asarray(matrix, kernel.dtype) for matrix, _ in per_axis]
-    summed = ops.einsum(equation, *matrices, kernel)
+    summed = _per_axis(ops, [np.asarray(matrix, kernel.dtype) for matrix, _ in per_axis], kernel)
     return transposed_conv(ops, x, summed, scale, tuple(crop for _, crop in per_axis))

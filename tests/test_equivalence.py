@@ -25,6 +25,7 @@ import importlib
 import itertools
 import os
 
+import group_cases
 import kind_cases
 import numpy as np
 import pytest
@@ -214,3 +215,45 @@ def test_heads_of_ranks_1_and_3_agree_everywhere(targets: dict, name: str) -> No
     """A planned head at 1 and 3 spatial axes: training-mode forward and gradients, inference mode, and the
     weights and running statistics after SGD steps, in every build."""
     check_head(RANK_HEADS[name], name)
+
+
+# --- groups and dilation ---------------------------------------------------------------------------
+
+GROUPED = [*group_cases.SAMPLED, *group_cases.FIELD[1:], *group_cases.CONV]
+"""The sampled sweep, the field's layers (FCN's 64-channel depthwise stage is left to the per-build tests) and
+the conv kinds."""
+
+
+@pytest.mark.parametrize("spec", GROUPED, ids=[group_cases.spec_id(spec) for spec in GROUPED])
+def test_groups_and_dilation_agree_everywhere(targets: dict, spec: kind_cases.Spec) -> None:
+    """Grouped and dilated layers of every kind, 1-pixel and larger inputs: every build against the reference
+    and each pair of builds, forward and gradients."""
+    for seed, size in enumerate(group_cases.SIZES[spec.spatial_dims]):
+        check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))  # type: ignore[arg-type]
+
+
+GROUP_HEADS = {
+    "depthwise-bilinear-then-grouped-subpixel": HeadSpec(
+        [
+            UpsampleSpec(8, 8, kernel_size=4, stride=2, padding=1, groups=8),
+            upsample.SubpixelSpec(8, 4, scale=2, kernel_size=3, groups=2, dilation=2),
+        ],
+        norm="batch",
+        input_size=2,
+    ),
+    "3d-dilated-then-grouped-resize": HeadSpec(
+        [
+            UpsampleSpec(4, 4, kernel_size=3, stride=2, padding=2, output_padding=1, dilation=2, spatial_dims=3),
+            upsample.ResizeSpec(4, 2, scale=2, kernel_size=3, groups=2, dilation=(1, 2, 1)),
+        ],
+        norm=Norm("group", groups=2),
+        final_activation="tanh",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(GROUP_HEADS))
+def test_heads_with_grouped_and_dilated_stages_agree_everywhere(targets: dict, name: str) -> None:
+    """Heads whose stages are grouped and dilated: training-mode forward and gradients, inference mode, and the
+    weights and running statistics after SGD steps, in every build."""
+    check_head(GROUP_HEADS[name], name)

@@ -288,3 +288,11 @@ def test_grouped_icnr_starts_as_nearest_upsampling() -> None:
     y = reference.forward(spec, weights, RNG.normal(size=(1, 4, 5, 4)))
     for i, j in itertools.product(range(2), range(2)):
         np.testing.assert_allclose(y[:, i::2, j::2], y[:, ::2, ::2], atol=1e-12)
+
+
+def test_a_huge_dilation_is_refused_naming_it() -> None:
+    spec = UpsampleSpec(4, kernel_size=3, dilation=10**7)
+    with pytest.raises(ValueError, match=r"output along height would be 20,000,002 pixels.*dilation=10000000"):
+        reference.forward(spec, init_weights(spec), np.zeros((1, 2, 2, 4)))
+    with pytest.raises(ValueError, match=r"coverage map .*dilation=10000000"):
+        spec.coverage(2)

@@ -30,13 +30,14 @@ MODEST: dict[str, Any] = {
     "in_channels": 1,
     "out_channels": 1,
     "kernel_size": 1,
+    "dilation": 1,
     "stride": 1,
     "scale": 1,
     "crops": (0, 0),
 }
 """Spec arguments that can make a count large, each with a value that keeps it small (per-axis arguments: the
 value on each axis): a cause is an argument whose modest value alone brings the count within the limit."""
-PER_AXIS = ("kernel_size", "stride", "scale", "crops")
+PER_AXIS = ("kernel_size", "dilation", "stride", "scale", "crops")
 
 
 def _rank(spec: Any) -> int:

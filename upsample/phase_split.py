@@ -16,6 +16,7 @@ einops runs one recipe per pattern with each framework's ops.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +63,7 @@ def transposed_conv(
             plane = plane[kept]
         row_pads = tuple(step.rows[1] for step in steps)
         phase_pads = tuple((0, s - step.phases) for s, step in zip(stride, steps, strict=True))
-        plane = ops.pad(plane, ((0, 0), *row_pads, *phase_pads, (0, 0)))
+        plane = _pad(ops, plane, ((0, 0), *row_pads, *phase_pads, (0, 0)))
         planes = plane if planes is None else planes + plane
     # (B, *rows, *phases, C): plane row q of phase p is output pixel q * s + p, before the keep slice
     interleave = (0, *(i for a in range(rank) for i in (1 + a, 1 + rank + a)), 1 + 2 * rank)
@@ -70,6 +71,28 @@ def transposed_conv(
     interleaved = ops.reshape(ops.transpose(planes, interleave), (-1, *out, out_channels))
     keep = (slice(None), *(slice(*axis.keep) for axis in axes))
     return interleaved[keep]
+
+
+MAX_PAD_RANK = 6
+"""The most axes TensorFlow's ``Pad`` takes on a CPU; a 3-D layer's planes ``(B, *rows, *phases, C)`` have 8."""
+
+
+def _pad(ops: Any, x: Any, pads: Sequence[tuple[int, int]]) -> Any:
+    """``ops.pad(x, pads)`` (zeros); above :data:`MAX_PAD_RANK` axes, one padded axis at a time on a 3-d view
+    ``(before, axis, after)`` (all axes but the first must be static; an unknown batch cannot meet an empty plane)."""
+    if len(pads) <= MAX_PAD_RANK:
+        return ops.pad(x, pads)
+    batch = x.shape[0] if isinstance(x.shape[0], int) else -1
+    shape = tuple(x.shape[1:])
+    for axis, pad in enumerate(pads[1:], start=1):
+        if pad == (0, 0):
+            continue
+        after = math.prod(shape[axis:])
+        before = batch * math.prod(shape[: axis - 1]) if batch >= 0 else -1
+        view = ops.pad(ops.reshape(x, (before, shape[axis - 1], after)), ((0, 0), pad, (0, 0)))
+        shape = (*shape[: axis - 1], shape[axis - 1] + sum(pad), *shape[axis:])
+        x = ops.reshape(view, (batch, *shape))
+    return x
 
 
 def _product(ops: Any, rows: Any, taps: Any, groups: int) -> Any:
@@ -88,17 +111,21 @@ def _product(ops: Any, rows: Any, taps: Any, groups: int) -> Any:
 
 def dilated_kernel(ops: Any, kernel: Any, dilation: Sequence[int]) -> Any:
     """``kernel (*k, C_in, C_out)`` spread to its extent ``d * (k - 1) + 1`` per axis, zero taps between: the
-    same transposed (or cross-) correlation as the dilated kernel. A NaN or inf in the input reaches the pixels of
+    same transposed (or cross-) correlation as the dilated kernel. Written with ``reshape``, ``pad`` and slicing
+    only, so it runs on every namespace in the kernel's own dtype. A NaN or inf in the input reaches the pixels of
     the zero taps too (``0 * NaN``), which a native dilated layer leaves alone."""
-    import numpy as np
-
-    rank = len(dilation)
-    spreads = []
-    for k, d in zip(kernel.shape[:rank], dilation, strict=True):
-        spread = np.zeros((d * (k - 1) + 1, k), kernel.dtype)
-        spread[np.arange(k) * d, np.arange(k)] = 1
-        spreads.append(spread)
-    return _per_axis(ops, spreads, kernel)
+    shape = tuple(kernel.shape)
+    for axis, d in enumerate(dilation):
+        if d == 1:
+            continue
+        taps = shape[axis]
+        spaced = ops.reshape(kernel, (*shape[:axis], taps, 1, *shape[axis + 1 :]))
+        pads = [(0, 0)] * (len(shape) + 1)
+        pads[axis + 1] = (0, d - 1)
+        spaced = ops.reshape(ops.pad(spaced, pads), (*shape[:axis], taps * d, *shape[axis + 1 :]))
+        shape = (*shape[:axis], d * (taps - 1) + 1, *shape[axis + 1 :])
+        kernel = spaced[(slice(None),) * axis + (slice(0, shape[axis]),)]
+    return kernel
 
 
 def _per_axis(ops: Any, matrices: Sequence[Any], kernel: Any) -> Any:

@@ -51,6 +51,12 @@ OPTIONAL_KEYS = ("spatial_dims", "groups", "dilation")
 """The keys of :func:`optional_fields`."""
 
 
+def dense_taps(spec: Any) -> bool:
+    """Whether ``spec``'s kernel is one dense block of adjacent taps (``groups`` 1, ``dilation`` 1): the fast paths
+    that read the kernel as one ``(C_in, taps * C_out)`` matrix, or its centre tap alone, need that."""
+    return bool(spec.groups == 1 and set(spec.dilation) == {1})
+
+
 MAX_JSON_CHARS = 1 << 20
 """Longest spec JSON text read (a spec is a few hundred characters; a head of many stages a few KB)."""
 

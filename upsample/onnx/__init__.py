@@ -5,8 +5,9 @@ ONNX ``ConvTranspose`` node under every attribute form.
   batch, dynamic spatial axes wherever the spec allows (a residual with a non-integer ratio fixes them), explicit
   non-negative ``pads`` only (no ``auto_pad``, ``output_shape`` or ``output_padding``, whose meaning
   differs between runtimes and versions); rows a crop adds are a ``Pad`` before the bias.
-- :func:`from_onnx`: a ``ConvTranspose`` node as a spec and canonical weights, read the way onnxruntime
-  runs it (:mod:`upsample.onnx.padding` says where that differs from the operator text).
+- :func:`from_onnx`: a ``ConvTranspose`` node (``group`` and ``dilations`` included) as a spec and canonical
+  weights, read the way onnxruntime runs it (:mod:`upsample.onnx.padding` says where that differs from the
+  operator text).
 - :func:`describe`: every upsampling layer of a model (transposed, sub-pixel, resize-convolution, dense
   projection) as a spec with its verdict at its own input size, from shape inference through the graph.
 

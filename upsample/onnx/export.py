@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from upsample import conv_geometry, geometry, kinds
+from upsample import geometry, kinds
 from upsample.arguments import Axes, IntOrAxes, as_axes, axis_names, size_text
 from upsample.head import KIND as HEAD_KIND
 from upsample.head_weights import HeadWeights
@@ -70,8 +70,8 @@ named by its row of :data:`upsample.kinds.KINDS`."""
 
 
 def _torch_kernel(kernel: Any, transposed: bool) -> np.ndarray:
-    """A canonical kernel in ONNX's layout: ``(C_in, C_out, *k)`` for ``ConvTranspose``, ``(C_conv, C_in, *k)``
-    for ``Conv``."""
+    """A canonical kernel in ONNX's layout: ``(C_in, C_out // G, *k)`` for ``ConvTranspose``, ``(C_conv, C_in // G,
+    *k)`` for ``Conv``."""
     kernel = np.asarray(kernel)
     rank = kernel.ndim - 2
     channels = (rank, rank + 1) if transposed else (rank + 1, rank)
@@ -83,15 +83,28 @@ def _per_channel(values: Any, rank: int) -> np.ndarray:
     return np.asarray(values).reshape(-1, *(1,) * rank)
 
 
+def _groups_and_dilation(spec: Any) -> dict[str, Any]:
+    """``group`` and ``dilations`` attributes, each only when not the default (so ungrouped, undilated
+    layers export the graph they always did)."""
+    attributes: dict[str, Any] = {}
+    if spec.groups != 1:
+        attributes["group"] = spec.groups
+    if set(spec.dilation) != {1}:
+        attributes["dilations"] = list(spec.dilation)
+    return attributes
+
+
 def emit_transposed(spec: UpsampleSpec, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
     """``ConvTranspose`` with the non-negative part of the crops as ``pads``, then ``Slice`` (only when a
     window misses the full output), ``Pad`` for rows a negative crop adds, then the bias (so added rows
     get it too: docs/conventions.md). Dynamic: that ``Slice`` comes after the ``Pad``, its ends counted
-    from the end (:func:`upsample.onnx.padding.export_axis_dynamic`)."""
+    from the end (:func:`upsample.onnx.padding.export_axis_dynamic`). A dilated kernel's pads are those of
+    its extent (ONNX's output length has ``(k - 1) * d + 1`` where an undilated one has ``k``)."""
+    extent = spec.extent
     axes = [
-        padding.export_axis_dynamic(spec.kernel_size[a], spec.stride[a], spec.crops[a])
+        padding.export_axis_dynamic(extent[a], spec.stride[a], spec.crops[a])
         if size is None
-        else padding.export_axis(size[a], spec.kernel_size[a], spec.stride[a], spec.crops[a])
+        else padding.export_axis(size[a], extent[a], spec.stride[a], spec.crops[a])
         for a in range(spec.spatial_dims)
     ]
     adds_rows = any(axis.rows != (0, 0) for axis in axes)
@@ -104,6 +117,7 @@ def emit_transposed(spec: UpsampleSpec, weights: Weights, size: Axes | None, gra
         kernel_shape=list(spec.kernel_size),
         strides=list(spec.stride),
         pads=padding.onnx_pads([axis.pads for axis in axes]),
+        **_groups_and_dilation(spec),
     )
     sliced = {a + 2: axis.slice for a, axis in enumerate(axes) if axis.slice is not None}
     if sliced and size is not None:
@@ -129,13 +143,14 @@ def _slice(graph: GraphBuilder, x: str, windows: dict[int, Any]) -> str:
 
 
 def _same_conv(spec: Any, weights: Weights, graph: GraphBuilder, x: str) -> str:
-    """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical ``(*k, C_in, C_conv)`` kernel as
-    ONNX's ``(C_conv, C_in, *k)``, zero rows ``conv_geometry.same_padding`` per axis."""
+    """The stride-1 "same" ``Conv`` of the sub-pixel and resize kinds: canonical ``(*k, C_in // G, C_conv)`` kernel
+    as ONNX's ``(C_conv, C_in // G, *k)``, zero rows ``spec.padding`` per axis (the "same" padding of the dilated
+    extent), with ``group`` and ``dilations`` when not 1."""
     inputs = [x, graph.constant("kernel", _torch_kernel(weights.kernel, transposed=False))]
     if spec.use_bias:
         inputs.append(graph.constant("bias", weights.bias))
-    pads = padding.onnx_pads([conv_geometry.same_padding(k) for k in spec.kernel_size])
-    return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads)
+    pads = padding.onnx_pads(spec.padding)
+    return graph.add("Conv", inputs, kernel_shape=list(spec.kernel_size), pads=pads, **_groups_and_dilation(spec))
 
 
 def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:

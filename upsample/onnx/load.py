@@ -2,9 +2,10 @@
 layer can be rebuilt in any framework; and every upsampling pattern of a model (transposed, sub-pixel,
 resize-convolution, dense projection) as a spec judged at its own input size (``upsample inspect model.onnx``).
 
-The node's weight ``W`` is ``(C_in, C_out, kh, kw)`` as in torch (canonical kernel ``W.transpose(2, 3, 0,
-1)``); its padding attributes become crops by :func:`upsample.onnx.padding.crop_from_onnx`, which follows
-onnxruntime where it and the operator text disagree.
+The node's weight ``W`` is ``(C_in, C_out // group, kh, kw)`` as in torch (canonical kernel ``W.transpose(2, 3,
+0, 1)``); ``group`` and ``dilations`` are the spec's ``groups`` and ``dilation``; its padding attributes become
+crops by :func:`upsample.onnx.padding.crop_from_onnx` (of the dilated extent), which follows onnxruntime where
+it and the operator text disagree.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from upsample import geometry
 from upsample.arguments import SPATIAL_DIMS, Axes, IntOrAxes, as_axes, sequence_items
 from upsample.onnx import padding, patterns
 from upsample.onnx.patterns import OnnxLayer, Shape
@@ -137,17 +139,16 @@ def _node_spec(
         raise ValueError(
             f"ConvTranspose node {label!r} is {rank}-D (weight shape {kernel.shape}); a spec is 1-D, 2-D or 3-D"
         )
-    c_in, c_out, *taps = kernel.shape
+    c_in, c_out_per_group, *taps = kernel.shape
     if size is not None and len(size) != rank:
         raise ValueError(f"ConvTranspose node {label!r} is {rank}-D but its input size {size} has {len(size)} axes")
     attrs = patterns.attributes(node)
     ones = [1] * rank
-    refused = {"group": (attrs.get("group", 1), 1), "dilations": (list(attrs.get("dilations", ones)), ones)}
-    for name, (value, needed) in refused.items():
-        if value != needed:
-            raise ValueError(
-                f"ConvTranspose node {label!r} has {name}={value}; a spec needs {name}={needed} (no groups or dilation)"
-            )
+    group, dilations = attrs.get("group", 1), list(attrs.get("dilations", ones))
+    if not isinstance(group, int) or group < 1:
+        raise ValueError(f"ConvTranspose node {label!r}: group must be a positive int, got {group!r}")
+    if len(dilations) != rank or min(dilations) < 1:
+        raise ValueError(f"ConvTranspose node {label!r}: dilations must be {rank} positive ints, got {dilations}")
     if list(attrs.get("kernel_shape", taps)) != taps:
         raise ValueError(
             f"ConvTranspose node {label!r}: kernel_shape {attrs['kernel_shape']} does not match its weight "
@@ -166,7 +167,7 @@ def _node_spec(
         crops = tuple(
             padding.crop_from_onnx(
                 1 if size is None else size[a],
-                taps[a],
+                geometry.extent(taps[a], dilations[a]),  # every padding form counts the dilated extent
                 stride[a],
                 pads=(pads[a], pads[a + rank]),
                 output_padding=output_padding[a],
@@ -177,9 +178,19 @@ def _node_spec(
         )
     except ValueError as error:
         raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
-    spec = UpsampleSpec(
-        c_in, c_out, kernel_size=tuple(taps), stride=tuple(stride), padding=crops, use_bias=bias is not None
-    )
+    try:
+        spec = UpsampleSpec(
+            c_in,
+            c_out_per_group * group,
+            kernel_size=tuple(taps),
+            stride=tuple(stride),
+            padding=crops,
+            use_bias=bias is not None,
+            groups=group,
+            dilation=tuple(dilations),
+        )
+    except ValueError as error:
+        raise ValueError(f"ConvTranspose node {label!r}: {error}") from None
     if size is not None:
         try:
             spec.output_size(size)
@@ -199,7 +210,8 @@ def from_onnx(
         input_size: the node's input spatial size (``(H, W)`` in 2-D; an int for every axis); only
             ``output_shape`` needs it, and by default it is read from the model's static shapes.
 
-    Groups and dilations have no spec and are refused, as is anything onnxruntime refuses.
+    ``group`` and ``dilations`` become the spec's ``groups`` and ``dilation`` (the padding attributes count the
+    dilated extent, as onnxruntime does); anything onnxruntime refuses is refused.
     """
     model = _model(model_or_path)
     nodes = _conv_transposes(model)
@@ -231,10 +243,12 @@ def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) ->
     ``upsample inspect model.onnx`` lists).
 
     Recognised: ``ConvTranspose`` (1-D, 2-D or 3-D); ``Conv`` + ``DepthToSpace`` (2-D sub-pixel, CRD or DCR: the
-    spec is the same, the weights' channel order differs); ``Resize``/``Upsample`` + ``Conv`` (resize-convolution,
-    1-D to 3-D; the 1-D/3-D shuffle as ``Reshape``/``Transpose`` is not recognised); and
-    ``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` from a 1x1 map or a flat vector to a larger map (a dense
-    projection, reported as the transposed convolution whose kernel is that map's size, on a 1x1 input).
+    spec is the same, the weights' channel order differs; a grouped ``Conv`` only before CRD);
+    ``Resize``/``Upsample`` + ``Conv`` (resize-convolution, 1-D to 3-D; the 1-D/3-D shuffle as
+    ``Reshape``/``Transpose`` is not recognised); and ``Gemm``/``MatMul`` (+ ``Add``) + ``Reshape`` from a 1x1 map
+    or a flat vector to a larger map (a dense projection, reported as the transposed convolution whose kernel is
+    that map's size, on a 1x1 input). ``group`` and ``dilations`` of a ``ConvTranspose`` or ``Conv`` are the
+    spec's ``groups`` and ``dilation``.
     Each node's input size comes from shape inference from the model's input; ``input_size`` gives the
     spatial size of a model input (1 to 3 spatial axes) whose size is symbolic. A size still unknown is ``None``, never
     assumed.

@@ -2,7 +2,9 @@
 
 Reading: every attribute form of a ``ConvTranspose`` node (``pads``, ``output_padding``,
 ``output_shape``, ``auto_pad``) becomes a crop ``(begin, end)`` off the full output of
-``(i - 1) * s + k`` pixels. The operator's text (onnx/docs/Operators.md, ConvTranspose, opset 11+):
+``(i - 1) * s + k`` pixels. Every function here takes ``k`` as the kernel's extent ``(k - 1) * d + 1`` (the
+kernel size when not dilated): ONNX's formulas have ``k`` only in that form. The operator's text
+(onnx/docs/Operators.md, ConvTranspose, opset 11+):
 
 - output size ``s * (i - 1) + output_padding + ((k - 1) * d + 1) - pads[begin] - pads[end]``;
 - with ``output_shape``: ``total = s * (i - 1) + output_padding + ((k - 1) * d + 1) - output_shape``;
@@ -56,8 +58,8 @@ def crop_from_onnx(
 ) -> Crop:
     """The crop a ``ConvTranspose`` node applies along one axis, as onnxruntime computes it.
 
-    ``input_length`` matters only for ``output_shape``. Raises ``ValueError`` for what onnxruntime
-    refuses (see the module docstring).
+    ``kernel`` is the extent ``(k - 1) * dilation + 1``; ``input_length`` matters only for ``output_shape``.
+    Raises ``ValueError`` for what onnxruntime refuses (see the module docstring).
     """
     if auto_pad not in AUTO_PADS:
         raise ValueError(f"auto_pad must be one of {AUTO_PADS}, got {auto_pad!r}")
@@ -75,8 +77,8 @@ def crop_from_onnx(
         total = full + output_padding - output_shape
         if output_shape > full + stride - 1:
             raise ValueError(
-                f"output_shape {output_shape} does not fit an input of {input_length} pixels (kernel {kernel}, stride "
-                f"{stride}: at most {full + stride - 1}); onnxruntime refuses it"
+                f"output_shape {output_shape} does not fit an input of {input_length} pixels (kernel extent {kernel}, "
+                f"stride {stride}: at most {full + stride - 1}); onnxruntime refuses it"
             )
         begin, end = (0, total) if total < 0 else _split(total, auto_pad)
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -101,7 +103,8 @@ class ExportAxis(NamedTuple):
 
 
 def export_axis(input_length: int, kernel: int, stride: int, crop: Crop) -> ExportAxis:
-    """Split ``crop`` into what ``ConvTranspose`` ``pads`` express and what is padded afterwards."""
+    """Split ``crop`` into what ``ConvTranspose`` ``pads`` express and what is padded afterwards (``kernel``: the
+    extent)."""
     full = geometry.full_length(input_length, kernel, stride)
     (start, stop), rows = geometry.slice_and_pad(crop, full)
     if stop > start:

@@ -88,11 +88,26 @@ def judged(name: str, spec: Any, size: Axes | None, kind: str, nodes: tuple[str,
     return OnnxLayer(name, spec, size, None, kind, nodes, verdict)
 
 
-SAME_PADDING_NOTE = "a spec's convolution pads (k - 1) // 2 before and the rest after (stride 1, no groups or dilation)"
+SAME_PADDING_NOTE = (
+    "a spec's convolution has stride 1 and pads (e - 1) // 2 before and the rest after, e = d * (k - 1) + 1 the "
+    "dilated extent"
+)
+
+
+def _conv_pads(attrs: dict[str, Any], extent: list[int]) -> list[int]:
+    """The ``Conv``'s zero rows in ONNX's ``pads`` order at stride 1: ``pads``, or what ``auto_pad`` makes of the
+    extent (``SAME_UPPER``: the odd row after; ``SAME_LOWER``: before; ``VALID``: none)."""
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad == "NOTSET":
+        return list(attrs.get("pads", [0] * 2 * len(extent)))
+    totals = [e - 1 if auto_pad in ("SAME_UPPER", "SAME_LOWER") else 0 for e in extent]
+    before = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    return before + [t - b for t, b in zip(totals, before, strict=True)]
 
 
 def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLayer]:
-    """A ``Conv`` followed by ``DepthToSpace`` (sub-pixel) or after ``Resize``/``Upsample`` (resize-convolution)."""
+    """A ``Conv`` followed by ``DepthToSpace`` (sub-pixel) or after ``Resize``/``Upsample`` (resize-convolution);
+    its ``group`` and ``dilations`` are the spec's ``groups`` and ``dilation``."""
     shuffle = graph.only_user(node.output[0])
     shuffle = shuffle if shuffle is not None and shuffle.op_type == "DepthToSpace" else None
     resize = graph.producers.get(node.input[0])
@@ -108,23 +123,39 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
     if rank not in SPATIAL_DIMS or (shuffle is not None and rank != 2):
         problem = f"{kind} pattern at Conv {label!r}: its weight shape is unknown"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
-    c_conv, c_in, *window = kernel
+    c_conv, c_in_per_group, *window = kernel
     attrs, ones = attributes(node), [1] * rank
-    pads = list(attrs.get("pads", [0] * 2 * rank))
-    same = [(k - 1) // 2 for k in window] + [k - 1 - (k - 1) // 2 for k in window]
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    padded_same = pads == same if auto_pad == "NOTSET" else auto_pad == "SAME_UPPER" or window == ones
-    settings = (attrs.get("group", 1), list(attrs.get("strides", ones)), list(attrs.get("dilations", ones)))
-    if settings != (1, ones, ones) or not padded_same:
-        found = f"group={settings[0]}, strides={settings[1]}, dilations={settings[2]}, pads={pads}, auto_pad={auto_pad}"
+    group = attrs.get("group", 1)
+    strides, dilations = list(attrs.get("strides", ones)), list(attrs.get("dilations", ones))
+    found = (
+        f"group={group}, strides={strides}, dilations={dilations}, pads={list(attrs.get('pads', [0] * 2 * rank))}, "
+        f"auto_pad={attrs.get('auto_pad', 'NOTSET')}"
+    )
+    if not isinstance(group, int) or group < 1 or len(dilations) != rank or min(dilations) < 1:
+        return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; ONNX refuses them", kind, nodes)]
+    extent = [d * (k - 1) + 1 for k, d in zip(window, dilations, strict=True)]
+    same = [(e - 1) // 2 for e in extent] + [e - 1 - (e - 1) // 2 for e in extent]
+    if strides != ones or _conv_pads(attrs, extent) != same:
         return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; {SAME_PADDING_NOTE}", kind, nodes)]
+    c_in = c_in_per_group * group
+    conv: dict[str, Any] = {"groups": group, "dilation": tuple(dilations)}
     use_bias = len(node.input) > 2 and bool(node.input[2])
     if shuffle is not None:
         block = helper.get_attribute_value(next(a for a in shuffle.attribute if a.name == "blocksize"))
         if c_conv % (block * block):
             problem = f"Conv {label!r} gives {c_conv} channels, not a multiple of blocksize**2 = {block * block}"
             return [OnnxLayer(label, None, size, problem, kind, nodes)]
-        spec: Any = SubpixelSpec(c_in, c_conv // (block * block), block, tuple(window), use_bias=use_bias)
+        mode = attributes(shuffle).get("mode", b"DCR")
+        if group != 1 and (mode.decode() if isinstance(mode, bytes) else mode) != "CRD":
+            problem = (
+                f"Conv {label!r} has group={group} before DepthToSpace {shuffle.name!r} mode DCR, whose channel order "
+                f"mixes the groups' outputs across block offsets; a spec's grouped shuffle is CRD"
+            )
+            return [OnnxLayer(label, None, size, problem, kind, nodes)]
+        try:
+            spec: Any = SubpixelSpec(c_in, c_conv // (block * block), block, tuple(window), use_bias=use_bias, **conv)
+        except ValueError as error:
+            return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
         return [judged(label, spec, size, kind, nodes)]
     assert resize is not None
     method, scale = _resize_method(resize), _resize_scale(resize, graph)
@@ -140,7 +171,10 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
     if len(scale) != rank:
         problem = f"{resize.op_type} {resize.name!r} scales {len(scale)} axes; Conv {label!r} has {rank}"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
-    spec = ResizeSpec(c_in, c_conv, scale, method, tuple(window), use_bias=use_bias)
+    try:
+        spec = ResizeSpec(c_in, c_conv, scale, method, tuple(window), use_bias=use_bias, **conv)
+    except ValueError as error:
+        return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
     return [judged(label, spec, size, kind, nodes)]
 
 

@@ -73,3 +73,17 @@ def native_arrays(conv: Any, params: Any, call: str) -> tuple[Array, Array | Non
         params = conv.variables
     params = params.get("params", params)
     return params["kernel"], params.get("bias")
+
+
+def crop(y: Array, crops: tuple[tuple[int, int], ...], bias: Array | None) -> Array:
+    """Crop channels-last ``y`` on every spatial axis; when ``y`` carries the bias already (``ConvTranspose``'s
+    output), rows added for negative crops get ``bias`` alone."""
+    windows = [geometry.slice_and_pad(crop, y.shape[1 + a]) for a, crop in enumerate(crops)]
+    window = (slice(None), *(slice(start, stop) for (start, stop), _ in windows))
+    kept = y[window]
+    pads = tuple(pad for _, pad in windows)
+    y = jnp.pad(kept, ((0, 0), *pads, (0, 0)))
+    if bias is None or y.shape == kept.shape:
+        return y
+    added = np.pad(np.zeros(kept.shape[1:-1], bool), pads, constant_values=True)[..., None]
+    return jnp.where(added, bias.astype(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN

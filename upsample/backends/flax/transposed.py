@@ -47,11 +47,13 @@ import numpy as np
 from flax import nnx
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
-from jax import lax
 
 from upsample import geometry, limits, phase_split
 from upsample.backends.flax import common
+from upsample.backends.flax.grouped import GroupedKernel, GroupedKernelNNX
+from upsample.backends.flax.one_pixel import one_by_one
 from upsample.spec import UpsampleSpec, require_spec
+from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights, checked, init_weights
 
 Array = Any
@@ -66,13 +68,13 @@ def _lax_pads(spec: UpsampleSpec) -> Crops:
     """``ConvTranspose``'s explicit pads for the native part of the crops."""
     return tuple(
         geometry.crop_to_lax(geometry.split_for_lax(crop, k).native, k)
-        for crop, k in zip(spec.crops, spec.kernel_size, strict=True)
+        for crop, k in zip(spec.crops, spec.extent, strict=True)
     )
 
 
 def _rest(spec: UpsampleSpec) -> Crops:
     """What is left of the crops after ``ConvTranspose`` applied :func:`_lax_pads`."""
-    return tuple(geometry.split_for_lax(crop, k).rest for crop, k in zip(spec.crops, spec.kernel_size, strict=True))
+    return tuple(geometry.split_for_lax(crop, k).rest for crop, k in zip(spec.crops, spec.extent, strict=True))
 
 
 def _flipped(kernel: Array) -> Array:
@@ -80,63 +82,11 @@ def _flipped(kernel: Array) -> Array:
     return kernel[(slice(None, None, -1),) * (kernel.ndim - 2)]
 
 
-def _crop(y: Array, crops: Crops, bias: Array | None) -> Array:
-    """Crop channels-last ``y`` on every spatial axis; when ``y`` carries the bias already (``ConvTranspose``'s
-    output), rows added for negative crops get ``bias`` alone."""
-    windows = [geometry.slice_and_pad(crop, y.shape[1 + a]) for a, crop in enumerate(crops)]
-    window = (slice(None), *(slice(start, stop) for (start, stop), _ in windows))
-    kept = y[window]
-    pads = tuple(pad for _, pad in windows)
-    y = jnp.pad(kept, ((0, 0), *pads, (0, 0)))
-    if bias is None or y.shape == kept.shape:
-        return y
-    added = np.pad(np.zeros(kept.shape[1:-1], bool), pads, constant_values=True)[..., None]
-    return jnp.where(added, bias.astype(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
-
-
-TAPS_PER_STEP = 4
-"""Kernel taps per step of the 1x1 product's loop (at most; see :func:`_taps_times`)."""
-
-
-def _taps_times(rows: Array, kernel: Array) -> Array:
-    """``rows (B, C_in)`` times every tap of ``kernel (*k, C_in, C_out)`` -> ``(prod(k), B, C_out)``.
-
-    The taps ``(C_in, C_out)`` lie one after another in the stored kernel, so the product is taken in
-    groups of taps, each group a batched matmul on its slice of the kernel, never transposed. A single
-    ``einsum`` over the 4-d kernel makes XLA:CPU copy the whole kernel into a ``(C_in, kh*kw*C_out)``
-    matrix on every call and back again for its gradient: 1.9-3.1x a plain matmul forward + backward in
-    a bare-JAX measurement here, where groups of four taps took 1.2-2.0x
-    (``docs/performance.md``, which also says why neither reaches the matmul).
-    """
-    *_, in_channels, out_channels = kernel.shape
-    taps = int(np.prod(kernel.shape[:-2]))
-    group = max(n for n in range(1, TAPS_PER_STEP + 1) if taps % n == 0)
-    shared = jnp.broadcast_to(rows, (group, *rows.shape))
-    per_group = lax.map(
-        lambda taps_kernel: lax.dot_general(shared, taps_kernel, (((2,), (1,)), ((0,), (0,)))),
-        kernel.reshape(taps // group, group, in_channels, out_channels),
-    )
-    return per_group.reshape(taps, rows.shape[0], out_channels)
-
-
-def _one_by_one(x: Array, kernel: Array, bias: Array | None, crops: Crops, dtype: Dtype | None) -> Array:
-    """The transposed conv of a one-pixel input (``(B, C_in)`` times each tap, taps un-flipped), cropped, plus
-    bias."""
-    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    *taps, _, out_channels = kernel.shape
-    rank = len(taps)
-    products = _taps_times(x.reshape(x.shape[0], x.shape[-1]), kernel).reshape(*taps, x.shape[0], out_channels)
-    planes = jnp.transpose(products, (rank, *range(rank), rank + 1))  # (B, *k, C_out)
-    flip = (slice(None), *(slice(None, None, -1),) * rank)
-    y = _crop(planes[flip], crops, None)
-    return y if bias is None else y + bias
-
-
 def _by_phases(x: Array, kernel: Array, bias: Array | None, spec: UpsampleSpec, dtype: Dtype | None) -> Array:
     """The layer (without residual) on a larger input as matmuls and shifted adds
     (:mod:`upsample.phase_split`, crops included), over the stored kernel un-flipped; plus bias."""
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    y = phase_split.transposed_conv(jnp, x, _flipped(kernel), spec.stride, spec.crops)
+    y = phase_split.transposed_conv(jnp, x, _flipped(kernel), spec.stride, spec.crops, spec.groups, spec.dilation)
     return y if bias is None else y + bias
 
 
@@ -144,7 +94,7 @@ def _forward(
     spec: UpsampleSpec,
     x: Array,
     *,
-    conv: Callable[[Array], Array],
+    conv: Callable[..., Array],
     stored: Callable[[], tuple[Array, Array | None]],
     project: Callable[[Array], Array] | None,
     dtype: Dtype | None,
@@ -153,11 +103,11 @@ def _forward(
     """The layer for both APIs; ``stored()`` is the conv's ``(kernel, bias)`` (for linen init: once ``conv`` ran)."""
 
     def transposed(x: Array, size: tuple[int, ...]) -> Array:
-        if fast_path and all(length == 1 for length in size):
-            return _one_by_one(x, *stored(), spec.crops, dtype)
-        if fast_path:
+        if fast_path and dense_taps(spec) and all(length == 1 for length in size):
+            return one_by_one(x, *stored(), spec.crops, dtype)
+        if fast_path or spec.groups > 1:  # Flax has no grouped ConvTranspose
             return _by_phases(x, *stored(), spec, dtype)
-        return _crop(conv(x), _rest(spec), stored()[1])
+        return common.crop(conv(x), _rest(spec), stored()[1])
 
     return common.run(spec, x, transposed, project, dtype)
 
@@ -179,20 +129,27 @@ class Upsample(nn.Module):
 
     def setup(self) -> None:
         spec = self.spec
-        self.conv = nn.ConvTranspose(
-            spec.out_channels,
-            spec.kernel_size,
-            spec.stride,
-            padding=_lax_pads(spec),
-            use_bias=spec.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
+        self.conv = (
+            nn.ConvTranspose(
+                spec.out_channels,
+                spec.kernel_size,
+                spec.stride,
+                padding=_lax_pads(spec),
+                kernel_dilation=spec.dilation,
+                use_bias=spec.use_bias,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+            )
+            if spec.groups == 1
+            else GroupedKernel(spec, self.param_dtype)
         )
         if spec.residual == "projection":
             self.skip = nn.Dense(spec.out_channels, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
 
     def __call__(self, x: Array) -> Array:
         def stored() -> tuple[Array, Array | None]:
+            if isinstance(self.conv, GroupedKernel):
+                return self.conv()  # its parameters, created on the first call
             params = self.conv.variables["params"]
             return params["kernel"], params.get("bias")
 
@@ -224,16 +181,21 @@ class UpsampleNNX(nnx.Module):
         limits.check_weights(spec)
         self.dtype = dtype
         self.fast_path = fast_path
-        self.conv = nnx.ConvTranspose(
-            spec.in_channels,
-            spec.out_channels,
-            spec.kernel_size,
-            spec.stride,
-            padding=_lax_pads(spec),
-            use_bias=spec.use_bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+        self.conv: nnx.ConvTranspose | GroupedKernelNNX = (
+            nnx.ConvTranspose(
+                spec.in_channels,
+                spec.out_channels,
+                spec.kernel_size,
+                spec.stride,
+                padding=_lax_pads(spec),
+                kernel_dilation=spec.dilation,
+                use_bias=spec.use_bias,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+            if spec.groups == 1
+            else GroupedKernelNNX(spec, param_dtype=param_dtype, rngs=rngs)
         )
         self.skip = nnx.data(None)  # a pytree slot: the projection's Linear, or None without one
         if spec.residual == "projection":
@@ -357,8 +319,8 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
 
     ``params`` is a linen conv's ``{"params": {...}}`` or ``{"kernel", "bias"}`` (not needed when it is
     bound; not used for NNX). 1-D, 2-D and 3-D layers (the kernel's rank tells), both ``transpose_kernel``
-    values, ``"SAME"``/``"VALID"`` and explicit padding are understood; dilation, masks and ``"CIRCULAR"``
-    padding are refused.
+    values, ``"SAME"``/``"VALID"`` and explicit padding, and ``kernel_dilation``, are understood; masks and
+    ``"CIRCULAR"`` padding are refused.
     """
     if not isinstance(conv, (nn.ConvTranspose, nnx.ConvTranspose)):
         raise TypeError(f"conv must be a flax.linen.ConvTranspose or flax.nnx.ConvTranspose, got {type(conv).__name__}")
@@ -370,7 +332,6 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
         )
     rank = kernel.ndim - 2
     refused = {  # argument -> how to show it, when it is not the default
-        "kernel_dilation": None if _per_axis(conv.kernel_dilation, rank) == (1,) * rank else repr(conv.kernel_dilation),
         "feature_group_count": None if (groups := getattr(conv, "feature_group_count", 1)) == 1 else groups,
         "mask": None if conv.mask is None else f"array of shape {np.shape(conv.mask)}",
     }
@@ -382,13 +343,15 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
             )
     canonical = np.swapaxes(kernel, -1, -2) if conv.transpose_kernel else _flipped(kernel)
     *taps, c_in, c_out = canonical.shape
+    dilation = _per_axis(conv.kernel_dilation, rank)
+    extents = [geometry.extent(k, d) for k, d in zip(taps, dilation, strict=True)]
     padding = canonicalize_padding(conv.padding, rank)
     if isinstance(padding, str):
         if padding not in ("SAME", "VALID"):
             raise ValueError(f"ConvTranspose padding={padding!r} is not supported; use 'SAME', 'VALID' or pads")
         padding = padding.lower()
     else:
-        padding = tuple(geometry.crop_from_lax((pads[0], pads[1]), k) for pads, k in zip(padding, taps, strict=True))
+        padding = tuple(geometry.crop_from_lax((pads[0], pads[1]), e) for pads, e in zip(padding, extents, strict=True))
     spec = UpsampleSpec(
         c_in,
         c_out,
@@ -397,5 +360,6 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
         padding=padding,
         use_bias=bool(conv.use_bias),
         spatial_dims=rank,
+        dilation=dilation,
     )
     return spec, Weights(canonical.copy(), None if bias is None else np.array(bias)).check(spec)

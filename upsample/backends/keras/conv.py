@@ -35,6 +35,7 @@ from upsample.backends.keras import common
 from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import load_spec, require_spec
+from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights
 
 __all__ = [
@@ -103,6 +104,8 @@ class _ConvKind(keras.layers.Layer):
             spec.conv_channels,
             spec.kernel_size,
             padding="same",
+            dilation_rate=spec.dilation,
+            groups=spec.groups,
             use_bias=spec.use_bias,
             name="conv",
             **shared,
@@ -161,7 +164,7 @@ class Subpixel(_ConvKind):
 
     @property
     def permutation(self) -> tuple[int, ...] | None:
-        if not _depth_to_space(self.spec.scale):
+        if not _depth_to_space(self.spec):
             return None
         order = shuffle_order("channels_last", self.spec.scale[0], self.spec.out_channels)
         return (
@@ -172,23 +175,25 @@ class Subpixel(_ConvKind):
 
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec = self.spec
-        if self.fast_path and all(n == 1 for n in size):
+        if self.fast_path and dense_taps(spec) and all(n == 1 for n in size):
             centre = tuple(before for before, _ in spec.padding)
             z = keras.ops.matmul(keras.ops.reshape(x, (-1, spec.in_channels)), self.conv.kernel[centre])
             z = z if self.conv.bias is None else z + self.conv.bias
             z = keras.ops.reshape(z, (-1, *size, spec.conv_channels))
         else:
             z = self.conv(x)
-        if _depth_to_space(spec.scale):
+        if _depth_to_space(spec):
             return keras.ops.depth_to_space(z, spec.scale[0], data_format="channels_last")
         if all(factor == 1 for factor in spec.scale):
             return z
         return shuffle_crd(z, size, spec.out_channels, spec.scale)
 
 
-def _depth_to_space(scale: tuple[int, ...]) -> bool:
-    """Whether the shuffle is ``keras.ops.depth_to_space``'s: a square 2-D scale above 1."""
-    return len(scale) == 2 and scale[0] == scale[1] > 1
+def _depth_to_space(spec: Spec) -> bool:
+    """Whether the shuffle is ``keras.ops.depth_to_space``'s: a square 2-D scale above 1, ungrouped (the order it
+    reads, folded into the weights, would move channels between groups)."""
+    scale = spec.scale
+    return len(scale) == 2 and scale[0] == scale[1] > 1 and spec.groups == 1
 
 
 def shuffle_crd(z: Any, size: tuple[int | None, ...], channels: int, scale: tuple[int, ...]) -> Any:
@@ -244,6 +249,7 @@ class ResizeConv(_ConvKind):
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec = self.spec
         fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.method == "nearest" and None not in size
+        fast = fast and dense_taps(spec)
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
             # nearest resize + conv as one transposed convolution on the small input (no resized copy)
             kernel = keras.ops.convert_to_tensor(self.conv.kernel)
@@ -336,8 +342,6 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
     refused = {
         "strides": (tuple(conv.strides), (1,) * rank),
         "padding": (conv.padding, "same"),
-        "dilation_rate": (tuple(conv.dilation_rate), (1,) * rank),
-        "groups": (conv.groups, 1),
         "activation": (keras.activations.serialize(conv.activation), "linear"),
     }
     for name, (value, needed) in refused.items():
@@ -346,14 +350,22 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
     kernel = common.to_numpy(conv.kernel)
     bias = common.to_numpy(conv.bias) if conv.use_bias else None
     kernel_size = tuple(int(n) for n in kernel.shape[:rank])
-    in_channels = int(kernel.shape[-2])
+    in_channels = int(kernel.shape[-2]) * conv.groups
+    grouping: dict[str, Any] = {"groups": conv.groups, "dilation": tuple(conv.dilation_rate)}
     spec: Spec
     if method is None and rank == 2:
         blocks = scale if isinstance(scale, int) else scale[0]
         if not isinstance(scale, int) and scale[0] != scale[1]:
             raise ValueError(f"scale must be one int for depth_to_space, got {scale!r}")
-        spec = SubpixelSpec(in_channels, conv.filters // blocks**2, blocks, kernel_size, use_bias=conv.use_bias)
+        spec = SubpixelSpec(
+            in_channels, conv.filters // blocks**2, blocks, kernel_size, use_bias=conv.use_bias, **grouping
+        )
         order = "CRD" if blocks == 1 else shuffle_order(conv.data_format, blocks, spec.out_channels)
+        if order != "CRD" and conv.groups != 1:
+            raise ValueError(
+                f"conv.groups must be 1 before depth_to_space, which reads {order} order on this backend: that order "
+                f"moves channels between groups, which no grouped spec holds; got groups={conv.groups}"
+            )
         inverse = list(
             conv_geometry.inverse_permutation(conv_geometry.shuffle_permutation(order, spec.out_channels, spec.scale))
         )
@@ -361,10 +373,10 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
     elif method is None:
         factors = as_axes("scale", scale, rank, 1)
         spec = SubpixelSpec(
-            in_channels, conv.filters // math.prod(factors), factors, kernel_size, use_bias=conv.use_bias
+            in_channels, conv.filters // math.prod(factors), factors, kernel_size, use_bias=conv.use_bias, **grouping
         )
     else:
         spec = ResizeSpec(
-            in_channels, conv.filters, scale, method, kernel_size, use_bias=conv.use_bias, spatial_dims=rank
+            in_channels, conv.filters, scale, method, kernel_size, use_bias=conv.use_bias, spatial_dims=rank, **grouping
         )
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]

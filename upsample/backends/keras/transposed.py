@@ -28,7 +28,9 @@ import numpy as np
 
 from upsample import geometry, limits, phase_split
 from upsample.backends.keras import common
+from upsample.backends.keras.transposed_kernel import TransposedKernel
 from upsample.spec import Crops, UpsampleSpec, require_spec
+from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights, checked
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
@@ -74,21 +76,28 @@ class Upsample(keras.layers.Layer):
         args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
         self._native = all(rest == (0, 0) for rest in args.rest)
         rank = spec.spatial_dims
-        shared: dict[str, Any] = {"data_format": "channels_last", "dtype": self.dtype_policy}
+        shared: dict[str, Any] = {"dtype": self.dtype_policy}
         if weights is not None:  # skip drawing random values that are overwritten at once (slow on JAX)
             shared["kernel_initializer"] = "zeros"
-        self.conv = common.native("Conv{}DTranspose", rank)(
-            spec.out_channels,
-            spec.kernel_size,
-            strides=spec.stride,
-            padding=args.padding,
-            output_padding=args.output_padding,
-            use_bias=spec.use_bias,
-            name="conv",
-            **shared,
+        self.conv = (
+            common.native("Conv{}DTranspose", rank)(
+                spec.out_channels,
+                spec.kernel_size,
+                strides=spec.stride,
+                padding=args.padding,
+                output_padding=args.output_padding,
+                use_bias=spec.use_bias,
+                name="conv",
+                data_format="channels_last",
+                **shared,
+            )
+            if dense_taps(spec)
+            else TransposedKernel(spec, name="conv", **shared)
         )
         self.skip = (
-            common.native("Conv{}D", rank)(spec.out_channels, 1, use_bias=False, name="skip", **shared)
+            common.native("Conv{}D", rank)(
+                spec.out_channels, 1, use_bias=False, name="skip", data_format="channels_last", **shared
+            )
             if spec.residual == "projection"
             else None
         )
@@ -111,11 +120,19 @@ class Upsample(keras.layers.Layer):
     def _forward(self, x: Any, size: tuple[int | None, ...]) -> Any:
         """The layer on channels-last ``x`` of spatial ``size`` (``None`` where known only at run time)."""
         trap = _torch_weight_grad_trap(x)
-        if self.fast_path and all(n == 1 for n in size):
-            y = self._with_bias(_crop(self._matmul_1x1(x), self.spec.crops))
-        elif self.fast_path and keras.backend.backend() in PHASE_SPLIT_BACKENDS and None not in size:
-            kernel = keras.ops.swapaxes(self.conv.kernel, -1, -2)  # canonical (*k, C_in, C_out)
-            y = self._with_bias(phase_split.transposed_conv(keras.ops, x, kernel, self.spec.stride, self.spec.crops))
+        spec, dense = self.spec, dense_taps(self.spec)
+        phases = self.fast_path and keras.backend.backend() in PHASE_SPLIT_BACKENDS
+        if self.fast_path and dense and all(n == 1 for n in size):
+            y = self._with_bias(_crop(self._matmul_1x1(x), spec.crops))
+        elif (phases or not dense) and None not in size:  # Keras has no grouped transposed convolution
+            kernel = keras.ops.swapaxes(self.conv.kernel, -1, -2)  # canonical (*k, C_in, C_out // groups)
+            y = phase_split.transposed_conv(keras.ops, x, kernel, spec.stride, spec.crops, spec.groups, spec.dilation)
+            y = self._with_bias(y)
+        elif not dense:
+            raise ValueError(
+                f"a grouped or dilated Upsample needs static spatial sizes (groups={spec.groups}, "
+                f"dilation={spec.dilation}), got size {size} (None: unknown); give every spatial axis in keras.Input"
+            )
         elif self._native and not trap:
             y = self.conv(x)
         else:  # the full output (output_padding 0 with "valid"), then the spec's crops

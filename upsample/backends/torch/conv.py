@@ -23,6 +23,7 @@ from upsample import limits
 from upsample.backends.torch import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import require_spec
+from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights
 
 __all__ = ["ResizeConv", "Subpixel", "build", "from_native", "get_weights", "set_weights"]
@@ -54,6 +55,8 @@ class _ConvKind(nn.Module):
             spec.conv_channels,
             spec.kernel_size,
             padding=padding,
+            dilation=spec.dilation,
+            groups=spec.groups,
             bias=spec.use_bias,
             device=device,
             dtype=dtype,
@@ -82,7 +85,7 @@ class Subpixel(_ConvKind):
     """Sub-pixel convolution exactly as a :class:`~upsample.SubpixelSpec` describes, on NCHW tensors.
 
     Args as :class:`upsample.backends.torch.Upsample`; ``fast_path`` computes a 1-pixel input as one matmul
-    with the kernel's centre tap (the only one that reads it), then the shuffle.
+    with the kernel's centre tap (the only one that reads it; ungrouped, undilated kernels), then the shuffle.
     """
 
     def __init__(self, spec: SubpixelSpec, **kwargs: Any) -> None:
@@ -94,7 +97,7 @@ class Subpixel(_ConvKind):
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         batch, size = x.shape[0], tuple(x.shape[2:])
         rank = self.spec.spatial_dims
-        if common.takes_matmul_path(self, size):
+        if dense_taps(self.spec) and common.takes_matmul_path(self, size):
             centre = tuple(before for before, _ in self.spec.padding)
             tap: tuple[slice | int, ...] = (slice(None), slice(None), *centre)
             z = F.linear(x.reshape(batch, -1), self.conv.weight[tap], self.conv.bias)
@@ -164,22 +167,26 @@ def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):  # Lazy* too
         raise TypeError(f"the convolution must be a torch.nn.Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
     kernel = tuple(int(k) for k in conv.kernel_size)
-    same = tuple((k - 1) // 2 for k in kernel)
-    ones = (1,) * len(kernel)
+    extents = (d * (k - 1) + 1 for k, d in zip(kernel, conv.dilation, strict=True))
+    same = tuple((e - 1) // 2 for e in extents)
     checks = {
-        "stride": (tuple(conv.stride), ones),
-        "dilation": (tuple(conv.dilation), ones),
-        "groups": (conv.groups, 1),
+        "stride": (tuple(conv.stride), (1,) * len(kernel)),
         "padding_mode": (conv.padding_mode, "zeros"),
     }
     for name, (value, needed) in checks.items():
         if value != needed:
             raise ValueError(f"conv.{name} must be {needed!r} to convert to a spec, got {value!r}")
-    if conv.padding != "same" and not (tuple(conv.padding) == same and all(k % 2 for k in kernel)):
+    odd = all(d * (k - 1) % 2 == 0 for k, d in zip(kernel, conv.dilation, strict=True))  # an odd extent
+    if conv.padding != "same" and not (tuple(conv.padding) == same and odd):
         raise ValueError(
-            f"conv.padding must be 'same' (or {same} for an odd kernel) to convert to a spec, got {conv.padding!r}"
+            f"conv.padding must be 'same' (or {same} for an odd extent) to convert to a spec, got {conv.padding!r}"
         )
     return conv, kernel
+
+
+def _grouping(conv: Any) -> dict[str, Any]:
+    """A spec's ``groups`` and ``dilation`` arguments from a torch convolution's."""
+    return {"groups": conv.groups, "dilation": tuple(conv.dilation)}
 
 
 def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
@@ -187,7 +194,8 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     ``nn.Sequential(nn.Upsample(scale_factor=r, mode="nearest" | "linear" | "bilinear" | "trilinear"),
     nn.Conv1d | Conv2d | Conv3d)`` (resize).
 
-    Convolutions must be stride 1 with "same" padding; anything else has no spec equivalent and is refused.
+    Convolutions must be stride 1 with "same" padding (groups and dilation are kept); anything else has no spec
+    equivalent and is refused.
     """
     if not isinstance(module, nn.Sequential) or len(module) != 2:
         raise TypeError(
@@ -201,8 +209,9 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
         shuffle = second.upscale_factor
         if len(kernel) != 2:
             raise TypeError(f"nn.PixelShuffle is 2-D; the convolution before it is {type(first).__name__}")
+        channels = conv.out_channels // shuffle**2
         spec = SubpixelSpec(
-            conv.in_channels, conv.out_channels // shuffle**2, shuffle, kernel, use_bias=conv.bias is not None
+            conv.in_channels, channels, shuffle, kernel, use_bias=conv.bias is not None, **_grouping(conv)
         )
     elif isinstance(first, nn.Upsample):
         conv, kernel = _same_conv(second)
@@ -218,7 +227,8 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
             )
         scale = tuple(int(f) for f in factors)  # type: ignore[arg-type]
         method = "nearest" if first.mode == "nearest" else "bilinear"
-        spec = ResizeSpec(conv.in_channels, conv.out_channels, scale, method, kernel, use_bias=conv.bias is not None)
+        bias = conv.bias is not None
+        spec = ResizeSpec(conv.in_channels, conv.out_channels, scale, method, kernel, use_bias=bias, **_grouping(conv))
     else:
         raise TypeError(
             f"module must be nn.Sequential(Conv2d, PixelShuffle) or nn.Sequential(Upsample, Conv2d), got "

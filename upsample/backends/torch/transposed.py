@@ -5,7 +5,8 @@ The layer holds a real ``nn.ConvTranspose1d/2d/3d`` named ``conv`` (so ``state_d
 ``torch.nn.init`` see the usual parameters) and, for ``residual="projection"``, a bias-free 1x1 convolution
 named ``skip``. Crops that torch's ``padding``/``output_padding`` express run natively; any other crop runs
 the same weights on the full output, then slices and pads, then adds the bias (padded rows get it too:
-docs/conventions.md). A 1-pixel input takes a matmul fast path.
+docs/conventions.md). Groups and dilation are ``conv``'s own (torch's layer has both). A 1-pixel input takes a
+matmul fast path (ungrouped, undilated layers: the others read the kernel as more than one matrix).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from upsample import geometry, limits
 from upsample.backends.torch import common
 from upsample.spec import Crops, UpsampleSpec, require_spec
+from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights
 
 __all__ = ["Upsample", "build", "from_native", "get_weights", "set_weights"]
@@ -52,6 +54,7 @@ class Upsample(nn.Module):
         limits.check_weights(require_spec(spec, UpsampleSpec))
         self.spec = spec
         self.fast_path = bool(fast_path)
+        self._matmul = dense_taps(spec)
         rank = spec.spatial_dims
         splits = [geometry.split_for_torch(spec.crops[a], spec.stride[a]) for a in range(rank)]
         padding, output_padding = zip(*(geometry.torch_args(split.native) for split in splits), strict=True)
@@ -65,7 +68,9 @@ class Upsample(nn.Module):
             spec.stride,
             padding,
             output_padding,
+            groups=spec.groups,
             bias=spec.use_bias,
+            dilation=spec.dilation,
             device=device,
             dtype=dtype,
         )
@@ -86,7 +91,7 @@ class Upsample(nn.Module):
         return common.run(self, x, self._transposed)
 
     def _transposed(self, x: torch.Tensor) -> torch.Tensor:
-        if common.takes_matmul_path(self, tuple(x.shape[2:])):
+        if self._matmul and common.takes_matmul_path(self, tuple(x.shape[2:])):
             return self._one_by_one(x.reshape(x.shape[0], self.spec.in_channels))
         y = self.conv(x)  # through the module, so its hooks (spectral norm, weight norm, user hooks) run
         return y if self._native else _crop(y, self._rest, self.conv.bias)
@@ -142,7 +147,7 @@ def _require_layer(layer: Any) -> Upsample:
 
 
 def get_weights(layer: Upsample) -> Weights:
-    """The layer's parameters in the canonical layout (kernel ``(*k, C_in, C_out)``, skip ``(C_in, C_out)``)."""
+    """The layer's parameters, canonical: kernel ``(*k, C_in, C_out // groups)``, skip ``(C_in, C_out)``."""
     return common.read_weights(_require_layer(layer), transposed=True)
 
 
@@ -155,7 +160,7 @@ def from_native(conv: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose
     """The spec and canonical weights of an existing ``nn.ConvTranspose1d/2d/3d`` (e.g. from a user's model).
 
     ``spec, weights = from_native(conv)`` then ``Upsample(spec, weights=weights)`` gives the same outputs
-    as ``conv``. Grouped, dilated and non-zero-padded layers have no spec equivalent and are refused.
+    as ``conv``, groups and dilation included. Non-zero padding modes have no spec equivalent and are refused.
     """
     rank = next((r for r, kind in common.TRANSPOSED.items() if isinstance(conv, kind)), None)  # Lazy* too
     if rank is None:
@@ -165,14 +170,8 @@ def from_native(conv: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose
             f"conv ({type(conv).__name__}) is not initialised yet: its in_channels are inferred on the first "
             f"forward pass; run one before converting it"
         )
-    unsupported = {
-        "groups": (conv.groups, 1),
-        "dilation": (tuple(conv.dilation), (1,) * rank),
-        "padding_mode": (conv.padding_mode, "zeros"),
-    }
-    for name, (value, needed) in unsupported.items():
-        if value != needed:
-            raise ValueError(f"conv.{name} must be {needed!r} to convert to an UpsampleSpec, got {value!r}")
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"conv.padding_mode must be 'zeros' to convert to an UpsampleSpec, got {conv.padding_mode!r}")
     spec = UpsampleSpec(
         conv.in_channels,
         conv.out_channels,
@@ -182,6 +181,8 @@ def from_native(conv: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose
         output_padding=tuple(conv.output_padding),
         use_bias=conv.bias is not None,
         spatial_dims=rank,
+        groups=conv.groups,
+        dilation=tuple(conv.dilation),
     )
     weights = Weights(
         kernel=common.to_numpy(conv.weight).transpose(common.kernel_axes(rank, transposed=True)),

@@ -230,14 +230,12 @@ def test_from_native_bound_linen_and_round_trip() -> None:
 @pytest.mark.parametrize(
     ("conv", "message"),
     [
-        (lambda: nn.ConvTranspose(2, (3, 3), kernel_dilation=2), "kernel_dilation=2\\) is not supported"),
         (lambda: nn.ConvTranspose(2, (3, 3), mask=jnp.ones((3, 3, 2, 2))), "mask=array of shape \\(3, 3, 2, 2\\)\\)"),
         (lambda: nn.ConvTranspose(2, (3, 3), padding="CIRCULAR"), "padding='CIRCULAR' is not supported"),
         (lambda: nn.ConvTranspose(2, (3, 3), padding="same"), "padding='same' is not supported"),  # Flax fails too
         (lambda: nn.ConvTranspose(2, (3, 1, 1, 1)), "only 1-D, 2-D and 3-D"),
-        (lambda: nnx_conv(2, 2, (3, 3), kernel_dilation=(1, 2)), "kernel_dilation=\\(1, 2\\)\\) is not supported"),
     ],
-    ids=["dilation", "mask", "circular", "lowercase-same", "4d", "nnx-dilation"],
+    ids=["mask", "circular", "lowercase-same", "4d"],
 )
 def test_from_native_refuses(conv: Any, message: str) -> None:
     layer = conv()

@@ -131,7 +131,7 @@ def test_weights_round_trip_and_dispatch() -> None:
     [
         (lambda: nn.Sequential(nn.Conv2d(2, 8, 3, stride=2, padding=1), nn.PixelShuffle(2)), "conv.stride"),
         (lambda: nn.Sequential(nn.Conv2d(2, 8, 3), nn.PixelShuffle(2)), "conv.padding must be 'same'"),
-        (lambda: nn.Sequential(nn.Conv2d(2, 8, 3, padding=2, dilation=2), nn.PixelShuffle(2)), "conv.dilation"),
+        (lambda: nn.Sequential(nn.Conv2d(2, 8, 3, padding=1, dilation=2), nn.PixelShuffle(2)), r"or \(2, 2\) for"),
         (
             lambda: nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(2, 2, 1)),
             "align_corners",

@@ -40,8 +40,9 @@ def matmul_shape(spec: Any, batch: int, input_size: Any) -> tuple[int, int, int]
 
     A transposed convolution is ``(B*pixels, C_in) @ (C_in, C_out*prod(k))`` (one product per input pixel);
     a stride-1 convolution is ``(B*pixels, prod(k)*C_in) @ (prod(k)*C_in, C_conv)`` (im2col) on the size it
-    reads: the input for sub-pixel, the resized input for resize-convolution. ``input_size``: an int or one
-    per spatial axis.
+    reads: the input for sub-pixel, the resized input for resize-convolution. Groups divide the product's inner
+    (convolution) or outer (transposed) width; a dilation adds no FLOPs. ``input_size``: an int or one per
+    spatial axis.
     """
     import math
 
@@ -50,6 +51,6 @@ def matmul_shape(spec: Any, batch: int, input_size: Any) -> tuple[int, int, int]
     size = as_axes("input_size", input_size, spec.spatial_dims, 1)
     taps = math.prod(spec.kernel_size)
     if spec.KIND == "transposed":
-        return batch * math.prod(size), spec.in_channels, spec.out_channels * taps
+        return batch * math.prod(size), spec.in_channels, spec.out_channels * taps // spec.groups
     read = size if spec.KIND == "subpixel" else spec.output_size(size)
-    return batch * math.prod(read), taps * spec.in_channels, spec.conv_channels
+    return batch * math.prod(read), taps * spec.in_channels // spec.groups, spec.conv_channels

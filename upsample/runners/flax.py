@@ -147,10 +147,18 @@ def train_head(
 
 
 def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
-    """Flax's own layers for the same computation, ``(fn(params, x), params)``: a ``ConvTranspose``; a
+    """Flax's own layers for the same computation, ``(fn(params, x), params)``: a ``ConvTranspose`` (grouped: XLA's
+    grouped convolution of the zero-dilated input, which ``ConvTranspose`` runs too, Flax having no grouped one); a
     ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` and a ``Conv``. Any rank."""
     if isinstance(spec, SubpixelSpec | ResizeSpec):
-        conv = nn.Conv(spec.conv_channels, spec.kernel_size, padding="SAME", use_bias=spec.use_bias)
+        conv = nn.Conv(
+            spec.conv_channels,
+            spec.kernel_size,
+            padding="SAME",
+            kernel_dilation=spec.dilation,
+            feature_group_count=spec.groups,
+            use_bias=spec.use_bias,
+        )
         if isinstance(spec, SubpixelSpec):
 
             def subpixel(p: Any, xs: Any) -> Any:
@@ -164,9 +172,33 @@ def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
             return jax.image.resize(xs, (batch, *resized, channels), spec.method)
 
         return (lambda p, xs: conv.apply({"params": p}, resize(xs))), conv.init(jax.random.key(1), resize(x))["params"]
-    pads = tuple(geometry.crop_to_lax(crop, k) for crop, k in zip(spec.crops, spec.kernel_size, strict=True))
+    pads = tuple(geometry.crop_to_lax(crop, e) for crop, e in zip(spec.crops, spec.extent, strict=True))
+    if spec.groups > 1:  # Flax has no grouped ConvTranspose: XLA's grouped convolution of the zero-dilated input
+        kernel = jax.random.normal(
+            jax.random.key(1), (*spec.kernel_size, spec.in_channels // spec.groups, spec.out_channels)
+        )
+        axes = "DHW"[-spec.spatial_dims :]
+
+        def grouped(p: Any, xs: Any) -> Any:
+            return jax.lax.conv_general_dilated(
+                xs,
+                p,
+                (1,) * spec.spatial_dims,
+                pads,
+                lhs_dilation=spec.stride,
+                rhs_dilation=spec.dilation,
+                dimension_numbers=("N" + axes + "C", axes + "IO", "N" + axes + "C"),
+                feature_group_count=spec.groups,
+            )
+
+        return grouped, kernel
     transposed = nn.ConvTranspose(
-        spec.out_channels, spec.kernel_size, spec.stride, padding=pads, use_bias=spec.use_bias
+        spec.out_channels,
+        spec.kernel_size,
+        spec.stride,
+        padding=pads,
+        kernel_dilation=spec.dilation,
+        use_bias=spec.use_bias,
     )
     return (lambda p, xs: transposed.apply({"params": p}, xs)), transposed.init(jax.random.key(1), x)["params"]
 

@@ -155,13 +155,20 @@ def train_head(
 
 
 def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
-    """Keras's own layers for the same computation, built for ``input_shape``: ``Conv{1,2,3}DTranspose``;
+    """Keras's own layers for the same computation, built for ``input_shape``: ``Conv{1,2,3}DTranspose`` (dense, of
+    the dilated extent: Keras has no grouped one);
     ``Conv{1,2,3}D`` then ``depth_to_space`` (2-D; square scales) or our CRD shuffle (1-D, 3-D: Keras has none);
     ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (a 1-D or 3-D linear resize, which Keras lacks, is ours)."""
     rank = spec.spatial_dims
     if isinstance(spec, SubpixelSpec | ResizeSpec):
         conv = native_layer("Conv{}D", rank)(
-            spec.conv_channels, spec.kernel_size, padding="same", use_bias=spec.use_bias, data_format=LAST
+            spec.conv_channels,
+            spec.kernel_size,
+            padding="same",
+            dilation_rate=spec.dilation,
+            groups=spec.groups,
+            use_bias=spec.use_bias,
+            data_format=LAST,
         )
         layers: list[Any]
         if isinstance(spec, SubpixelSpec):
@@ -180,10 +187,12 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
             size = tuple(input_shape[1:-1])
             layers = [keras.layers.Lambda(lambda x: linear_resize(x, size, spec.scale)), conv]
         return keras.Sequential([keras.Input(input_shape[1:]), *layers])
-    args = geometry.keras_args(spec.crops, spec.kernel_size, spec.stride)
+    # Keras has no grouped transposed convolution and refuses a dilated one with a stride: what a Keras user can
+    # write is the dense layer of the dilated extent (the block-diagonal kernel, zeros between the taps)
+    args = geometry.keras_args(spec.crops, spec.extent, spec.stride)
     native = native_layer("Conv{}DTranspose", rank)(
         spec.out_channels,
-        spec.kernel_size,
+        spec.extent,
         strides=spec.stride,
         padding=args.padding,
         output_padding=args.output_padding,

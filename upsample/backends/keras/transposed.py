@@ -251,7 +251,7 @@ def from_native(conv: Any) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of a built ``keras.layers.Conv{1,2,3}DTranspose`` (e.g. from a user's model).
 
     ``Upsample(spec, weights=weights, data_format=conv.data_format)`` gives the same outputs as
-    ``conv``. Dilated layers and non-linear activations have no spec equivalent and are refused.
+    ``conv`` (a ``dilation_rate`` included). Non-linear activations have no spec equivalent and are refused.
     """
     if not isinstance(conv, NATIVE):
         raise TypeError(
@@ -264,10 +264,6 @@ def from_native(conv: Any) -> tuple[UpsampleSpec, Weights]:
             f"conv.build(input_shape) before converting it"
         )
     rank = len(conv.kernel_size)
-    if tuple(conv.dilation_rate) != (1,) * rank:
-        raise ValueError(
-            f"conv.dilation_rate must be {(1,) * rank} to convert to an UpsampleSpec, got {conv.dilation_rate}"
-        )
     if getattr(conv, "groups", 1) != 1:
         raise ValueError(f"conv.groups must be 1 to convert to an UpsampleSpec, got {conv.groups}")
     if conv.activation is not keras.activations.linear:
@@ -284,6 +280,7 @@ def from_native(conv: Any) -> tuple[UpsampleSpec, Weights]:
         output_padding=conv.output_padding,
         use_bias=conv.use_bias,
         spatial_dims=rank,
+        dilation=tuple(conv.dilation_rate),
     )
     kernel, bias = _canonical(conv)
     return spec, Weights(kernel, bias)

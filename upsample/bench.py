@@ -98,9 +98,9 @@ SHAPES = (
     Shape(16, 512, 256, 256, input_size=32, spatial_dims=1, spec_json=UpsampleSpec(512, 256, (16,), 8, 4).to_json()),
     Shape(2, 64, 32, 32, input_size=16, spatial_dims=3, spec_json=UpsampleSpec(64, 32, (2, 2, 2), 2).to_json()),
     Shape(2, 64, 32, 32, input_size=16, spatial_dims=3, spec_json=UpsampleSpec(64, 32, (4, 4, 4), 2, 1).to_json()),
-    # FCN's depthwise bilinear stage (groups = channels, k4 s2 p1) and a dilated k3 s2 stage (extent 5), 16 -> 32
+    # FCN's depthwise bilinear stage (groups = channels, k4 s2 p1) and a dilated k3 s2 stage (d3: extent 7), 16 -> 32
     Shape(8, 64, 64, 32, input_size=16, spec_json=UpsampleSpec(64, 64, 4, 2, 1, groups=64).to_json()),
-    Shape(8, 64, 64, 32, input_size=16, spec_json=UpsampleSpec(64, 64, 3, 2, 2, 1, dilation=2).to_json()),
+    Shape(8, 64, 64, 32, input_size=16, spec_json=UpsampleSpec(64, 64, 3, 2, 3, 1, dilation=3).to_json()),
 )
 GENERATOR_CHANNELS = (100, 512, 256, 128, 64, 3)
 """The PyTorch DCGAN generator (nz=100, ngf=64, nc=3), 1x1 -> 64x64, without its normalisation."""

@@ -97,13 +97,20 @@ def _pad(ops: Any, x: Any, pads: Sequence[tuple[int, int]]) -> Any:
 
 def _product(ops: Any, rows: Any, taps: Any, groups: int) -> Any:
     """``rows (N, C_in)`` times ``taps (C_in, *phases, C_out // G)``: ``(N, *phases, C_out)``, each group's input
-    channels times its own rows of ``taps`` only (group ``g``'s outputs are channels ``g * C_out/G ...``)."""
+    channels times its own rows of ``taps`` only (group ``g``'s outputs are channels ``g * C_out/G ...``).
+
+    A depthwise layer (one input channel per group) is a broadcast product: for FCN's 64-channel k4 s2 stage
+    (B8, 16x16, ``upsample bench``, 2-core CPU, forward / forward + backward ms) it measured 7.2 / 16.7 where the
+    batched ``einsum`` took 8.2 / 18.6 on Keras/TensorFlow, and 8.5 / 14.1 against 9.6 / 19.4 on Keras/torch."""
     in_channels, per_group = taps.shape[0], taps.shape[-1]
     phases = tuple(taps.shape[1:-1])
     if groups == 1:
         return ops.matmul(rows, ops.reshape(taps, (in_channels, -1)))
     blocks = ops.reshape(taps, (groups, in_channels // groups, -1))
-    product = ops.einsum("ngi,gio->ngo", ops.reshape(rows, (-1, groups, in_channels // groups)), blocks)
+    if in_channels == groups:
+        product = ops.reshape(rows, (-1, groups, 1)) * ops.reshape(blocks, (1, groups, -1))
+    else:
+        product = ops.einsum("ngi,gio->ngo", ops.reshape(rows, (-1, groups, in_channels // groups)), blocks)
     product = ops.reshape(product, (-1, groups, *phases, per_group))
     move = (0, *range(2, 2 + len(phases)), 1, 2 + len(phases))  # (N, G, *phases, c) -> (N, *phases, G, c)
     return ops.transpose(product, move)

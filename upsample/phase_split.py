@@ -31,6 +31,7 @@ def transposed_conv(
     crops: Sequence[geometry.Crop],
     groups: int = 1,
     dilation: Sequence[int] | None = None,
+    max_pad_rank: int | None = None,
 ) -> Any:
     """The transposed convolution of channels-last ``x`` (``(B, *spatial, C_in)``, any number of spatial axes) by a
     canonical ``kernel (*k, C_in, C_out // groups)``, cropped by ``crops`` (negative crops add zero rows), without
@@ -42,6 +43,8 @@ def transposed_conv(
     onto the phase planes, the phases without a tap padded with zeros, and the planes added.
     (One product for all steps, then a slice per step, computes the same; jaxlib 0.10's XLA:CPU miscompiled
     its gradient's fusion for some small shapes, e.g. kernel (5, 1), stride (3, 1) on a 2x3 input.)
+    ``max_pad_rank``: the most axes ``ops.pad`` takes (``None``: any; TensorFlow's CPU ``Pad`` takes
+    :data:`TENSORFLOW_PAD_RANK`, fewer than a 3-D layer's planes ``(B, *rows, *phases, C)`` have).
     """
     if dilation is not None and set(dilation) != {1}:
         kernel = dilated_kernel(ops, kernel, dilation)
@@ -63,7 +66,7 @@ def transposed_conv(
             plane = plane[kept]
         row_pads = tuple(step.rows[1] for step in steps)
         phase_pads = tuple((0, s - step.phases) for s, step in zip(stride, steps, strict=True))
-        plane = _pad(ops, plane, ((0, 0), *row_pads, *phase_pads, (0, 0)))
+        plane = _pad(ops, plane, ((0, 0), *row_pads, *phase_pads, (0, 0)), max_pad_rank)
         planes = plane if planes is None else planes + plane
     # (B, *rows, *phases, C): plane row q of phase p is output pixel q * s + p, before the keep slice
     interleave = (0, *(i for a in range(rank) for i in (1 + a, 1 + rank + a)), 1 + 2 * rank)
@@ -73,14 +76,16 @@ def transposed_conv(
     return interleaved[keep]
 
 
-MAX_PAD_RANK = 6
+TENSORFLOW_PAD_RANK = 6
 """The most axes TensorFlow's ``Pad`` takes on a CPU; a 3-D layer's planes ``(B, *rows, *phases, C)`` have 8."""
 
 
-def _pad(ops: Any, x: Any, pads: Sequence[tuple[int, int]]) -> Any:
-    """``ops.pad(x, pads)`` (zeros); above :data:`MAX_PAD_RANK` axes, one padded axis at a time on a 3-d view
-    ``(before, axis, after)`` (all axes but the first must be static; an unknown batch cannot meet an empty plane)."""
-    if len(pads) <= MAX_PAD_RANK:
+def _pad(ops: Any, x: Any, pads: Sequence[tuple[int, int]], max_rank: int | None) -> Any:
+    """``ops.pad(x, pads)`` (zeros); above ``max_rank`` axes, one padded axis at a time on a 3-d view
+    ``(before, axis, after)`` (all axes but the first must be static; an unknown batch cannot meet an empty plane).
+    On JAX one 8-axis pad measured up to a third faster than the views (3-D k2 s2 forward), so only the namespace
+    that needs them takes them."""
+    if max_rank is None or len(pads) <= max_rank:
         return ops.pad(x, pads)
     batch = x.shape[0] if isinstance(x.shape[0], int) else -1
     shape = tuple(x.shape[1:])

@@ -126,7 +126,10 @@ class Upsample(keras.layers.Layer):
             y = self._with_bias(_crop(self._matmul_1x1(x), spec.crops))
         elif (phases or not dense) and None not in size:  # Keras has no grouped transposed convolution
             kernel = keras.ops.swapaxes(self.conv.kernel, -1, -2)  # canonical (*k, C_in, C_out // groups)
-            y = phase_split.transposed_conv(keras.ops, x, kernel, spec.stride, spec.crops, spec.groups, spec.dilation)
+            pad_rank = phase_split.TENSORFLOW_PAD_RANK if keras.backend.backend() == "tensorflow" else None
+            y = phase_split.transposed_conv(
+                keras.ops, x, kernel, spec.stride, spec.crops, spec.groups, spec.dilation, pad_rank
+            )
             y = self._with_bias(y)
         elif not dense:
             raise ValueError(

@@ -30,6 +30,10 @@ zero-dilated input. At every rank: for a MONAI-style volumetric stage (B2, 64 ->
 on a 2-core CPU the phase split took 0.02x (k4 s2 p1) and 0.01x (k2 s2) of XLA:CPU's 3-D ``ConvTranspose``
 forward, 0.03x forward + backward (90 ms vs 4.5 s, 7 ms vs 0.6 s forward).
 
+Dilation is ``ConvTranspose``'s ``kernel_dilation`` (the pads use the dilated extent). Flax has no grouped
+``ConvTranspose``: a grouped layer holds ``conv/kernel (*k, C_in, C_out // groups)`` (flipped, as above) and
+``conv/bias`` in :mod:`upsample.backends.flax.grouped` and always runs the phase split, one product per group.
+
 Conversion: ``to_variables(spec, weights)`` (linen variables), ``get_weights``, ``set_weights`` (linen
 modules are immutable: it returns a new bound module) and ``from_native`` for an existing Flax
 ``ConvTranspose``. ``build(spec, weights=None, api="linen" | "nnx")`` backs ``spec.build("flax" | "nnx")``.

@@ -9,7 +9,10 @@ Crops that Keras's ``padding="valid"`` + ``output_padding`` or a symmetric ``"sa
 through ``conv`` itself; any other crop runs the same kernel through ``keras.ops.conv_transpose`` on the
 full output, then slices and pads, then adds the bias (padded rows get it too: docs/conventions.md).
 A 1-pixel input takes a matmul fast path, and on the JAX backend a larger input the phase formulation of
-:mod:`upsample.phase_split` (see :data:`PHASE_SPLIT_BACKENDS`). Internally everything runs
+:mod:`upsample.phase_split` (see :data:`PHASE_SPLIT_BACKENDS`). A grouped or dilated layer, which
+``Conv{1,2,3}DTranspose`` cannot express (no groups; no dilation with a stride), holds its variables in a
+:class:`~upsample.backends.keras.transposed_kernel.TransposedKernel` named ``conv`` and always runs the phase
+split, on every backend (static spatial sizes needed). Internally everything runs
 channels-last (TensorFlow has no NCHW transposed convolution on CPU, not even for Keras's own layer);
 ``data_format="channels_first"`` transposes the input and output around it, and the weights are the
 same in both layouts.

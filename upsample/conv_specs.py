@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from upsample import conv_geometry, limits
+from upsample import conv_geometry, geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, spatial_rank
 from upsample.coverage_report import CoverageReport, outer
 from upsample.messages import shown
@@ -95,7 +95,7 @@ class _ConvKind:
     @property
     def extent(self) -> Axes:
         """The pixels the convolution's kernel spans per axis, ``dilation * (kernel_size - 1) + 1``."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True))
+        return tuple(geometry.extent(k, d) for k, d in zip(self.kernel_size, self.dilation, strict=True))
 
     @property
     def padding(self) -> tuple[tuple[int, int], ...]:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from upsample import conv_geometry, geometry
 from upsample.arguments import SPATIAL_DIMS, Axes
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
@@ -133,8 +134,8 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
     )
     if not isinstance(group, int) or group < 1 or len(dilations) != rank or min(dilations) < 1:
         return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; ONNX refuses them", kind, nodes)]
-    extent = [d * (k - 1) + 1 for k, d in zip(window, dilations, strict=True)]
-    same = [(e - 1) // 2 for e in extent] + [e - 1 - (e - 1) // 2 for e in extent]
+    extent = [geometry.extent(k, d) for k, d in zip(window, dilations, strict=True)]
+    same = [side for sides in zip(*map(conv_geometry.same_padding, extent), strict=True) for side in sides]
     if strides != ones or _conv_pads(attrs, extent) != same:
         return [OnnxLayer(label, None, size, f"Conv {label!r} has {found}; {SAME_PADDING_NOTE}", kind, nodes)]
     c_in = c_in_per_group * group

@@ -4,7 +4,7 @@ Checks run on static shapes: once per trace under ``jax.jit``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -87,3 +87,8 @@ def crop(y: Array, crops: tuple[tuple[int, int], ...], bias: Array | None) -> Ar
         return y
     added = np.pad(np.zeros(kept.shape[1:-1], bool), pads, constant_values=True)[..., None]
     return jnp.where(added, bias.astype(y.dtype), y)  # not y + mask * bias: 0 * inf is NaN
+
+
+def per_axis(value: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
+    """A Flax per-axis argument (``None``: 1, an int: on every axis) as one value per spatial axis."""
+    return (1,) * rank if value is None else (value,) * rank if isinstance(value, int) else tuple(value)

@@ -35,7 +35,7 @@ from flax import nnx
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
 
-from upsample import conv_geometry, limits, phase_split
+from upsample import conv_geometry, geometry, limits, phase_split
 from upsample.backends.flax import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.messages import shown
@@ -287,12 +287,6 @@ def build(spec: Spec, *, weights: Weights | None = None, api: str = "linen", **k
 # --- existing Flax layers -----------------------------------------------------------------------
 
 
-def _dilation(conv: nn.Conv | nnx.Conv, rank: int) -> tuple[int, ...]:
-    """A Flax ``Conv``'s ``kernel_dilation`` as one value per spatial axis."""
-    value = conv.kernel_dilation
-    return (1,) * rank if value is None else (value,) * rank if isinstance(value, int) else tuple(value)
-
-
 def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, ...]) -> None:
     """Refuse a ``Conv`` that is not a stride-1 "same" convolution as a spec has (naming the argument)."""
     ones = lambda value: value is None or all(v == 1 for v in (value if isinstance(value, Sequence) else [value]))  # noqa: E731
@@ -305,8 +299,8 @@ def _same(conv: nn.Conv | nnx.Conv, kernel_size: tuple[int, ...]) -> None:
         if bad:
             raise ValueError(f"conv.{name} must be the default to convert to a spec, got {shown(getattr(conv, name))}")
     padding = canonicalize_padding(conv.padding, len(kernel_size))
-    dilation = _dilation(conv, len(kernel_size))
-    same = [conv_geometry.same_padding(d * (k - 1) + 1) for k, d in zip(kernel_size, dilation, strict=True)]
+    dilation = common.per_axis(conv.kernel_dilation, len(kernel_size))
+    same = [conv_geometry.same_padding(geometry.extent(k, d)) for k, d in zip(kernel_size, dilation, strict=True)]
     if padding != "SAME" and [tuple(axis) for axis in padding] != same:
         raise ValueError(f"conv.padding must be 'SAME' (or {same}) to convert to a spec, got {shown(conv.padding)}")
 
@@ -333,7 +327,8 @@ def from_native(
     rank = kernel.ndim - 2
     kernel_size = tuple(kernel.shape[:-2])
     _same(conv, kernel_size)
-    grouping: dict[str, Any] = {"groups": conv.feature_group_count, "dilation": _dilation(conv, rank)}
+    dilation = common.per_axis(conv.kernel_dilation, rank)
+    grouping: dict[str, Any] = {"groups": conv.feature_group_count, "dilation": dilation}
     spec: Spec
     if method is None:
         if conv.feature_group_count != 1 and order != "CRD":

@@ -42,7 +42,7 @@ Input checks and the dead-pixel warning run on static shapes, at trace time unde
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -313,11 +313,6 @@ def build(spec: UpsampleSpec, *, weights: Weights | None = None, api: str = "lin
 Native = nn.ConvTranspose | nnx.ConvTranspose
 
 
-def _per_axis(value: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
-    """A Flax per-axis argument (``None``: 1, an int: on every axis) as one value per spatial axis."""
-    return (1,) * rank if value is None else (value,) * rank if isinstance(value, int) else tuple(value)
-
-
 def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights]:
     """The spec and canonical weights of an existing Flax ``ConvTranspose`` (linen or NNX).
 
@@ -347,7 +342,7 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
             )
     canonical = np.swapaxes(kernel, -1, -2) if conv.transpose_kernel else _flipped(kernel)
     *taps, c_in, c_out = canonical.shape
-    dilation = _per_axis(conv.kernel_dilation, rank)
+    dilation = common.per_axis(conv.kernel_dilation, rank)
     extents = [geometry.extent(k, d) for k, d in zip(taps, dilation, strict=True)]
     padding = canonicalize_padding(conv.padding, rank)
     if isinstance(padding, str):
@@ -360,7 +355,7 @@ def from_native(conv: Native, params: Any = None) -> tuple[UpsampleSpec, Weights
         c_in,
         c_out,
         kernel_size=tuple(taps),
-        stride=_per_axis(conv.strides, rank),
+        stride=common.per_axis(conv.strides, rank),
         padding=padding,
         use_bias=bool(conv.use_bias),
         spatial_dims=rank,

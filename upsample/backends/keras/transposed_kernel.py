@@ -21,7 +21,6 @@ class TransposedKernel(keras.layers.Layer):
         super().__init__(**layer_kwargs)
         self.spec = spec
         self.kernel_initializer = kernel_initializer
-        self.strides = spec.stride
         self.bias = None
 
     def build(self, input_shape: Any = None) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upsample import limits
+from upsample import conv_geometry, geometry, limits
 from upsample.backends.torch import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import require_spec
@@ -167,8 +167,8 @@ def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):  # Lazy* too
         raise TypeError(f"the convolution must be a torch.nn.Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
     kernel = tuple(int(k) for k in conv.kernel_size)
-    extents = (d * (k - 1) + 1 for k, d in zip(kernel, conv.dilation, strict=True))
-    same = tuple((e - 1) // 2 for e in extents)
+    pads = [conv_geometry.same_padding(geometry.extent(k, d)) for k, d in zip(kernel, conv.dilation, strict=True)]
+    same = tuple(before for before, _ in pads)
     checks = {
         "stride": (tuple(conv.stride), (1,) * len(kernel)),
         "padding_mode": (conv.padding_mode, "zeros"),
@@ -176,8 +176,8 @@ def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     for name, (value, needed) in checks.items():
         if value != needed:
             raise ValueError(f"conv.{name} must be {needed!r} to convert to a spec, got {value!r}")
-    odd = all(d * (k - 1) % 2 == 0 for k, d in zip(kernel, conv.dilation, strict=True))  # an odd extent
-    if conv.padding != "same" and not (tuple(conv.padding) == same and odd):
+    symmetric = all(before == after for before, after in pads)  # an odd extent
+    if conv.padding != "same" and not (tuple(conv.padding) == same and symmetric):
         raise ValueError(
             f"conv.padding must be 'same' (or {same} for an odd extent) to convert to a spec, got {conv.padding!r}"
         )

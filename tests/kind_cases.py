@@ -24,8 +24,20 @@ SWEEP: list[Spec] = [
     ResizeSpec(2, 2, scale=3, method="bilinear", kernel_size=4, residual="nearest", use_bias=False),
     ResizeSpec(2, 1, scale=(3, 1), method="nearest", kernel_size=1),
     ResizeSpec(3, 3, scale=1, method="bilinear", kernel_size=2),
+    # every method and coordinate convention (ONNX Resize): torch's and JAX's own resize where they compute it,
+    # gathers where no framework does
+    ResizeSpec(2, 3, scale=(2, 3), method="cubic", kernel_size=3),
+    ResizeSpec(2, 2, scale=3, method="cubic", kernel_size=2, cubic_a=-0.5, exclude_outside=True, residual="nearest"),
+    ResizeSpec(3, 2, scale=(3, 2), method="cubic", kernel_size=1, coordinates="pytorch_half_pixel", cubic_a=-0.5),
+    ResizeSpec(2, 3, scale=2, method="linear", kernel_size=3, coordinates="align_corners", residual="projection"),
+    ResizeSpec(2, 2, scale=(2, 3), method="linear", kernel_size=2, coordinates="asymmetric"),
+    ResizeSpec(
+        3, 2, scale=(3, 2), method="nearest", kernel_size=3, coordinates="asymmetric", nearest_mode="round_prefer_floor"
+    ),
+    ResizeSpec(2, 2, scale=3, method="nearest", kernel_size=2, coordinates="align_corners", nearest_mode="ceil"),
 ]
-"""Scales 1..3 (non-square too), kernels 1..4 (even, non-square), every residual mode, both methods."""
+"""Scales 1..3 (non-square too), kernels 1..4 (even, non-square), every residual mode, every method, every
+coordinate convention and the nearest modes that do not repeat pixels."""
 
 SIZES = [(1, 1), (3, 4)]
 CASES = [(spec, size) for spec in SWEEP for size in SIZES]

@@ -16,12 +16,15 @@ SPECS = [
     SubpixelSpec(3, 2, scale=(4,), kernel_size=3, residual="projection"),
     ResizeSpec(3, 3, scale=(2,), method="nearest", kernel_size=3, residual="nearest"),
     ResizeSpec(3, 2, scale=(3,), method="bilinear", kernel_size=4),
+    ResizeSpec(3, 3, scale=(3,), method="cubic", kernel_size=3, cubic_a=-0.5, exclude_outside=True),
+    ResizeSpec(2, 3, scale=(2,), method="linear", kernel_size=2, coordinates="align_corners"),
     # 3-D: MONAI-style deconvolutions, an odd crop on each axis, the N-d shuffle, nearest and linear resizes
     UpsampleSpec(3, 2, kernel_size=2, stride=2, spatial_dims=3),
     UpsampleSpec(3, 3, kernel_size=(4, 3, 4), stride=(2, 1, 2), padding=((1, 1), (1, 0), (2, -1)), residual="nearest"),
     SubpixelSpec(3, 2, scale=(2, 1, 3), kernel_size=(3, 1, 2), residual="projection"),
     ResizeSpec(3, 2, scale=(2, 1, 2), method="nearest", kernel_size=3, residual="projection"),
     ResizeSpec(3, 3, scale=2, method="bilinear", kernel_size=(2, 3, 1), residual="nearest", spatial_dims=3),
+    ResizeSpec(2, 2, scale=(2, 3, 2), method="cubic", kernel_size=2, coordinates="align_corners"),
 ]
 SIZES = {1: [(1,), (5,)], 3: [(1, 1, 1), (2, 3, 2)]}
 """Input sizes per rank: one pixel (the matmul path) and a larger, uneven one."""

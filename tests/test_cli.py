@@ -604,7 +604,7 @@ def test_plan_head_method_and_no_bias_reach_the_spec(capsys: pytest.CaptureFixtu
     args = ("plan", "--head", "--channels", "16", "--size", "16", "--mode", "resize", "--json")
     head = upsample.load_spec(_cli(capsys, *args, "--method", "bilinear", "--no-bias"))
     resize = [stage for stage in head.stages if isinstance(stage, ResizeSpec)]
-    assert len(resize) == 2 and all(stage.method == "bilinear" for stage in resize)
+    assert len(resize) == 2 and all(stage.method == "linear" for stage in resize)
     assert not any(stage.use_bias for stage in head.stages)
     assert all(shape is None for name, shape in head.weight_shapes().items() if name.endswith(".bias"))
     summary = json.loads(_cli(capsys, "plan", "--channels", "4", "--size", "8", "--no-bias", "--json"))

@@ -64,18 +64,6 @@ def test_unknown_shuffle_order_is_refused() -> None:
         conv_geometry.shuffle_channel("CDR", 0, (0, 0), 1, (2, 2))
 
 
-@pytest.mark.parametrize(("length", "scale"), list(itertools.product(range(1, 6), range(1, 5))))
-def test_bilinear_taps_match_half_pixel_interpolation(length: int, scale: int) -> None:
-    values = np.random.default_rng(length * 10 + scale).normal(size=length)
-    # half-pixel source coordinates; np.interp clamps outside [0, length - 1] (edges clamped)
-    source = (np.arange(length * scale) + 0.5) / scale - 0.5
-    expected = np.interp(source, np.arange(length), values)
-    taps = conv_geometry.bilinear_taps(length, scale)
-    got = [(1 - tap.weight) * values[tap.low] + tap.weight * values[tap.high] for tap in taps]
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    assert all(0 <= tap.weight < 1 and 0 <= tap.low <= tap.high < length for tap in taps)
-
-
 @pytest.mark.parametrize("kernel", range(1, 8))
 @pytest.mark.parametrize("scale", range(1, 5))
 def test_nearest_resize_is_a_transposed_convolution(kernel: int, scale: int) -> None:

@@ -60,9 +60,7 @@ def run_flax(api: str, spec: HeadSpec, weights: HeadWeights, x: np.ndarray, trai
     return np.asarray(y)
 
 
-def assert_every_build_matches(
-    spec: HeadSpec, weights: HeadWeights, x: np.ndarray, want: Any, training: bool
-) -> None:
+def assert_every_build_matches(spec: HeadSpec, weights: HeadWeights, x: np.ndarray, want: Any, training: bool) -> None:
     """The converted head built in torch, linen and NNX gives the native model's own output."""
     builds = []
     if upsample.backends.installed("torch"):

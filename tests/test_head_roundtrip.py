@@ -23,8 +23,15 @@ from upsample import head_reference
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 SPEC = upsample.plan(
-    16, 16, out_channels=3, mode="resize", method="bilinear", norm="group", activation="silu",
-    use_bias=False, input_size=4,
+    16,
+    16,
+    out_channels=3,
+    mode="resize",
+    method="bilinear",
+    norm="group",
+    activation="silu",
+    use_bias=False,
+    input_size=4,
 )
 
 
@@ -59,7 +66,8 @@ def _outputs(weights: upsample.HeadWeights, x: np.ndarray) -> dict[str, tuple[np
     results["torch"] = (y, ut.get_weights(head))
     layer = SPEC.build("keras", weights=weights)
     results[f"keras/{keras.backend.backend()}"] = (
-        keras.ops.convert_to_numpy(layer(x, training=False)), uk.get_weights(layer)
+        keras.ops.convert_to_numpy(layer(x, training=False)),
+        uk.get_weights(layer),
     )
     linen = SPEC.build("flax", weights=weights)
     results["flax-linen"] = (np.asarray(linen(jnp.asarray(x), train=False)), uf.get_weights(linen))

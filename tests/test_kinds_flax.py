@@ -76,7 +76,25 @@ def check_against_reference(spec: Spec, size: tuple[int, int], api: str, fast_pa
             np.testing.assert_allclose(value, ref, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-@pytest.mark.parametrize("spec", [s for s in SWEEP if s.residual is None], ids=case_id)
+JAX_METHODS = {
+    ("nearest", "half_pixel", "round_prefer_ceil", -0.75, False): "nearest",
+    ("linear", "half_pixel", "round_prefer_ceil", -0.75, False): "bilinear",
+    ("cubic", "half_pixel", "round_prefer_ceil", -0.5, True): "bicubic",
+}
+"""The spec settings ``jax.image.resize``'s methods compute (Keys' ``a = -0.5``, its weights renormalised over the
+taps inside the input: ``exclude_outside``)."""
+
+
+def _jax_method(spec: Spec) -> str | None:
+    fields = ("method", "coordinates", "nearest_mode", "cubic_a", "exclude_outside")
+    return JAX_METHODS.get(tuple(getattr(spec, name) for name in fields))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [s for s in SWEEP if s.residual is None and (isinstance(s, SubpixelSpec) or _jax_method(s))],
+    ids=case_id,
+)
 def test_flax_native_conv_same_and_jax_resize(spec: Spec) -> None:
     """Flax's own ``Conv(padding="SAME")`` fed the canonical kernel, then the CRD reshape (torch's order,
     written with einops-style axes here) or ``jax.image.resize``, gives the layer's numbers."""
@@ -91,7 +109,7 @@ def test_flax_native_conv_same_and_jax_resize(spec: Spec) -> None:
         b, h, wd, _ = z.shape
         native = z.reshape(b, h, wd, -1, rh, rw).transpose(0, 1, 4, 2, 5, 3).reshape(b, h * rh, wd * rw, -1)
     else:
-        method = "nearest" if spec.method == "nearest" else "bilinear"
+        method = _jax_method(spec)
         native = np.asarray(run(jax.image.resize(x, (x.shape[0], 3 * rh, 4 * rw, x.shape[3]), method)))
     for api in ("flax", "nnx"):
         np.testing.assert_allclose(np.asarray(spec.build(api, weights=w)(x)), native, rtol=1e-6, atol=1e-6)

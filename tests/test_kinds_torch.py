@@ -79,11 +79,31 @@ def _native(spec: Spec) -> nn.Sequential:
     conv = nn.Conv2d(spec.in_channels, conv_channels, spec.kernel_size, padding="same", bias=spec.use_bias)
     if isinstance(spec, SubpixelSpec):
         return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0]))
-    align = None if spec.method == "nearest" else False
-    return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=spec.method, align_corners=align), conv)
+    mode, align = next(call for call, settings in TORCH_CALLS.items() if _settings(spec) == settings)
+    return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=mode, align_corners=align), conv)
 
 
-NATIVE = [s for s in SWEEP if s.residual is None and (isinstance(s, ResizeSpec) or s.scale[0] == s.scale[1])]
+TORCH_CALLS = {
+    ("nearest", None): ("nearest", "half_pixel", -0.75, False),
+    ("bilinear", False): ("linear", "half_pixel", -0.75, False),
+    ("bilinear", True): ("linear", "align_corners", -0.75, False),
+    ("bicubic", False): ("cubic", "half_pixel", -0.75, False),
+    ("bicubic", True): ("cubic", "align_corners", -0.75, False),
+}
+"""``nn.Upsample``'s ``(mode, align_corners)`` and the spec settings it computes by an integer factor (method,
+coordinates, cubic_a, exclude_outside; torch's nearest is asymmetric-floor, which repeats like half-pixel)."""
+
+
+def _settings(spec: ResizeSpec) -> tuple[object, ...]:
+    return (spec.method, spec.coordinates, spec.cubic_a, spec.exclude_outside)
+
+
+NATIVE = [
+    s
+    for s in SWEEP
+    if s.residual is None
+    and (s.scale[0] == s.scale[1] if isinstance(s, SubpixelSpec) else _settings(s) in TORCH_CALLS.values())
+]
 
 
 @pytest.mark.parametrize("spec", NATIVE, ids=case_id)
@@ -133,8 +153,8 @@ def test_weights_round_trip_and_dispatch() -> None:
         (lambda: nn.Sequential(nn.Conv2d(2, 8, 3), nn.PixelShuffle(2)), "conv.padding must be 'same'"),
         (lambda: nn.Sequential(nn.Conv2d(2, 8, 3, padding=1, dilation=2), nn.PixelShuffle(2)), r"or \(2, 2\) for"),
         (
-            lambda: nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(2, 2, 1)),
-            "align_corners",
+            lambda: nn.Sequential(nn.Upsample(scale_factor=2, mode="area"), nn.Conv2d(2, 2, 1)),
+            r"mode must be one of \['bicubic', 'linear', 'nearest', 'nearest-exact'\].*mode='area'",
         ),
         (lambda: nn.Sequential(nn.Upsample(scale_factor=1.5), nn.Conv2d(2, 2, 1)), "integer scale_factor"),
         (lambda: nn.Sequential(nn.ReLU(), nn.Conv2d(2, 2, 1)), r"\(ReLU, Conv2d\)"),

@@ -215,7 +215,8 @@ def conv_model(first: onnx.NodeProto | None, conv: dict[str, Any], last: onnx.No
 
 
 def test_patterns_without_a_spec_say_why() -> None:
-    """DCR is the same sub-pixel spec; a strided convolution, non-"same" padding or align_corners has none."""
+    """DCR is the same sub-pixel spec; a strided convolution, non-"same" padding or a coordinate convention that is
+    not ONNX's four (``tf_crop_and_resize``) has none."""
     same = {"pads": [1, 1, 1, 1]}
     for mode in ("CRD", "DCR"):
         shuffle = onnx.helper.make_node("DepthToSpace", ["c"], ["y"], name="d2s", blocksize=2, mode=mode)
@@ -227,13 +228,13 @@ def test_patterns_without_a_spec_say_why() -> None:
     assert strided.spec is None and "strides=[2, 2]" in (strided.problem or "")
     (valid,) = describe(conv_model(None, {}, shuffle))
     assert valid.spec is None and "pads=[0, 0, 0, 0]" in (valid.problem or "")
-    for coordinates, method in (("half_pixel", "bilinear"), ("align_corners", None)):
+    for coordinates in ("half_pixel", "align_corners", "tf_crop_and_resize"):
         modes = {"mode": "linear", "coordinate_transformation_mode": coordinates}
         resize = onnx.helper.make_node("Resize", ["x", "", "scales"], ["r"], name="up", **modes)
         (layer,) = describe(conv_model(resize, same, None))
         assert (layer.kind, layer.nodes, layer.input_size) == ("resize", ("up", "conv"), (5, 5))
-        if method is None:
-            assert layer.spec is None and "align_corners" in (layer.problem or "")
+        if coordinates == "tf_crop_and_resize":
+            assert layer.spec is None and "coordinates must be one of" in (layer.problem or "")
         else:
-            assert layer.spec == upsample.ResizeSpec(4, 8, scale=2, method=method, use_bias=False)
-            assert layer.verdict == layer.spec.diagnose(5).verdict
+            want = upsample.ResizeSpec(4, 8, scale=2, method="linear", use_bias=False, coordinates=coordinates)
+            assert layer.spec == want and layer.verdict == want.diagnose(5).verdict

@@ -176,11 +176,12 @@ def test_wrong_rank_input_names_the_layout() -> None:
         layer(np.zeros((2, 4, 4, 4), np.float32))
 
 
-def test_linear_resize_of_unknown_size_is_refused_by_name() -> None:
-    """A 1-D or 3-D linear resize gathers by the taps of a known length (a graph traced with unknown spatial sizes
-    reaches this)."""
-    with pytest.raises(ValueError, match=r"1-D linear resize needs static spatial sizes, got size \(None,\)"):
-        uk.conv.linear_resize(np.zeros((1, 4, 3), np.float32), (None,), (3,))
+def test_gather_resize_of_unknown_size_is_refused_by_name() -> None:
+    """A resize Keras has no layer for gathers by the taps of a known length (a graph traced with unknown spatial
+    sizes reaches this)."""
+    spec = upsample.ResizeSpec(3, scale=3, method="linear", spatial_dims=1)
+    with pytest.raises(ValueError, match=r"linear resize with coordinates='half_pixel' needs static spatial sizes"):
+        uk.conv.gather_resize(np.zeros((1, 4, 3), np.float32), spec, (None,))
 
 
 @pytest.mark.filterwarnings("default::upsample.UpsampleWarning")

@@ -134,12 +134,22 @@ def torch_own(spec: Spec, w: upsample.Weights, x: np.ndarray) -> np.ndarray:
         z = channels_last(CONV[rank](F.pad(xs, pads), weight, bias))
         return shuffled_by_index(z, spec.scale, spec.out_channels)
     mode = "nearest" if spec.method == "nearest" else LINEAR[rank]
-    corners = None if mode == "nearest" else False
+    corners = None if mode == "nearest" else spec.coordinates == "align_corners"
     resized = F.interpolate(xs, scale_factor=spec.scale, mode=mode, align_corners=corners)
     return channels_last(CONV[rank](F.pad(resized, pads), weight, bias))
 
 
-NATIVE_SPECS = [spec for spec in SPECS if spec.residual is None] + [
+def _torch_has(spec: Spec) -> bool:
+    """Whether ``F.interpolate`` at this rank computes the spec's resize: nearest repeating pixels, linear with
+    half-pixel centres or ``align_corners`` (cubic is 2-D only)."""
+    if not isinstance(spec, ResizeSpec):
+        return True
+    if spec.method == "nearest":
+        return spec.coordinates == "half_pixel" and spec.nearest_mode.startswith("round")
+    return spec.method == "linear" and spec.coordinates in ("half_pixel", "align_corners")
+
+
+NATIVE_SPECS = [spec for spec in SPECS if spec.residual is None and _torch_has(spec)] + [
     UpsampleSpec(3, 2, kernel_size=(5,), stride=3, padding=((1, 3),)),
     UpsampleSpec(3, 2, kernel_size=(4, 3, 2), stride=(2, 1, 2), padding=((1, 1), (-1, 2), (0, 0)), spatial_dims=3),
     SubpixelSpec(3, 2, scale=(2, 2, 2), kernel_size=(3, 1, 2)),

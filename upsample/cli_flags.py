@@ -11,9 +11,13 @@ from upsample import cli_inputs as inputs
 from upsample import plans
 from upsample.arguments import SPATIAL_DIMS
 from upsample.head import NORM_KINDS
+from upsample.interpolation import METHOD_NAMES, METHODS
 
 HEAD_FLAGS = ("norm", "groups", "activation", "final_activation")
 """``plan``'s flags that only a head (``--head``) takes."""
+
+RESIZE_METHODS = (*METHODS, *METHOD_NAMES)
+"""``--method``'s choices: ``nearest``, ``linear``, ``cubic`` and the names ``bilinear``, ``trilinear``, ``bicubic``."""
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +36,7 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--output-padding", type=inputs.int_or_pair, help="transposed: OP, OPHxOPW, ...")
     group.add_argument("--scale", type=inputs.size_or_pair, help="subpixel/resize: R, RHxRW, ... (default 2)")
-    group.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
+    group.add_argument("--method", choices=RESIZE_METHODS, help="resize: method (default nearest)")
     group.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
     group.add_argument("--no-bias", action="store_true", default=None, help="no bias")
     add_rank_flag(group)
@@ -49,7 +53,7 @@ def add_plan_flags(parser: argparse.ArgumentParser, required: bool) -> None:
         type=inputs.size_or_pair,
         help="kernel size (default: chosen; subpixel/resize: 3, or 1 on a 1-pixel axis)",
     )
-    parser.add_argument("--method", choices=("nearest", "bilinear"), help="resize: method (default nearest)")
+    parser.add_argument("--method", choices=RESIZE_METHODS, help="resize: method (default nearest)")
     parser.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
     parser.add_argument("--no-bias", action="store_true", default=None, help="no bias (every stage of a head)")
     add_rank_flag(parser)

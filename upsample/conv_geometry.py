@@ -1,6 +1,6 @@
 """Per-axis arithmetic of the two upsamplers built on a stride-1 convolution, shared by the spec and every
-backend: the "same" convolution's padding and coverage, the N-d pixel shuffle's channel order, and the
-half-pixel bilinear taps of a resize. Pure Python on ints, like :mod:`upsample.geometry`.
+backend: the "same" convolution's padding and coverage and the N-d pixel shuffle's channel order (a resize's
+taps are :mod:`upsample.interpolation`'s). Pure Python on ints, like :mod:`upsample.geometry`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 
 def same_padding(kernel: int) -> tuple[int, int]:
@@ -70,28 +69,3 @@ def inverse_permutation(permutation: tuple[int, ...]) -> tuple[int, ...]:
     for native, canonical in enumerate(permutation):
         inverse[canonical] = native
     return tuple(inverse)
-
-
-class LinearTap(NamedTuple):
-    """One output pixel of a bilinear resize along an axis: ``(1 - weight) * x[low] + weight * x[high]``."""
-
-    low: int
-    high: int
-    weight: float
-
-
-def bilinear_taps(input_length: int, scale: int) -> tuple[LinearTap, ...]:
-    """Half-pixel linear interpolation by an integer ``scale``, edges clamped (no ``align_corners``, no
-    antialias; torch ``F.interpolate(align_corners=False)``, ``tf.image.resize``, ``jax.image.resize``).
-
-    The source of output pixel ``o`` is ``(o + 0.5) / r - 0.5 = (2o + 1 - r) / (2r)``, taken in integers
-    so the split into index and weight is exact.
-    """
-    taps = []
-    for position in range(input_length * scale):
-        numerator, denominator = 2 * position + 1 - scale, 2 * scale
-        low = numerator // denominator
-        weight = (numerator - low * denominator) / denominator
-        clamp = lambda index: min(max(index, 0), input_length - 1)  # noqa: E731
-        taps.append(LinearTap(clamp(low), clamp(low + 1), weight))
-    return tuple(taps)

@@ -4,8 +4,8 @@ reshaping step, with the protocol of :class:`~upsample.UpsampleSpec`.
 - Sub-pixel convolution (Shi et al. 2016): a convolution to ``C_out * r_h * r_w`` channels, then a pixel
   shuffle in canonical CRD order (conv channel ``c * r_h * r_w + i * r_w + j`` becomes output channel
   ``c`` at sub-pixel ``(i, j)``, as torch ``PixelShuffle``).
-- Resize-convolution (Odena et al. 2016): a nearest or half-pixel bilinear resize by an integer factor,
-  then the convolution.
+- Resize-convolution (Odena et al. 2016): a resize by an integer factor as ONNX ``Resize`` defines it (any
+  method and coordinate convention, :mod:`upsample.interpolation`), then the convolution.
 
 Both convolutions pad ``(k - 1) // 2`` rows before and the rest after per axis (``conv_geometry.same_padding``),
 so the output is ``input * scale`` (with ``dilation``, the rows of the dilated extent ``d * (k - 1) + 1``). The
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from upsample import conv_geometry, geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, spatial_rank
 from upsample.coverage_report import CoverageReport, outer
+from upsample.interpolation import Interpolation
 from upsample.messages import shown
 from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
 from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from upsample.weights import Weights
-
-RESIZE_METHODS = ("nearest", "bilinear")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -180,6 +179,9 @@ class _ConvKind:
 
     # --- serialisation -------------------------------------------------------------------------
 
+    _OPTIONAL_EXTRA: ClassVar[tuple[str, ...]] = ()
+    """Keys of :meth:`_extra_fields` written only where they differ from their defaults."""
+
     def _extra_fields(self) -> dict[str, Any]:
         return {}
 
@@ -215,7 +217,7 @@ class _ConvKind:
                 f"{SPEC_FORMAT_VERSION}"
             )
         keys = set(cls(1).to_dict())  # type: ignore[call-arg]  # every kind takes in_channels first
-        unknown = sorted(set(data) - keys - set(OPTIONAL_KEYS))
+        unknown = sorted(set(data) - keys - set(OPTIONAL_KEYS) - set(cls._OPTIONAL_EXTRA))
         if unknown:
             raise ValueError(f"unknown spec keys {shown(unknown)}; a {cls.KIND} spec dict has exactly {sorted(keys)}")
         missing = sorted(keys - set(data))
@@ -310,24 +312,41 @@ class SubpixelSpec(_ConvKind):
 
 @dataclasses.dataclass(frozen=True, init=False)
 class ResizeSpec(_ConvKind):
-    """Resize-convolution: a nearest or half-pixel bilinear resize by the integer ``scale``, then a stride-1
-    "same" convolution (Odena et al. 2016; torch ``F.interpolate(align_corners=False)`` + ``nn.Conv2d``).
+    """Resize-convolution: a resize by the integer ``scale`` as ONNX ``Resize`` defines it, then a stride-1
+    "same" convolution (Odena et al. 2016; torch ``F.interpolate`` + ``nn.Conv2d``).
 
     Args:
         in_channels: channels of the input.
         out_channels: channels of the output (default: ``in_channels``).
         scale: the resize factor, an int or one per spatial axis.
-        method: ``"nearest"`` (repeat) or ``"bilinear"`` (half-pixel centres, edges clamped).
+        method: ``"nearest"``, ``"linear"`` or ``"cubic"`` (``"bilinear"``, ``"trilinear"``, ``"bicubic"`` name
+            the same).
         kernel_size: int or one per spatial axis; even sizes pad one more row after than before.
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map).
         use_bias: whether the convolution adds a bias.
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
         groups: the convolution's channel groups (torch ``Conv`` ``groups``); divides both channel counts.
         dilation: the convolution's dilation, an int or one per axis (the padding is that of the dilated extent).
+        coordinates: ONNX's ``coordinate_transformation_mode``: ``"half_pixel"`` (default; torch
+            ``align_corners=False``, TensorFlow 2, JAX), ``"pytorch_half_pixel"``, ``"align_corners"``,
+            ``"asymmetric"`` (TF1's default).
+        nearest_mode: how ``nearest`` rounds: ``"round_prefer_ceil"`` (default; torch ``nearest-exact``),
+            ``"round_prefer_floor"``, ``"floor"`` (torch ``nearest`` with ``asymmetric``), ``"ceil"``.
+        cubic_a: Keys' cubic coefficient: ``-0.75`` (default; ONNX, torch), ``-0.5`` (TensorFlow, JAX).
+        exclude_outside: ``cubic`` taps outside the input get weight 0 and the rest sum to 1 (JAX), instead of
+            reading the edge pixel.
+
+    The defaults resize as this spec always did: nearest repeats each pixel, linear has half-pixel centres with
+    edges clamped (docs/resize.md has every framework's call and the settings that reproduce it).
     """
 
     KIND: ClassVar[str] = "resize"
+    _OPTIONAL_EXTRA: ClassVar[tuple[str, ...]] = ("coordinates", "nearest_mode", "cubic_a", "exclude_outside")
     method: str
+    coordinates: str
+    nearest_mode: str
+    cubic_a: float
+    exclude_outside: bool
 
     def __init__(
         self,
@@ -342,16 +361,27 @@ class ResizeSpec(_ConvKind):
         spatial_dims: int | None = None,
         groups: int = 1,
         dilation: IntOrAxes = 1,
+        coordinates: str = "half_pixel",
+        nearest_mode: str = "round_prefer_ceil",
+        cubic_a: float = -0.75,
+        exclude_outside: bool = False,
     ) -> None:
         self._set_common(
             in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation
         )
-        if method not in RESIZE_METHODS:
-            raise ValueError(f"method must be one of {RESIZE_METHODS}, got {shown(method)}")
-        object.__setattr__(self, "method", method)
+        interpolation = Interpolation(method, coordinates, nearest_mode, cubic_a, exclude_outside)
+        for field in dataclasses.fields(interpolation):
+            object.__setattr__(self, field.name, getattr(interpolation, field.name))
+
+    @property
+    def interpolation(self) -> Interpolation:
+        """The resize's ONNX settings as one value (:class:`upsample.interpolation.Interpolation`)."""
+        return Interpolation(self.method, self.coordinates, self.nearest_mode, self.cubic_a, self.exclude_outside)
 
     def _extra_fields(self) -> dict[str, Any]:
-        return {"method": self.method}
+        defaults = Interpolation()
+        fields = {name: getattr(self, name) for name in self._OPTIONAL_EXTRA}
+        return {"method": self.method, **{k: v for k, v in fields.items() if v != getattr(defaults, k)}}
 
     def _conv_input_size(self, size: Axes) -> Axes:
         return self.output_size(size)
@@ -364,7 +394,7 @@ class ResizeSpec(_ConvKind):
         flat = [names[a] for a in range(self.spatial_dims) if size[a] == 1 and self.scale[a] > 1]
         if not flat:
             return ""
-        resized = "a broadcast" if self.method == "bilinear" else "a repeat"
+        resized = "a repeat" if self.method == "nearest" else "a broadcast"
         return (
             f"note: from a 1-pixel input along {' and '.join(flat)} the {self.method} resize is {resized}, so the "
             f"convolution sees a constant image and the output is spatially constant except within the "

@@ -9,8 +9,8 @@ spatial axes, one kind of spec at a time:
 - sub-pixel (``SubpixelSpec``): a stride-1 "same" convolution (a loop over taps on the zero-padded
   input), then the CRD pixel shuffle as a loop over the channel and the sub-pixel;
 - resize (``ResizeSpec``): a resize written as taps per axis, each a gather of source pixels with a
-  weight (nearest: one tap of weight 1 at the source pixel; bilinear: the two half-pixel taps), then the
-  same convolution.
+  weight, as ONNX ``Resize`` defines them (:mod:`upsample.interpolation`: nearest one tap, linear two, cubic
+  four), then the same convolution.
 
 Then bias and residual (a nearest gather) are added. With ``groups``, every ``x @ kernel[t]`` is one product per
 group (:func:`_product`). Each VJP is the adjoint of its forward, step by step.
@@ -300,16 +300,21 @@ Resize = tuple[AxisTaps, ...]
 
 
 def _resize_taps(spec: ResizeSpec, size: tuple[int, ...]) -> Resize:
-    """The taps of the spec's resize on each axis: nearest one tap of weight 1 at the source pixel
-    (``geometry.nearest_indices``), bilinear the two taps of ``conv_geometry.bilinear_taps``."""
-    if spec.method == "nearest":
-        return _nearest_taps(size, spec.output_size(size))
+    """The taps of the spec's resize on each axis, as :mod:`upsample.interpolation` defines them (ONNX
+    ``Resize``): tap ``t`` of every output pixel is its ``t``-th source pixel, weight 0 where it has fewer."""
     axes = []
-    for length, scale in zip(size, spec.scale, strict=True):
-        taps = conv_geometry.bilinear_taps(length, scale)
-        low = (np.array([t.low for t in taps]), np.array([1.0 - t.weight for t in taps]))
-        high = (np.array([t.high for t in taps]), np.array([t.weight for t in taps]))
-        axes.append((low, high))
+    for length, out_length in zip(size, spec.output_size(size), strict=True):
+        pixels = spec.interpolation.axis_taps(length, out_length, out_length // length)
+        count = max(len(sources) for sources, _ in pixels)
+        axes.append(
+            tuple(
+                (
+                    np.array([sources[t] if t < len(sources) else 0 for sources, _ in pixels]),
+                    np.array([weights[t] if t < len(weights) else 0.0 for _, weights in pixels]),
+                )
+                for t in range(count)
+            )
+        )
     return tuple(axes)
 
 

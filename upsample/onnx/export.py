@@ -178,12 +178,21 @@ def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBu
 
 
 def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
-    """``Resize`` by the integer scale, then ``Conv``. Nearest: ``asymmetric`` coordinates rounded down
-    (``floor(dst / r)``, a repeat); bilinear: ``half_pixel`` coordinates (docs/choosing-an-upsampler.md)."""
-    if spec.method == "nearest":
-        modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-    else:
-        modes = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    """``Resize`` by the integer scale with the spec's own settings (they are ONNX's: :mod:`upsample.interpolation`;
+    those its method does not read left out), then ``Conv``."""
+    if spec.method == "cubic" and spec.spatial_dims != 2:
+        raise ValueError(
+            f"a {spec.spatial_dims}-D cubic resize has no ONNX export here: onnxruntime's Resize computes cubic on two "
+            f"axes only (use method='linear' or 'nearest', or a 2-D spec), got {spec}"
+        )
+    setting = spec.interpolation.for_integer_scale()
+    modes: dict[str, Any] = {"mode": setting.method, "coordinate_transformation_mode": setting.coordinates}
+    if setting.repeats():  # written as before the settings existed: floor(dst / r)
+        modes.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    elif setting.method == "nearest":
+        modes["nearest_mode"] = setting.nearest_mode
+    elif setting.method == "cubic":
+        modes.update(cubic_coeff_a=setting.cubic_a, exclude_outside=int(setting.exclude_outside))
     scales = graph.constant("scales", [1.0, 1.0, *spec.scale], np.float32)
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
 

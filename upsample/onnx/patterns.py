@@ -12,9 +12,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from upsample import conv_geometry, geometry
+from upsample import conv_geometry, geometry, resize_table
 from upsample.arguments import SPATIAL_DIMS, Axes
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.interpolation import Interpolation
 from upsample.spec import UpsampleSpec
 
 
@@ -159,9 +160,9 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
             return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
         return [judged(label, spec, size, kind, nodes)]
     assert resize is not None
-    method, scale = _resize_method(resize), _resize_scale(resize, graph)
-    if isinstance(method, str) and method.startswith("no spec"):
-        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {method}", kind, nodes)]
+    settings, scale = _resize_method(resize), _resize_scale(resize, graph)
+    if isinstance(settings, str):
+        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {settings}", kind, nodes)]
     if scale is None:
         problem = f"{resize.op_type} {resize.name!r}: its scale is unknown (not a constant, and its sizes unknown)"
         if size is None:
@@ -173,29 +174,30 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
         problem = f"{resize.op_type} {resize.name!r} scales {len(scale)} axes; Conv {label!r} has {rank}"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
     try:
-        spec = ResizeSpec(c_in, c_conv, scale, method, tuple(window), use_bias=use_bias, **conv)
+        spec = ResizeSpec(c_in, c_conv, scale, kernel_size=tuple(window), use_bias=use_bias, **conv, **settings)
     except ValueError as error:
         return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
     return [judged(label, spec, size, kind, nodes)]
 
 
-def _resize_method(node: onnx.NodeProto) -> str:
-    """``"nearest"`` or ``"bilinear"`` as a :class:`ResizeSpec` means them, else ``"no spec: ..."``."""
+def _resize_method(node: onnx.NodeProto) -> dict[str, Any] | str:
+    """The :class:`ResizeSpec` settings of a ``Resize`` (or deprecated ``Upsample``) node, in their simplest form
+    for an integer scale, else ``"no spec: ..."``."""
     attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attributes(node).items()}
     mode = attrs.get("mode", "nearest")
     if node.op_type == "Upsample":  # deprecated: asymmetric coordinates, nearest rounds down
-        return "nearest" if mode == "nearest" else f"no spec: mode={mode} with asymmetric coordinates"
-    coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
-    half_pixel = coordinates in ("half_pixel", "pytorch_half_pixel")
-    if mode == "nearest":
-        rounding = attrs.get("nearest_mode", "round_prefer_floor")
-        # integer scales: asymmetric + floor repeats; half-pixel centres never tie, so any rounding repeats
-        if (coordinates, rounding) == ("asymmetric", "floor") or (half_pixel and rounding.startswith("round")):
-            return "nearest"
-        return f"no spec: nearest with {coordinates} coordinates and nearest_mode={rounding} is not a repeat"
-    if mode == "linear" and half_pixel:
-        return "bilinear"
-    return f"no spec: mode={mode} with {coordinates} coordinates (a spec's bilinear resize is half-pixel)"
+        attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    try:
+        setting = Interpolation(
+            mode,
+            attrs.get("coordinate_transformation_mode", "half_pixel"),
+            attrs.get("nearest_mode", "round_prefer_floor"),
+            float(attrs.get("cubic_coeff_a", -0.75)),
+            bool(attrs.get("exclude_outside", 0)),
+        )
+    except (TypeError, ValueError) as error:
+        return f"no spec: {error}"
+    return resize_table.spec_settings(setting)
 
 
 def _resize_scale(node: onnx.NodeProto, graph: Graph) -> Axes | str | None:

@@ -18,7 +18,7 @@ from upsample import geometry
 from upsample.backends import keras as adapter
 from upsample.backends.keras import head as heads
 from upsample.backends.keras.common import native as native_layer
-from upsample.backends.keras.conv import linear_resize, resize_layer, shuffle_crd
+from upsample.backends.keras.conv import gather_resize, resize_layer, shuffle_crd
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.head import HeadSpec
@@ -179,13 +179,11 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
                     lambda z: shuffle_crd(z, tuple(z.shape[1:-1]), spec.out_channels, spec.scale)
                 )
             layers = [conv, shuffle]
-        elif rank == 2:
-            layers = [keras.layers.UpSampling2D(spec.scale, interpolation=spec.method, data_format=LAST), conv]
-        elif spec.method == "nearest":
+        elif resize_layer(spec) is not None:
             layers = [resize_layer(spec), conv]
         else:
             size = tuple(input_shape[1:-1])
-            layers = [keras.layers.Lambda(lambda x: linear_resize(x, size, spec.scale)), conv]
+            layers = [keras.layers.Lambda(lambda x: gather_resize(x, spec, size)), conv]
         return keras.Sequential([keras.Input(input_shape[1:]), *layers])
     # Keras has no grouped transposed convolution and refuses a dilated one with a stride: what a Keras user can
     # write is the dense layer of the dilated extent (the block-diagonal kernel, zeros between the taps)

@@ -2,8 +2,9 @@
 
 JAX and Flax have no pixel-shuffle op, so the shuffle is the canonical CRD reshape/transpose (torch
 ``PixelShuffle``'s order in 2-D, MONAI's ``pixelshuffle`` at any rank, docs/choosing-an-upsampler.md) and weights
-convert without a permutation. The resize is ``jnp.repeat`` (nearest) or ``jax.image.resize(..., "linear")``
-(half-pixel on every axis, edges clamped for an integer upscale). The convolution takes the spec's explicit
+convert without a permutation. The resize is ``jnp.repeat`` where it repeats pixels, ``jax.image.resize`` where
+that computes the spec's (ONNX ``Resize``) definition (:data:`upsample.resize_table.JAX`), else gathers and
+weighted sums (:func:`upsample.resize_ops.resize`), chosen once from the spec. The convolution takes the spec's explicit
 "same" pads, so even kernels pad as the spec.
 
 Modules (channels-last ``(N, *spatial, C)``, 1 to 3 spatial axes): linen ``Subpixel`` / ``ResizeConv`` (fields
@@ -35,7 +36,7 @@ from flax import nnx
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding
 
-from upsample import conv_geometry, geometry, limits, phase_split
+from upsample import conv_geometry, geometry, limits, phase_split, resize_ops, resize_table
 from upsample.backends.flax import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.messages import shown
@@ -62,14 +63,24 @@ def pixel_shuffle(z: Array, scale: Sequence[int], channels: int) -> Array:
 
 
 def _resize(x: Array, spec: ResizeSpec) -> Array:
-    """Nearest (repeat) or half-pixel (multi)linear resize of channels-last ``x`` by the spec's integer scale."""
-    if spec.method == "nearest":
-        for axis, factor in enumerate(spec.scale, start=1):
+    """Channels-last ``x`` resized as ``spec`` says, by its integer scale."""
+    batch, *size, channels = x.shape
+    size, scale, rank = tuple(size), spec.scale, spec.spatial_dims
+    if spec.interpolation.repeats():
+        for axis, factor in enumerate(scale, start=1):
             x = jnp.repeat(x, factor, axis=axis)
         return x
-    batch, *size, channels = x.shape
-    resized = (batch, *(n * r for n, r in zip(size, spec.scale, strict=True)), channels)
-    return jax.image.resize(x, resized, "linear")  # jax's "bilinear" and "trilinear" are this same method
+    native = resize_table.native_for(resize_table.JAX, spec.interpolation, rank)
+    if native is None:
+        return resize_ops.resize(
+            x, spec.interpolation, range(1, 1 + rank), size, scale, _take, lambda w, x: jnp.asarray(w, x.dtype)
+        )
+    resized = (batch, *(n * r for n, r in zip(size, scale, strict=True)), channels)
+    return jax.image.resize(x, resized, **dict(native.options))  # type: ignore[arg-type]
+
+
+def _take(x: Array, indices: np.ndarray, axis: int) -> Array:
+    return jnp.take(x, jnp.asarray(indices), axis=axis)
 
 
 def _nearest_by_phases(x: Array, kernel: Array, bias: Array | None, spec: ResizeSpec, dtype: Dtype | None) -> Array:
@@ -94,7 +105,7 @@ def _forward(
 
     def kind(x: Array, size: tuple[int, ...]) -> Array:
         if isinstance(spec, ResizeSpec):
-            if fast_path and spec.method == "nearest" and dense_taps(spec):
+            if fast_path and dense_taps(spec) and spec.interpolation.repeats():
                 return _nearest_by_phases(x, *stored(), spec, dtype)
             return conv(_resize(x, spec))
         if fast_path and dense_taps(spec) and all(length == 1 for length in size):  # only the centre tap reads it

@@ -3,9 +3,9 @@
 Each layer holds a real stride-1 ``keras.layers.Conv{1,2,3}D(padding="same")`` (the spec's rank) named ``conv``
 (Keras's "same" is the spec's: ``(k - 1) // 2`` before, the rest after), then ``keras.ops.depth_to_space``
 (:class:`Subpixel`, square 2-D scales; any other scale the canonical CRD shuffle as a reshape and transpose) or
-a resize before it (:class:`ResizeConv`): ``keras.layers.UpSampling2D`` in 2-D (``interpolation="nearest" |
-"bilinear"``, half-pixel for integer factors), ``UpSampling1D``/``UpSampling3D`` for nearest in 1-D and 3-D, and
-there, Keras having no linear resize, ``conv_geometry.bilinear_taps`` as two gathers and a blend per axis.
+a resize before it (:class:`ResizeConv`): Keras's ``UpSampling{1,2,3}D`` where it computes the spec's (ONNX
+``Resize``) definition (:data:`upsample.resize_table.KERAS_UPSAMPLING`: repeating pixels, and half-pixel bilinear in
+2-D), else gathers and weighted sums in ``keras.ops`` (:func:`upsample.resize_ops.resize`, static sizes).
 As in the transposed layer, everything runs channels-last inside (``data_format="channels_first"`` transposes the input
 and output around it; the weights are the same in both layouts): on TensorFlow, Keras 3.15.1's add,
 and so ``Conv2D``'s own bias, adds a ``(1, C, 1, 1)`` tensor along the *width* of an NCHW tensor whose
@@ -29,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from upsample import conv_geometry, limits, phase_split
+from upsample import conv_geometry, limits, phase_split, resize_ops, resize_table
 from upsample.arguments import as_axes
 from upsample.backends.keras import common
 from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS
@@ -44,7 +44,7 @@ __all__ = [
     "build",
     "from_native",
     "get_weights",
-    "linear_resize",
+    "gather_resize",
     "resize_layer",
     "set_weights",
     "shuffle_crd",
@@ -208,26 +208,24 @@ def shuffle_crd(z: Any, size: tuple[int | None, ...], channels: int, scale: tupl
     return keras.ops.reshape(z, (-1, *(n * factor for n, factor in zip(sizes, scale, strict=True)), channels))
 
 
-def linear_resize(x: Any, size: tuple[int | None, ...], scale: tuple[int, ...]) -> Any:
-    """Half-pixel linear resize of channels-last ``x`` by integer ``scale`` (edges clamped), one axis at a time
-    as :func:`upsample.conv_geometry.bilinear_taps` says: ``(1 - w) x[low] + w x[high]``."""
-    for a, (length, factor) in enumerate(zip(size, scale, strict=True)):
-        if factor == 1:
-            continue
-        if length is None:
-            raise ValueError(
-                f"a {len(scale)}-D linear resize needs static spatial sizes, got size {size} (None: unknown); "
-                "give the input's spatial sizes, e.g. keras.Input(shape) with every axis known"
-            )
-        taps = conv_geometry.bilinear_taps(length, factor)
-        axis = 1 + a
-        low = keras.ops.take(x, np.array([t.low for t in taps], dtype="int32"), axis=axis)
-        high = keras.ops.take(x, np.array([t.high for t in taps], dtype="int32"), axis=axis)
-        shape = [1] * len(x.shape)
-        shape[axis] = len(taps)
-        weight = keras.ops.cast(np.array([t.weight for t in taps]).reshape(shape), x.dtype)
-        x = low + weight * (high - low)
-    return x
+def gather_resize(x: Any, spec: ResizeSpec, size: tuple[int | None, ...]) -> Any:
+    """Channels-last ``x`` resized as ``spec`` says by gathers and weighted sums (:func:`upsample.resize_ops.resize`),
+    for the resizes Keras has no layer for; the spatial ``size`` must be static."""
+    if None in size:
+        raise ValueError(
+            f"a {spec.method} resize with coordinates={spec.coordinates!r} needs static spatial sizes in Keras, got "
+            f"size {size} (None: unknown); give the input's spatial sizes, e.g. keras.Input(shape) with all axes known"
+        )
+    rank = spec.spatial_dims
+    return resize_ops.resize(
+        x,
+        spec.interpolation,
+        range(1, 1 + rank),
+        size,  # type: ignore[arg-type]
+        spec.scale,
+        lambda x, indices, axis: keras.ops.take(x, indices, axis=axis),
+        lambda weights, x: keras.ops.cast(weights, x.dtype),
+    )
 
 
 @keras.saving.register_keras_serializable(package="upsample")
@@ -248,7 +246,7 @@ class ResizeConv(_ConvKind):
 
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec = self.spec
-        fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.method == "nearest" and None not in size
+        fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.interpolation.repeats() and None not in size
         fast = fast and dense_taps(spec)
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
             # nearest resize + conv as one transposed convolution on the small input (no resized copy)
@@ -257,21 +255,20 @@ class ResizeConv(_ConvKind):
             return y if self.conv.bias is None else y + self.conv.bias
         if self.resize is not None:
             x = self.resize(x)
-        elif any(factor > 1 for factor in spec.scale):  # a linear resize outside 2-D
-            x = linear_resize(x, size, spec.scale)
+        elif any(factor > 1 for factor in spec.scale):
+            x = gather_resize(x, spec, size)
         return self.conv(x)
 
 
 def resize_layer(spec: ResizeSpec) -> Any:
-    """Keras's own resize layer for ``spec``: ``UpSampling2D`` (nearest or bilinear), ``UpSampling1D``/``UpSampling3D``
-    (nearest); ``None`` for a scale of 1 and for a linear resize in 1-D or 3-D (:func:`linear_resize`)."""
+    """Keras's own resize layer for ``spec`` (a row of :data:`upsample.resize_table.KERAS_UPSAMPLING`); ``None`` for a
+    scale of 1 and for the resizes it does not compute (:func:`gather_resize`)."""
     rank = spec.spatial_dims
-    if all(factor == 1 for factor in spec.scale) or (rank != 2 and spec.method != "nearest"):
+    native = resize_table.native_for(resize_table.KERAS_UPSAMPLING, spec.interpolation, rank)
+    if all(factor == 1 for factor in spec.scale) or native is None:
         return None
     if rank == 2:
-        return keras.layers.UpSampling2D(
-            spec.scale, data_format="channels_last", interpolation=spec.method, name="resize"
-        )
+        return keras.layers.UpSampling2D(spec.scale, data_format="channels_last", name="resize", **dict(native.options))
     if rank == 1:
         return keras.layers.UpSampling1D(spec.scale[0], name="resize")
     return keras.layers.UpSampling3D(spec.scale, data_format="channels_last", name="resize")

@@ -5,10 +5,11 @@
 torch's ``PixelShuffle`` reads the canonical CRD order, so weights convert without a permutation:
 ``conv.weight = kernel.transpose(3, 2, 0, 1)`` in 2-D (docs/choosing-an-upsampler.md). A non-square or
 non-2-D scale, which ``PixelShuffle`` does not take, is the same CRD reshape written out (MONAI's N-d
-``pixelshuffle``). ``F.interpolate`` with ``align_corners=False`` is the canonical half-pixel (bi/tri)linear
-resize. Odd kernels use the convolution's own symmetric padding, even ones ``padding="same"`` (``(k - 1) // 2``
-before, the rest after, as the spec). A projection residual is a bias-free 1x1 convolution named ``skip``,
-as in the transposed layer.
+``pixelshuffle``). The resize is ``F.interpolate`` where one of its modes computes the spec's (ONNX ``Resize``)
+definition (:data:`upsample.resize_table.TORCH`), else gathers and weighted sums (:func:`upsample.resize_ops.resize`).
+Odd kernels use the convolution's own symmetric padding, even ones ``padding="same"`` (``(k - 1) // 2`` before, the
+rest after, as the spec). A projection residual is a bias-free 1x1 convolution named ``skip``, as in the transposed
+layer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upsample import conv_geometry, geometry, limits
+from upsample import conv_geometry, geometry, limits, resize_ops, resize_table
 from upsample.backends.torch import common
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import require_spec
@@ -124,14 +125,30 @@ class ResizeConv(_ConvKind):
     """
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        spec = self.spec
-        if any(r != 1 for r in spec.scale):
-            size = tuple(n * r for n, r in zip(x.shape[2:], spec.scale, strict=True))
-            if spec.method == "nearest":  # type: ignore[union-attr]
-                x = F.interpolate(x, size=size, mode="nearest")
-            else:
-                x = F.interpolate(x, size=size, mode=LINEAR[spec.spatial_dims], align_corners=False)
-        return self.conv(x)
+        return self.conv(resize(x, self.spec))  # type: ignore[arg-type]
+
+
+def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
+    """``(B, C, *spatial)`` resized as ``spec`` says: ``F.interpolate`` where it is exact, else gathers."""
+    scale, rank = spec.scale, spec.spatial_dims
+    if all(r == 1 for r in scale):
+        return x
+    native = resize_table.native_for(resize_table.TORCH, spec.interpolation, rank)
+    if native is None:
+        size = tuple(int(n) for n in x.shape[2:])
+        return resize_ops.resize(x, spec.interpolation, range(2, 2 + rank), size, scale, _take, _constant)
+    options = dict(native.options)
+    if options["mode"] == "linear":
+        options["mode"] = LINEAR[rank]
+    return F.interpolate(x, size=tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True)), **options)  # type: ignore[arg-type]
+
+
+def _take(x: torch.Tensor, indices: Any, axis: int) -> torch.Tensor:
+    return x.index_select(axis, torch.as_tensor(indices, dtype=torch.long, device=x.device))
+
+
+def _constant(array: Any, x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(array, dtype=x.dtype, device=x.device)
 
 
 Layer = _ConvKind
@@ -191,8 +208,9 @@ def _grouping(conv: Any) -> dict[str, Any]:
 
 def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     """The spec and canonical weights of ``nn.Sequential(nn.Conv2d, nn.PixelShuffle)`` (sub-pixel) or
-    ``nn.Sequential(nn.Upsample(scale_factor=r, mode="nearest" | "linear" | "bilinear" | "trilinear"),
-    nn.Conv1d | Conv2d | Conv3d)`` (resize).
+    ``nn.Sequential(nn.Upsample(scale_factor=r, mode=..., align_corners=...), nn.Conv1d | Conv2d | Conv3d)`` (resize;
+    every mode of :data:`upsample.resize_table.TORCH`: ``nearest``, ``nearest-exact``, ``(bi/tri)linear`` and
+    ``bicubic`` with ``align_corners`` either way).
 
     Convolutions must be stride 1 with "same" padding (groups and dilation are kept); anything else has no spec
     equivalent and is refused.
@@ -220,15 +238,19 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
         factors = factor if isinstance(factor, tuple) else (factor,) * rank
         if first.size is not None or factors[0] is None or any(float(f) != int(f) for f in factors):  # type: ignore[arg-type]
             raise ValueError(f"Upsample must have an integer scale_factor and no size, got {first!r}")
-        if first.mode not in ("nearest", LINEAR[rank]) or first.align_corners:
+        row = resize_table.torch_row(first.mode, first.align_corners, rank)
+        if row is None:
+            modes = sorted({dict(r.options)["mode"] for r in resize_table.TORCH if rank in r.ranks})
             raise ValueError(
-                f"Upsample mode must be 'nearest' or {LINEAR[rank]!r} without align_corners before a "
-                f"{type(conv).__name__}, got {first!r}"
+                f"Upsample mode must be one of {modes} ('linear' as {LINEAR[rank]!r}) before a {type(conv).__name__}, "
+                f"got {first!r}"
             )
         scale = tuple(int(f) for f in factors)  # type: ignore[arg-type]
-        method = "nearest" if first.mode == "nearest" else "bilinear"
+        settings = resize_table.spec_settings(row.interpolation)
         bias = conv.bias is not None
-        spec = ResizeSpec(conv.in_channels, conv.out_channels, scale, method, kernel, use_bias=bias, **_grouping(conv))
+        spec = ResizeSpec(
+            conv.in_channels, conv.out_channels, scale, kernel_size=kernel, use_bias=bias, **_grouping(conv), **settings
+        )
     else:
         raise TypeError(
             f"module must be nn.Sequential(Conv2d, PixelShuffle) or nn.Sequential(Upsample, Conv2d), got "

@@ -1,0 +1,111 @@
+"""Every framework's own resize call and the ONNX ``Resize`` settings it computes, in one table that the builds
+(to run the native call where it is exact), ``from_native`` (to read a layer's settings) and the docs read.
+
+Each row was measured against onnxruntime and :mod:`upsample.interpolation` (tests/test_resize_table.py runs
+every row against the framework itself); docs/resize.md prints the table with what each framework does
+differently. A row holds for integer upsampling factors, the factors a :class:`~upsample.ResizeSpec` has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from upsample.interpolation import Interpolation
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeResize:
+    """One framework call (``call``, as users write it) and the settings it computes (``interpolation``), on
+    ``ranks`` spatial axes. ``options`` are the keyword arguments a build passes to the call."""
+
+    framework: str
+    call: str
+    interpolation: Interpolation
+    ranks: tuple[int, ...]
+    options: tuple[tuple[str, object], ...] = ()
+
+
+def _torch(
+    mode: str, interpolation: Interpolation, ranks: tuple[int, ...] = (1, 2, 3), **options: object
+) -> NativeResize:
+    written = ", ".join([f"mode={mode!r}", *(f"{k}={v!r}" for k, v in options.items())])
+    return NativeResize("torch", f"F.interpolate({written})", interpolation, ranks, (("mode", mode), *options.items()))
+
+
+TORCH = (
+    _torch("nearest", Interpolation("nearest", "asymmetric", "floor")),
+    _torch("nearest-exact", Interpolation("nearest", "half_pixel", "round_prefer_ceil")),
+    _torch("linear", Interpolation("linear", "half_pixel"), align_corners=False),
+    _torch("linear", Interpolation("linear", "align_corners"), align_corners=True),
+    _torch("bicubic", Interpolation("cubic", "half_pixel", cubic_a=-0.75), (2,), align_corners=False),
+    _torch("bicubic", Interpolation("cubic", "align_corners", cubic_a=-0.75), (2,), align_corners=True),
+)
+"""``torch.nn.functional.interpolate`` (and ``nn.Upsample``) with ``size=`` or an integer ``scale_factor``; the
+``linear`` rows are ``"linear"``, ``"bilinear"``, ``"trilinear"`` by rank."""
+
+JAX = (
+    NativeResize(
+        "jax", 'jax.image.resize(method="nearest")', Interpolation("nearest"), (1, 2, 3), (("method", "nearest"),)
+    ),
+    NativeResize(
+        "jax", 'jax.image.resize(method="linear")', Interpolation("linear"), (1, 2, 3), (("method", "linear"),)
+    ),
+    NativeResize(
+        "jax",
+        'jax.image.resize(method="cubic")',
+        Interpolation("cubic", cubic_a=-0.5, exclude_outside=True),
+        (1, 2, 3),
+        (("method", "cubic"),),
+    ),
+)
+"""``jax.image.resize`` (``"bilinear"``/``"trilinear"`` and ``"bicubic"`` are its names for ``linear`` and
+``cubic``); ``antialias`` changes nothing when enlarging."""
+
+KERAS_UPSAMPLING = (
+    NativeResize("keras", "UpSampling1D(size)", Interpolation("nearest"), (1,)),
+    NativeResize(
+        "keras",
+        'UpSampling2D(interpolation="nearest")',
+        Interpolation("nearest"),
+        (2,),
+        (("interpolation", "nearest"),),
+    ),
+    NativeResize(
+        "keras",
+        'UpSampling2D(interpolation="bilinear")',
+        Interpolation("linear"),
+        (2,),
+        (("interpolation", "bilinear"),),
+    ),
+    NativeResize("keras", "UpSampling3D(size)", Interpolation("nearest"), (3,)),
+)
+"""Keras's ``UpSampling{1,2,3}D`` layers, on every backend. ``UpSampling2D``'s ``"bicubic"`` is not here: it
+computes TensorFlow's and JAX's ``a = -0.5`` on those backends and torch's ``-0.75`` on torch (docs/resize.md)."""
+
+
+def native_for(rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int) -> NativeResize | None:
+    """The first row on ``rank`` axes that resizes as ``interpolation`` by every integer factor, or ``None``
+    (:meth:`Interpolation.for_integer_scale`: decided from the spec alone, once)."""
+    wanted = interpolation.for_integer_scale()
+    for row in rows:
+        if rank in row.ranks and row.interpolation.for_integer_scale() == wanted:
+            return row
+    return None
+
+
+def spec_settings(interpolation: Interpolation) -> dict[str, object]:
+    """The :class:`~upsample.ResizeSpec` arguments that resize as ``interpolation`` by an integer factor, in their
+    simplest form (:meth:`Interpolation.for_integer_scale`): what ``from_native`` returns."""
+    simplest = interpolation.for_integer_scale()
+    return {field.name: getattr(simplest, field.name) for field in dataclasses.fields(simplest)}
+
+
+def torch_row(mode: str, align_corners: bool | None, rank: int) -> NativeResize | None:
+    """The :data:`TORCH` row of ``F.interpolate(mode=mode, align_corners=align_corners)`` on ``rank`` axes."""
+    family = "linear" if mode in ("linear", "bilinear", "trilinear") else mode
+    corners = None if family.startswith("nearest") else bool(align_corners)  # nearest modes take no align_corners
+    for row in TORCH:
+        options = dict(row.options)
+        if rank in row.ranks and options["mode"] == family and options.get("align_corners") == corners:
+            return row
+    return None

@@ -9,6 +9,7 @@ differently. A row holds for integer upsampling factors, the factors a :class:`~
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from upsample.interpolation import Interpolation
 
@@ -93,7 +94,7 @@ def native_for(rows: tuple[NativeResize, ...], interpolation: Interpolation, ran
     return None
 
 
-def spec_settings(interpolation: Interpolation) -> dict[str, object]:
+def spec_settings(interpolation: Interpolation) -> dict[str, Any]:
     """The :class:`~upsample.ResizeSpec` arguments that resize as ``interpolation`` by an integer factor, in their
     simplest form (:meth:`Interpolation.for_integer_scale`): what ``from_native`` returns."""
     simplest = interpolation.for_integer_scale()

@@ -256,7 +256,7 @@ class ResizeConv(_ConvKind):
         if self.resize is not None:
             x = self.resize(x)
         elif any(factor > 1 for factor in spec.scale):
-            x = gather_resize(x, spec, size)
+            x = gather_resize(x, spec, size)  # type: ignore[arg-type]  # a ResizeConv holds a ResizeSpec
         return self.conv(x)
 
 

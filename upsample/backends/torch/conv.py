@@ -240,7 +240,7 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
             raise ValueError(f"Upsample must have an integer scale_factor and no size, got {first!r}")
         row = resize_table.torch_row(first.mode, first.align_corners, rank)
         if row is None:
-            modes = sorted({dict(r.options)["mode"] for r in resize_table.TORCH if rank in r.ranks})
+            modes = sorted({str(dict(r.options)["mode"]) for r in resize_table.TORCH if rank in r.ranks})
             raise ValueError(
                 f"Upsample mode must be one of {modes} ('linear' as {LINEAR[rank]!r}) before a {type(conv).__name__}, "
                 f"got {first!r}"

@@ -27,7 +27,7 @@ from cases import require_backend  # noqa: E402
 from kind_cases import CASES, SWEEP, Spec, case_id, expected, inputs, weights  # noqa: E402
 
 import upsample  # noqa: E402
-from upsample import conv_geometry  # noqa: E402
+from upsample import conv_geometry, resize_ops, resize_table  # noqa: E402
 from upsample.backends import keras as uk  # noqa: E402
 from upsample.conv_specs import ResizeSpec, SubpixelSpec  # noqa: E402
 
@@ -200,3 +200,42 @@ def test_channels_first_where_the_width_equals_the_channels(spec: Spec) -> None:
     layer = spec.build("keras", weights=w, data_format="channels_first")
     got = to_nhwc(keras.ops.convert_to_numpy(layer(to_nchw(x))))
     np.testing.assert_allclose(got, upsample.reference.forward(spec, w, x), rtol=RTOL, atol=ATOL)
+
+
+KERAS_ROWS = [row for row in resize_table.KERAS_UPSAMPLING if not row.backends or BACKEND in row.backends]
+
+
+@pytest.mark.parametrize("row", KERAS_ROWS, ids=lambda row: row.call)
+def test_keras_rows_are_keras_upsampling(row: resize_table.NativeResize) -> None:
+    """Each row of ``resize_table.KERAS_UPSAMPLING`` that holds on this backend: the Keras layer equals the row's
+    settings resized in NumPy; and ``UpSampling`` + ``Conv``, read by ``from_native``, gives its own numbers."""
+    (rank,) = row.ranks
+    rng = np.random.default_rng(2)
+    interpolation = dict(row.options).get("interpolation", "nearest")
+    for size, scale in [((1, 3, 2)[:rank], (2, 3, 2)[:rank]), ((4, 2, 3)[:rank], (3, 2, 1)[:rank])]:
+        x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+        if rank == 2:
+            layer = keras.layers.UpSampling2D(scale, interpolation=interpolation)
+        else:
+            layer = keras.layers.UpSampling1D(scale[0]) if rank == 1 else keras.layers.UpSampling3D(scale)
+        take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
+        axes = tuple(range(1, 1 + rank))
+        want = resize_ops.resize(x.astype(np.float64), row.interpolation, axes, size, scale, take, lambda w, _: w)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), want, rtol=RTOL, atol=ATOL)
+        conv = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)[rank - 1](2, 3, padding="same")
+        native = keras.ops.convert_to_numpy(conv(layer(x)))
+        spec, w = uk.from_native(conv, scale=scale, method=interpolation)
+        got = keras.ops.convert_to_numpy(spec.build("keras", weights=w)(x))
+        np.testing.assert_allclose(got, native, rtol=RTOL, atol=ATOL)
+
+
+def test_tensorflows_bicubic_upsampling_has_no_spec() -> None:
+    """On TensorFlow ``UpSampling2D(interpolation="bicubic")`` weighs from a 1024-step table: refused by name."""
+    conv = keras.layers.Conv2D(2, 3, padding="same")
+    conv.build((None, 4, 4, 3))
+    if BACKEND == "tensorflow":
+        with pytest.raises(ValueError, match=r"bicubic.*tensorflow backend has no spec"):
+            uk.from_native(conv, scale=2, method="bicubic")
+    else:
+        spec, _ = uk.from_native(conv, scale=2, method="bicubic")
+        assert spec.method == "cubic" and spec.cubic_a == (-0.75 if BACKEND == "torch" else -0.5)

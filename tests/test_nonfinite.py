@@ -212,7 +212,7 @@ def propagation(label: str, spec: Spec) -> str:
     """
     if isinstance(spec, ResizeSpec) and spec.method == "nearest" and label in JAX_BUILDS:
         return "sums taps"
-    if isinstance(spec, ResizeSpec) and spec.method == "bilinear":
+    if isinstance(spec, ResizeSpec) and spec.method == "linear":
         return "dense" if label in JAX_BUILDS else "native bilinear"
     return "exact"
 

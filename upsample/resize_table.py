@@ -17,13 +17,15 @@ from upsample.interpolation import Interpolation
 @dataclasses.dataclass(frozen=True)
 class NativeResize:
     """One framework call (``call``, as users write it) and the settings it computes (``interpolation``), on
-    ``ranks`` spatial axes. ``options`` are the keyword arguments a build passes to the call."""
+    ``ranks`` spatial axes. ``options`` are the keyword arguments a build passes to the call; ``backends`` the Keras
+    backends the row holds on (empty: every one)."""
 
     framework: str
     call: str
     interpolation: Interpolation
     ranks: tuple[int, ...]
     options: tuple[tuple[str, object], ...] = ()
+    backends: tuple[str, ...] = ()
 
 
 def _torch(
@@ -62,36 +64,54 @@ JAX = (
 """``jax.image.resize`` (``"bilinear"``/``"trilinear"`` and ``"bicubic"`` are its names for ``linear`` and
 ``cubic``); ``antialias`` changes nothing when enlarging."""
 
+
+def _upsampling_2d(interpolation: str, setting: Interpolation, backends: tuple[str, ...] = ()) -> NativeResize:
+    call = f"UpSampling2D(interpolation={interpolation!r})"
+    return NativeResize("keras", call, setting, (2,), (("interpolation", interpolation),), backends)
+
+
 KERAS_UPSAMPLING = (
     NativeResize("keras", "UpSampling1D(size)", Interpolation("nearest"), (1,)),
-    NativeResize(
-        "keras",
-        'UpSampling2D(interpolation="nearest")',
-        Interpolation("nearest"),
-        (2,),
-        (("interpolation", "nearest"),),
-    ),
-    NativeResize(
-        "keras",
-        'UpSampling2D(interpolation="bilinear")',
-        Interpolation("linear"),
-        (2,),
-        (("interpolation", "bilinear"),),
-    ),
+    _upsampling_2d("nearest", Interpolation("nearest")),
+    _upsampling_2d("bilinear", Interpolation("linear")),
+    _upsampling_2d("bicubic", Interpolation("cubic", cubic_a=-0.75), ("torch",)),
+    _upsampling_2d("bicubic", Interpolation("cubic", cubic_a=-0.5, exclude_outside=True), ("jax",)),
     NativeResize("keras", "UpSampling3D(size)", Interpolation("nearest"), (3,)),
 )
-"""Keras's ``UpSampling{1,2,3}D`` layers, on every backend. ``UpSampling2D``'s ``"bicubic"`` is not here: it
-computes TensorFlow's and JAX's ``a = -0.5`` on those backends and torch's ``-0.75`` on torch (docs/resize.md)."""
+"""Keras's ``UpSampling{1,2,3}D`` layers. ``"bicubic"`` is the backend's own cubic: torch's on torch, JAX's on JAX;
+on TensorFlow it is ``a = -0.5`` with weights read from a table of 1024 steps (measured within 2.2e-3 of the exact
+weights), which no setting computes exactly, so it has no row (docs/resize.md)."""
 
 
-def native_for(rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int) -> NativeResize | None:
-    """The first row on ``rank`` axes that resizes as ``interpolation`` by every integer factor, or ``None``
-    (:meth:`Interpolation.for_integer_scale`: decided from the spec alone, once)."""
+def native_for(
+    rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int, backend: str | None = None
+) -> NativeResize | None:
+    """The first row on ``rank`` axes (and Keras ``backend``) that resizes as ``interpolation`` by every integer
+    factor, or ``None`` (:meth:`Interpolation.for_integer_scale`: decided from the spec alone, once)."""
     wanted = interpolation.for_integer_scale()
     for row in rows:
-        if rank in row.ranks and row.interpolation.for_integer_scale() == wanted:
+        if _holds(row, rank, backend) and row.interpolation.for_integer_scale() == wanted:
             return row
     return None
+
+
+def jax_row(method: str) -> NativeResize | None:
+    """The :data:`JAX` row of ``jax.image.resize(method=method)`` (its names ``bilinear``, ``trilinear``, ``bicubic``
+    included)."""
+    wanted = {"bilinear": "linear", "trilinear": "linear", "bicubic": "cubic"}.get(method, method)
+    return next((row for row in JAX if dict(row.options)["method"] == wanted), None)
+
+
+def keras_row(interpolation: str, rank: int, backend: str) -> NativeResize | None:
+    """The :data:`KERAS_UPSAMPLING` row of ``UpSampling{rank}D(interpolation=interpolation)`` on ``backend``."""
+    for row in KERAS_UPSAMPLING:
+        if _holds(row, rank, backend) and dict(row.options).get("interpolation", "nearest") == interpolation:
+            return row
+    return None
+
+
+def _holds(row: NativeResize, rank: int, backend: str | None) -> bool:
+    return rank in row.ranks and (not row.backends or backend in row.backends)
 
 
 def spec_settings(interpolation: Interpolation) -> dict[str, Any]:

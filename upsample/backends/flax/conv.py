@@ -327,7 +327,8 @@ def from_native(
     """The spec and canonical weights of a Flax ``Conv`` (linen: bound, or with ``params``; or NNX) with
     ``padding="SAME"``, followed by a pixel shuffle by ``scale`` that reads ``order`` (``method=None``; JAX
     has no such op, so say which reshape your code does: ``"CRD"`` is einops ``"b h w (c i j) -> b (h i) (w j) c"``,
-    ``"DCR"`` is ``"(i j c)"``), or preceded by a resize by ``scale`` with ``method``."""
+    ``"DCR"`` is ``"(i j c)"``), or preceded by ``jax.image.resize`` by ``scale`` with ``method`` (its own names:
+    ``"nearest"``, ``"linear"``/``"bilinear"``, ``"cubic"``/``"bicubic"``; :data:`upsample.resize_table.JAX`)."""
     if not isinstance(conv, (nn.Conv, nnx.Conv)):
         raise TypeError(f"conv must be a flax.linen.Conv or flax.nnx.Conv, got {type(conv).__name__}")
     stored = common.native_arrays(conv, params, "from_native(conv, params, scale=...)")
@@ -362,14 +363,20 @@ def from_native(
         )
         kernel, bias = kernel[..., inverse], None if bias is None else bias[inverse]
     else:
+        row = resize_table.jax_row(method)
+        if row is None:
+            methods = [dict(r.options)["method"] for r in resize_table.JAX]
+            raise ValueError(
+                f"method must be one of jax.image.resize's {methods} (or None: a shuffle), got {shown(method)}"
+            )
         spec = ResizeSpec(
             kernel.shape[-2] * conv.feature_group_count,
             kernel.shape[-1],
             scale,
-            method,
-            kernel_size,
+            kernel_size=kernel_size,
             use_bias=bias is not None,
             spatial_dims=rank,
             **grouping,
+            **resize_table.spec_settings(row.interpolation),
         )
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]

@@ -264,7 +264,7 @@ def resize_layer(spec: ResizeSpec) -> Any:
     """Keras's own resize layer for ``spec`` (a row of :data:`upsample.resize_table.KERAS_UPSAMPLING`); ``None`` for a
     scale of 1 and for the resizes it does not compute (:func:`gather_resize`)."""
     rank = spec.spatial_dims
-    native = resize_table.native_for(resize_table.KERAS_UPSAMPLING, spec.interpolation, rank)
+    native = resize_table.native_for(resize_table.KERAS_UPSAMPLING, spec.interpolation, rank, keras.backend.backend())
     if all(factor == 1 for factor in spec.scale) or native is None:
         return None
     if rank == 2:
@@ -373,7 +373,24 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
             in_channels, conv.filters // math.prod(factors), factors, kernel_size, use_bias=conv.use_bias, **grouping
         )
     else:
+        settings = _upsampling_settings(method, rank)
         spec = ResizeSpec(
-            in_channels, conv.filters, scale, method, kernel_size, use_bias=conv.use_bias, spatial_dims=rank, **grouping
-        )
+            in_channels, conv.filters, scale, kernel_size=kernel_size, use_bias=conv.use_bias, spatial_dims=rank,
+            **grouping, **settings,
+        )  # fmt: skip
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]
+
+
+def _upsampling_settings(interpolation: str, rank: int) -> dict[str, Any]:
+    """The spec settings of ``UpSampling{rank}D(interpolation=interpolation)`` on this backend
+    (:data:`upsample.resize_table.KERAS_UPSAMPLING`); any other name is a spec ``method`` (half-pixel)."""
+    backend = keras.backend.backend()
+    row = resize_table.keras_row(interpolation, rank, backend)
+    if row is not None:
+        return resize_table.spec_settings(row.interpolation)
+    if interpolation == "bicubic" and rank == 2:
+        raise ValueError(
+            f"UpSampling2D(interpolation='bicubic') on the {backend} backend has no spec: it computes Keys' cubic "
+            f"(a = -0.5) with weights from a 1024-step table, no exact setting (docs/resize.md)"
+        )
+    return {"method": interpolation}

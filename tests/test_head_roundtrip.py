@@ -78,7 +78,7 @@ def _outputs(weights: upsample.HeadWeights, x: np.ndarray) -> dict[str, tuple[np
 
 
 def test_the_planned_head_is_what_was_asked() -> None:
-    assert [stage.to_dict()["method"] for stage in SPEC.stages] == ["bilinear", "bilinear"]
+    assert [stage.to_dict()["method"] for stage in SPEC.stages] == ["linear", "linear"]
     assert SPEC.norm is not None and SPEC.norm.kind == "group" and SPEC.activation is not None
     assert SPEC.activation.kind == "silu" and not any(stage.use_bias for stage in SPEC.stages)
 

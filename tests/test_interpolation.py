@@ -128,8 +128,9 @@ def test_nearest_ties_are_exact() -> None:
         ({"method": "lanczos3"}, ValueError, r"method must be one of \('nearest', 'linear', 'cubic'\).*'lanczos3'"),
         ({"coordinates": "tf_crop_and_resize"}, ValueError, r"coordinates must be one of .*'tf_crop_and_resize'"),
         ({"nearest_mode": "round"}, ValueError, r"nearest_mode must be one of .*'round'"),
-        ({"cubic_a": "a"}, TypeError, r"cubic_a must be a finite float, got 'a'"),
-        ({"cubic_a": float("nan")}, TypeError, r"cubic_a must be a finite float, got nan"),
+        ({"cubic_a": "a"}, TypeError, r"cubic_a must be a float, got 'a'"),
+        ({"cubic_a": float("nan")}, ValueError, r"cubic_a must be in \[-1, 0\].*got nan"),
+        ({"cubic_a": -3}, ValueError, r"cubic_a must be in \[-1, 0\].*got -3"),
         ({"exclude_outside": 1}, TypeError, r"exclude_outside must be a bool, got 1"),
     ],
 )

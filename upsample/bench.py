@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from upsample import plans
 from upsample.arguments import size_text
+from upsample.conv_specs import ResizeSpec
 from upsample.crosscheck import TARGETS, Target, installed, select
 from upsample.spec import UpsampleSpec, load_spec
 
@@ -101,6 +102,25 @@ SHAPES = (
     # FCN's depthwise bilinear stage (groups = channels, k4 s2 p1) and a dilated k3 s2 stage (d3: extent 7), 16 -> 32
     Shape(8, 64, 64, 32, input_size=16, spec_json=UpsampleSpec(64, 64, 4, 2, 1, groups=64).to_json()),
     Shape(8, 64, 64, 32, input_size=16, spec_json=UpsampleSpec(64, 64, 3, 2, 3, 1, dilation=3).to_json()),
+    # resizes no framework computes natively run as gathers (timed against the framework's own resize of the same
+    # method and output size): JAX's cubic in 2-D (native in JAX, gathers in torch), asymmetric trilinear (gathers)
+    Shape(
+        8,
+        32,
+        32,
+        64,
+        input_size=32,
+        spec_json=ResizeSpec(32, 32, 2, "cubic", 3, cubic_a=-0.5, exclude_outside=True).to_json(),
+    ),
+    Shape(
+        2,
+        16,
+        16,
+        32,
+        input_size=16,
+        spatial_dims=3,
+        spec_json=ResizeSpec(16, 16, 2, "linear", 3, spatial_dims=3, coordinates="asymmetric").to_json(),
+    ),
 )
 GENERATOR_CHANNELS = (100, 512, 256, 128, 64, 3)
 """The PyTorch DCGAN generator (nz=100, ngf=64, nc=3), 1x1 -> 64x64, without its normalisation."""

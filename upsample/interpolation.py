@@ -54,12 +54,12 @@ class Interpolation:
         for name, allowed in (("coordinates", COORDINATES), ("nearest_mode", NEAREST_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {shown(getattr(self, name))}")
-        if (
-            isinstance(self.cubic_a, bool)
-            or not isinstance(self.cubic_a, (int, float))
-            or not math.isfinite(self.cubic_a)
-        ):
-            raise TypeError(f"cubic_a must be a finite float, got {shown(self.cubic_a)}")
+        if isinstance(self.cubic_a, bool) or not isinstance(self.cubic_a, (int, float)):
+            raise TypeError(f"cubic_a must be a float, got {shown(self.cubic_a)}")
+        if not -1 <= self.cubic_a <= 0:  # where Keys' weights of the two nearest pixels are positive (NaN fails too)
+            raise ValueError(
+                f"cubic_a must be in [-1, 0] (-0.75: ONNX, torch; -0.5: TensorFlow, JAX), got {shown(self.cubic_a)}"
+            )
         set_field("cubic_a", float(self.cubic_a))
         if not isinstance(self.exclude_outside, bool):
             raise TypeError(f"exclude_outside must be a bool, got {shown(self.exclude_outside)}")

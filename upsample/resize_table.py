@@ -95,6 +95,17 @@ def native_for(
     return None
 
 
+def baseline(rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int) -> NativeResize:
+    """The framework's own resize to time a spec's against (``upsample bench``): the row that computes it, else one
+    of the same method, else its linear one; the same output size either way."""
+    exact = native_for(rows, interpolation, rank)
+    if exact is not None:
+        return exact
+    same_method = [row for row in rows if rank in row.ranks and row.interpolation.method == interpolation.method]
+    linear = [row for row in rows if rank in row.ranks and row.interpolation.method == "linear"]
+    return (same_method or linear)[0]
+
+
 def jax_row(method: str) -> NativeResize | None:
     """The :data:`JAX` row of ``jax.image.resize(method=method)`` (its names ``bilinear``, ``trilinear``, ``bicubic``
     included)."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from upsample import geometry
+from upsample import geometry, resize_table
 from upsample.backends import flax as adapter
 from upsample.backends.flax import head as heads
 from upsample.backends.flax.conv import pixel_shuffle
@@ -149,7 +149,8 @@ def train_head(
 def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
     """Flax's own layers for the same computation, ``(fn(params, x), params)``: a ``ConvTranspose`` (grouped: XLA's
     grouped convolution of the zero-dilated input, which ``ConvTranspose`` runs too, Flax having no grouped one); a
-    ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` and a ``Conv``. Any rank."""
+    ``Conv`` and a reshape (Flax has no pixel shuffle op); ``jax.image.resize`` (its method of the spec's, or one of the
+    same method: ``resize_table.baseline``) and a ``Conv``. Any rank."""
     if isinstance(spec, SubpixelSpec | ResizeSpec):
         conv = nn.Conv(
             spec.conv_channels,
@@ -166,10 +167,14 @@ def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
 
             return subpixel, conv.init(jax.random.key(1), x)["params"]
 
+        method = str(
+            dict(resize_table.baseline(resize_table.JAX, spec.interpolation, spec.spatial_dims).options)["method"]
+        )
+
         def resize(xs: Any) -> Any:
             batch, *size, channels = xs.shape
             resized = tuple(n * r for n, r in zip(size, spec.scale, strict=True))
-            return jax.image.resize(xs, (batch, *resized, channels), spec.method)
+            return jax.image.resize(xs, (batch, *resized, channels), method)
 
         return (lambda p, xs: conv.apply({"params": p}, resize(xs))), conv.init(jax.random.key(1), resize(x))["params"]
     pads = tuple(geometry.crop_to_lax(crop, e) for crop, e in zip(spec.crops, spec.extent, strict=True))

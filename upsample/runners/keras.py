@@ -158,7 +158,7 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
     """Keras's own layers for the same computation, built for ``input_shape``: ``Conv{1,2,3}DTranspose`` (dense, of
     the dilated extent: Keras has no grouped one);
     ``Conv{1,2,3}D`` then ``depth_to_space`` (2-D; square scales) or our CRD shuffle (1-D, 3-D: Keras has none);
-    ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (a 1-D or 3-D linear resize, which Keras lacks, is ours)."""
+    ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (a resize Keras has no layer for is ours: gathers)."""
     rank = spec.spatial_dims
     if isinstance(spec, SubpixelSpec | ResizeSpec):
         conv = native_layer("Conv{}D", rank)(

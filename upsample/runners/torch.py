@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from upsample import resize_table
 from upsample.backends import torch as adapter
 from upsample.backends.torch import head as heads
-from upsample.backends.torch.conv import LINEAR
+from upsample.backends.torch.conv import interpolate_options
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.crosscheck import HeadOutcome, Outcome, trainable
 from upsample.head import HeadSpec
@@ -86,14 +87,14 @@ def train_head(
 
 def _native(spec: Any, ours: nn.Module) -> nn.Module:
     """torch's own modules for the same computation, with our layer's ``conv`` weights (square scales; torch
-    has a pixel shuffle only in 2-D, so at other ranks the sub-pixel baseline is the convolution alone)."""
+    has a pixel shuffle only in 2-D, so at other ranks the sub-pixel baseline is the convolution alone; a resize
+    torch has no mode for is timed against its mode of the same method: ``resize_table.baseline``)."""
     conv: nn.Module = copy.deepcopy(ours.conv)  # type: ignore[assignment]  # the adapter's (transposed) conv
     if isinstance(spec, SubpixelSpec):
         return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0])) if spec.spatial_dims == 2 else conv
     if isinstance(spec, ResizeSpec):
-        mode = "nearest" if spec.method == "nearest" else LINEAR[spec.spatial_dims]
-        corners = None if spec.method == "nearest" else False
-        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=mode, align_corners=corners), conv)
+        row = resize_table.baseline(resize_table.TORCH, spec.interpolation, spec.spatial_dims)
+        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, **interpolate_options(row, spec.spatial_dims)), conv)
     return conv
 
 

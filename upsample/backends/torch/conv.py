@@ -137,10 +137,16 @@ def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
     if native is None:
         size = tuple(int(n) for n in x.shape[2:])
         return resize_ops.resize(x, spec.interpolation, range(2, 2 + rank), size, scale, _take, _constant)
-    options = dict(native.options)
+    size = tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True))
+    return F.interpolate(x, size=size, **interpolate_options(native, rank))  # type: ignore[arg-type]
+
+
+def interpolate_options(row: resize_table.NativeResize, rank: int) -> dict[str, Any]:
+    """``F.interpolate``'s keyword arguments for a :data:`upsample.resize_table.TORCH` row on ``rank`` axes."""
+    options = dict(row.options)
     if options["mode"] == "linear":
         options["mode"] = LINEAR[rank]
-    return F.interpolate(x, size=tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True)), **options)  # type: ignore[arg-type]
+    return options
 
 
 def _take(x: torch.Tensor, indices: Any, axis: int) -> torch.Tensor:

@@ -66,7 +66,11 @@ class Shape:
     @property
     def label(self) -> str:
         own = ""
-        if self.spec_json is not None:
+        if self.spec_json is not None and isinstance(self.spec, ResizeSpec):
+            spec = self.spec
+            cubic = f" a{spec.cubic_a:g}" + (" excl" if spec.exclude_outside else "") if spec.method == "cubic" else ""
+            own = f" resize {spec.method} {spec.coordinates}{cubic} k{spec.kernel_size[0]}"
+        elif self.spec_json is not None:
             spec = self.spec
             padding = f" p{spec.crops[0][0]}" if spec.crops[0][0] else ""
             grouping = (f" g{spec.groups}" if spec.groups > 1 else "") + (

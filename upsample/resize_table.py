@@ -95,15 +95,19 @@ def native_for(
     return None
 
 
-def baseline(rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int) -> NativeResize:
+def baseline(
+    rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int, backend: str | None = None
+) -> NativeResize | None:
     """The framework's own resize to time a spec's against (``upsample bench``): the row that computes it, else one
-    of the same method, else its linear one; the same output size either way."""
-    exact = native_for(rows, interpolation, rank)
+    of the same method, else its linear one (the same output size either way); ``None`` if it has none."""
+    exact = native_for(rows, interpolation, rank, backend)
     if exact is not None:
         return exact
-    same_method = [row for row in rows if rank in row.ranks and row.interpolation.method == interpolation.method]
-    linear = [row for row in rows if rank in row.ranks and row.interpolation.method == "linear"]
-    return (same_method or linear)[0]
+    same_method = [
+        row for row in rows if _holds(row, rank, backend) and row.interpolation.method == interpolation.method
+    ]
+    linear = [row for row in rows if _holds(row, rank, backend) and row.interpolation.method == "linear"]
+    return next(iter(same_method or linear), None)
 
 
 def jax_row(method: str) -> NativeResize | None:

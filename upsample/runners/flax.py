@@ -167,9 +167,9 @@ def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
 
             return subpixel, conv.init(jax.random.key(1), x)["params"]
 
-        method = str(
-            dict(resize_table.baseline(resize_table.JAX, spec.interpolation, spec.spatial_dims).options)["method"]
-        )
+        row = resize_table.baseline(resize_table.JAX, spec.interpolation, spec.spatial_dims)
+        assert row is not None  # JAX has all three methods at every rank
+        method = str(dict(row.options)["method"])
 
         def resize(xs: Any) -> Any:
             batch, *size, channels = xs.shape

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from upsample import geometry
+from upsample import geometry, resize_table
 from upsample.backends import keras as adapter
 from upsample.backends.keras import head as heads
 from upsample.backends.keras.common import native as native_layer
@@ -158,7 +158,8 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
     """Keras's own layers for the same computation, built for ``input_shape``: ``Conv{1,2,3}DTranspose`` (dense, of
     the dilated extent: Keras has no grouped one);
     ``Conv{1,2,3}D`` then ``depth_to_space`` (2-D; square scales) or our CRD shuffle (1-D, 3-D: Keras has none);
-    ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (a resize Keras has no layer for is ours: gathers)."""
+    ``UpSampling{1,2,3}D`` then ``Conv{1,2,3}D`` (in 2-D ``UpSampling2D`` of the spec's method where it computes
+    another resize: ``resize_table.baseline``; a 1-D or 3-D resize Keras has no layer for is ours: gathers)."""
     rank = spec.spatial_dims
     if isinstance(spec, SubpixelSpec | ResizeSpec):
         conv = native_layer("Conv{}D", rank)(
@@ -181,6 +182,11 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
             layers = [conv, shuffle]
         elif resize_layer(spec) is not None:
             layers = [resize_layer(spec), conv]
+        elif rank == 2 and any(factor > 1 for factor in spec.scale):  # UpSampling2D of the method (not exact)
+            row = resize_table.baseline(
+                resize_table.KERAS_UPSAMPLING, spec.interpolation, rank, keras.backend.backend()
+            )
+            layers = [keras.layers.UpSampling2D(spec.scale, data_format=LAST, **dict(row.options)), conv]  # type: ignore[union-attr]
         else:
             size = tuple(input_shape[1:-1])
             layers = [keras.layers.Lambda(lambda x: gather_resize(x, spec, size)), conv]

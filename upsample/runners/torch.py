@@ -94,6 +94,7 @@ def _native(spec: Any, ours: nn.Module) -> nn.Module:
         return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0])) if spec.spatial_dims == 2 else conv
     if isinstance(spec, ResizeSpec):
         row = resize_table.baseline(resize_table.TORCH, spec.interpolation, spec.spatial_dims)
+        assert row is not None  # torch has a linear mode at every rank
         return nn.Sequential(nn.Upsample(scale_factor=spec.scale, **interpolate_options(row, spec.spatial_dims)), conv)
     return conv
 

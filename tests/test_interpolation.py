@@ -151,3 +151,13 @@ def test_spec_names_and_json() -> None:
     spec = upsample.ResizeSpec(2, method="cubic", coordinates="align_corners", cubic_a=-0.5, exclude_outside=True)
     assert upsample.load_spec(spec.to_json()) == spec
     assert {"coordinates", "cubic_a", "exclude_outside"} <= set(spec.to_dict()) and "nearest_mode" not in spec.to_dict()
+
+
+def test_a_cubic_resize_off_two_axes_has_no_onnx_export() -> None:
+    """onnxruntime's ``Resize`` computes cubic on two axes only: a 1-D or 3-D cubic spec is refused by name."""
+    from upsample.onnx import to_onnx
+
+    for rank in (1, 3):
+        spec = upsample.ResizeSpec(2, scale=2, method="cubic", spatial_dims=rank)
+        with pytest.raises(ValueError, match=rf"a {rank}-D cubic resize has no ONNX export"):
+            to_onnx(spec, upsample.init_weights(spec, seed=0))

@@ -239,3 +239,34 @@ def test_tensorflows_bicubic_upsampling_has_no_spec() -> None:
     else:
         spec, _ = uk.from_native(conv, scale=2, method="bicubic")
         assert spec.method == "cubic" and spec.cubic_a == (-0.75 if BACKEND == "torch" else -0.5)
+
+
+if BACKEND == "tensorflow":  # TensorFlow's own functions, where TensorFlow is the backend
+
+    @pytest.mark.parametrize("row", resize_table.TENSORFLOW, ids=lambda row: row.call)
+    def test_tensorflow_rows_are_tensorflows_resize(row: resize_table.NativeResize) -> None:
+        """Each row of ``resize_table.TENSORFLOW`` (collected on the TensorFlow backend): the TensorFlow function equals
+        the row's settings resized in NumPy and the Keras layer built from the spec of those settings (a 1x1 identity
+        convolution after the resize, so the layer's output is the resize itself)."""
+        import tensorflow as tf
+
+        options = dict(row.options)
+        function = {
+            "tf.image.resize": tf.image.resize,
+            "tf.compat.v1.image.resize_nearest_neighbor": tf.compat.v1.image.resize_nearest_neighbor,
+            "tf.compat.v1.image.resize_bilinear": tf.compat.v1.image.resize_bilinear,
+        }[str(options.pop("function"))]
+        settings = resize_table.spec_settings(row.interpolation)
+        rng = np.random.default_rng(3)
+        for size, scale in [((1, 3), (2, 3)), ((4, 2), (3, 2)), ((3, 5), (2, 2))]:
+            x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+            got = np.asarray(function(x, tuple(n * r for n, r in zip(size, scale, strict=True)), **options))
+            take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
+            want = resize_ops.resize(x.astype(np.float64), row.interpolation, (1, 2), size, scale, take, lambda w, _: w)
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=row.call)
+            spec = ResizeSpec(3, 3, scale, kernel_size=1, use_bias=False, **settings)
+            identity = upsample.Weights(np.eye(3, dtype=np.float32).reshape(1, 1, 3, 3))
+            layer = spec.build("keras", weights=identity)
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(layer(x)), got, rtol=RTOL, atol=ATOL, err_msg=row.call
+            )

@@ -65,6 +65,35 @@ JAX = (
 ``cubic``); ``antialias`` changes nothing when enlarging."""
 
 
+def _tensorflow(function: str, setting: Interpolation, **options: object) -> NativeResize:
+    written = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    return NativeResize(
+        "tensorflow", f"{function}({written})", setting, (2,), (("function", function), *options.items())
+    )
+
+
+TENSORFLOW = (
+    _tensorflow("tf.image.resize", Interpolation("nearest"), method="nearest"),
+    _tensorflow("tf.image.resize", Interpolation("linear"), method="bilinear"),
+    _tensorflow(
+        "tf.image.resize", Interpolation("cubic", cubic_a=-0.5, exclude_outside=True), method="bicubic", antialias=True
+    ),
+    _tensorflow("tf.compat.v1.image.resize_nearest_neighbor", Interpolation("nearest", "asymmetric", "floor")),
+    _tensorflow(
+        "tf.compat.v1.image.resize_nearest_neighbor", Interpolation("nearest", "align_corners"), align_corners=True
+    ),
+    _tensorflow("tf.compat.v1.image.resize_nearest_neighbor", Interpolation("nearest"), half_pixel_centers=True),
+    _tensorflow("tf.compat.v1.image.resize_bilinear", Interpolation("linear", "asymmetric")),
+    _tensorflow("tf.compat.v1.image.resize_bilinear", Interpolation("linear", "align_corners"), align_corners=True),
+    _tensorflow("tf.compat.v1.image.resize_bilinear", Interpolation("linear"), half_pixel_centers=True),
+)
+"""TensorFlow's resize functions (2-D, NHWC); no build runs them, ``from_native`` has no layer to read, and the table
+says which spec each equals. Not here: ``tf.image.resize(method="bicubic")`` without ``antialias`` and every
+``tf.compat.v1.image.resize_bicubic``: Keys' cubic (``a = -0.5``, or ``-0.75`` in TF1's without half-pixel centres)
+with weights read from a table of 1024 steps (measured within 2e-3 of the exact weights, which no setting matches);
+``lanczos3``/``lanczos5``, ``area``, ``gaussian``, ``mitchellcubic`` (other kernels)."""
+
+
 def _upsampling_2d(interpolation: str, setting: Interpolation, backends: tuple[str, ...] = ()) -> NativeResize:
     call = f"UpSampling2D(interpolation={interpolation!r})"
     return NativeResize("keras", call, setting, (2,), (("interpolation", interpolation),), backends)

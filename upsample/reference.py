@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from upsample import conv_geometry, geometry, kinds
+from upsample import conv_geometry, geometry, kinds, resize_ops
 from upsample.checks import check_input
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
@@ -301,21 +301,13 @@ Resize = tuple[AxisTaps, ...]
 
 def _resize_taps(spec: ResizeSpec, size: tuple[int, ...]) -> Resize:
     """The taps of the spec's resize on each axis, as :mod:`upsample.interpolation` defines them (ONNX
-    ``Resize``): tap ``t`` of every output pixel is its ``t``-th source pixel, weight 0 where it has fewer."""
-    axes = []
-    for length, out_length in zip(size, spec.output_size(size), strict=True):
-        pixels = spec.interpolation.axis_taps(length, out_length, out_length // length)
-        count = max(len(sources) for sources, _ in pixels)
-        axes.append(
-            tuple(
-                (
-                    np.array([sources[t] if t < len(sources) else 0 for sources, _ in pixels]),
-                    np.array([weights[t] if t < len(weights) else 0.0 for _, weights in pixels]),
-                )
-                for t in range(count)
-            )
-        )
-    return tuple(axes)
+    ``Resize``), in the slots :func:`upsample.resize_ops.axis_gathers` lays them out (weight 0 where an output
+    pixel reads fewer pixels; such taps are never summed here)."""
+    interpolation = spec.interpolation
+    return tuple(
+        resize_ops.axis_gathers(interpolation, length, out_length, out_length // length)
+        for length, out_length in zip(size, spec.output_size(size), strict=True)
+    )
 
 
 def _nearest_taps(size: tuple[int, ...], out_size: tuple[int, ...]) -> Resize:

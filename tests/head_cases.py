@@ -48,7 +48,19 @@ def heads(size: int) -> list[tuple[str, HeadSpec]]:
             upsample.plan(8, (size, 8), 2, "subpixel", norm=batch, activation=leaky, final_activation=gelu_tanh),
         ),
         *norm_heads(size),
+        ("resize-any-factor", any_factor_head(size)),
     ]
+
+
+def any_factor_head(size: int) -> HeadSpec:
+    """A segmentation decoder's end: a transposed stage to 3x3, then resizes by 1.5 (linear) and to a size that is
+    no multiple of its input (cubic), the way decoders resize to the image's size."""
+    first = upsample.plan(8, 3, 6, "transposed").stages
+    resizes = (
+        upsample.ResizeSpec(6, 4, scale=1.5, method="linear"),
+        upsample.ResizeSpec(4, 3, size=(min(size, 7), 5), method="cubic", kernel_size=(3, 2)),
+    )
+    return HeadSpec((*first, *resizes), norm="batch", final_activation="tanh")
 
 
 def norm_heads(size: int) -> list[tuple[str, HeadSpec]]:

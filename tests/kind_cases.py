@@ -35,9 +35,17 @@ SWEEP: list[Spec] = [
         3, 2, scale=(3, 2), method="nearest", kernel_size=3, coordinates="asymmetric", nearest_mode="round_prefer_floor"
     ),
     ResizeSpec(2, 2, scale=3, method="nearest", kernel_size=2, coordinates="align_corners", nearest_mode="ceil"),
+    # non-integer factors (ONNX scales) and sizes (ONNX sizes): gathers in every build
+    ResizeSpec(2, 3, scale=1.5, method="linear", kernel_size=3),
+    ResizeSpec(
+        2, 2, scale=(2.5, 1.25), method="nearest", kernel_size=2, coordinates="asymmetric", nearest_mode="floor"
+    ),
+    ResizeSpec(3, 2, size=(5, 3), method="cubic", kernel_size=3, coordinates="pytorch_half_pixel", cubic_a=-0.5),
+    ResizeSpec(2, 2, size=(4, 7), method="linear", kernel_size=(1, 2), coordinates="align_corners"),
 ]
 """Scales 1..3 (non-square too), kernels 1..4 (even, non-square), every residual mode, every method, every
-coordinate convention and the nearest modes that do not repeat pixels."""
+coordinate convention, the nearest modes that do not repeat pixels, non-integer factors and sizes (one of them
+shrinking a 3x4 input along its width)."""
 
 SIZES = [(1, 1), (3, 4)]
 CASES = [(spec, size) for spec in SWEEP for size in SIZES]

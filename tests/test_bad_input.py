@@ -535,3 +535,17 @@ def test_drawn_arguments_give_a_spec_or_an_error_naming_one(arguments: dict[str,
         spec.diagnose(size)
     except ValueError as error:  # an empty output or one over the limits, said as such
         assert "output size would be" in str(error) or "would be" in str(error)
+
+
+def test_a_huge_stride_costs_the_memory_of_the_output_only() -> None:
+    """Coverage along an axis is ``O(output)``: a stride of 10**8 on a 1-pixel input (a 3-pixel output) once
+    allocated a list as long as the stride (found by the drawn-arguments test above taking seconds)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        report = UpsampleSpec(2, kernel_size=3, stride=10**8).diagnose(1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.output_size == (3, 3) and peak < 2**20, peak

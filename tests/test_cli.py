@@ -120,6 +120,20 @@ def test_inspect_resize_mode_from_flags() -> None:
     assert upsample.load_spec(summary["spec"]) == spec and summary["coverage"] == spec.coverage(3).tolist()
 
 
+def test_inspect_resize_by_a_float_or_to_a_size(tmp_path: Path) -> None:
+    spec = ResizeSpec(4, scale=(1.5, 2), method="linear")
+    args = ["--mode", "resize", "--channels", "4", "--scale", "1.5x2", "--method", "linear", "--input-size", "5"]
+    summary = json.loads(run("inspect", *args, "--json").stdout)
+    assert upsample.load_spec(summary["spec"]) == spec and summary["output_size"] == [7, 10]
+    assert summary["coverage"] == spec.coverage(5).tolist()
+    path = tmp_path / "size.json"
+    path.write_text(ResizeSpec(4, size=(7, 9), method="cubic").to_json())
+    table = run("inspect", str(path), "--input-size", "3").stdout
+    assert "size             7x9" in table and "3x3 -> 7x9" in table and "scale" not in table
+    refused = run("inspect", "--mode", "subpixel", "--channels", "4", "--scale", "1.5")
+    assert refused.returncode != 0 and "scale must be an int, got 1.5 (float)" in refused.stderr
+
+
 def test_inspect_reads_a_weights_file_and_big_maps_fit(tmp_path: Path) -> None:
     spec = UpsampleSpec(2, kernel_size=3, stride=2)
     path = tmp_path / "w.safetensors"

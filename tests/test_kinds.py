@@ -72,7 +72,9 @@ def test_weights_file_round_trip(spec: Spec, tmp_path) -> None:  # type: ignore[
 
 @pytest.mark.parametrize(("spec", "size"), CASES, ids=case_id)
 def test_sizes_parameters_and_coverage(spec: Spec, size: tuple[int, int]) -> None:
-    assert spec.output_size(size) == (size[0] * spec.scale[0], size[1] * spec.scale[1])
+    by_size = getattr(spec, "size", None)
+    out = by_size or tuple(int(n * r // 1) for n, r in zip(size, spec.scale, strict=True))
+    assert spec.output_size(size) == out
     w = weights(spec)
     assert spec.num_params == sum(a.size for a in w.arrays() if a is not None)
     # coverage = taps reading the (resized) input: the layer itself on ones with an all-ones kernel
@@ -84,7 +86,7 @@ def test_sizes_parameters_and_coverage(spec: Spec, size: tuple[int, int]) -> Non
     np.testing.assert_allclose(spec.coverage(size), y[0, :, :, 0] / spec.in_channels, rtol=1e-12)
     report = spec.diagnose(size)
     assert report.dead == 0 and report.live == y.shape[1] * y.shape[2] and not report.uneven_axes
-    assert report.ok == (spec.scale != (1, 1)) and report.not_upsampling == (spec.scale == (1, 1))
+    assert report.ok == (out != size) and report.not_upsampling == (out == size)
 
 
 def test_diagnose_notes_for_one_pixel_inputs() -> None:
@@ -130,7 +132,7 @@ def _independent(spec: Spec, w: upsample.Weights, x: np.ndarray) -> np.ndarray:
                 resized = np.repeat(resized, scale, axis=axis)
             else:
                 n = resized.shape[axis]
-                source = (np.arange(n * scale) + 0.5) / scale - 0.5
+                source = (np.arange(int(n * scale)) + 0.5) / scale - 0.5  # floor(n * scale) pixels
                 resized = np.apply_along_axis(lambda v: np.interp(source, np.arange(n), v), axis, resized)  # noqa: B023
         y = _conv_by_windows(resized, w.kernel) + bias
     if spec.residual is not None:
@@ -140,9 +142,10 @@ def _independent(spec: Spec, w: upsample.Weights, x: np.ndarray) -> np.ndarray:
 
 
 DEFAULT_RESIZES = [(spec, size) for spec, size in CASES if not isinstance(spec, ResizeSpec) or spec.method != "cubic"
-                   and spec.interpolation == ResizeSpec(1, method=spec.method).interpolation]  # fmt: skip
-"""The resizes the independent formulation below writes out (repeat; half-pixel ``np.interp``); the others are
-tested against onnxruntime's ``Resize`` (tests/test_interpolation.py, tests/test_onnx.py)."""
+                   and spec.interpolation == ResizeSpec(1, method=spec.method).interpolation
+                   and (spec.integer_scale is not None or spec.method == "linear" and spec.size is None)]  # fmt: skip
+"""The resizes the independent formulation below writes out (repeat by an integer; half-pixel ``np.interp`` by any
+factor); the others are tested against onnxruntime's ``Resize`` (tests/test_interpolation.py, tests/test_onnx.py)."""
 
 
 @pytest.mark.parametrize(("spec", "size"), DEFAULT_RESIZES, ids=case_id)

@@ -10,6 +10,7 @@ Keras's own ``Conv2D`` + ``depth_to_space`` / ``UpSampling2D``, and torch (porti
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ UPSAMPLING = {
 
 def _native_pattern(spec: Spec) -> bool:
     if isinstance(spec, ResizeSpec):
-        return spec.interpolation in UPSAMPLING
+        return spec.integer_scale is not None and spec.interpolation in UPSAMPLING  # UpSampling2D takes ints
     return spec.scale[0] == spec.scale[1]
 
 
@@ -202,6 +203,41 @@ def test_channels_first_where_the_width_equals_the_channels(spec: Spec) -> None:
     np.testing.assert_allclose(got, upsample.reference.forward(spec, w, x), rtol=RTOL, atol=ATOL)
 
 
+def _times(size: tuple[int, ...], scale: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n * r for n, r in zip(size, scale, strict=True))
+
+
+IMAGE_RESIZE_ROWS = [row for row in resize_table.KERAS_IMAGE_RESIZE if not row.backends or BACKEND in row.backends]
+
+
+@pytest.mark.parametrize("row", IMAGE_RESIZE_ROWS, ids=lambda row: row.call)
+def test_keras_image_resize_rows_resize_to_any_size(row: resize_table.NativeResize) -> None:
+    """Each row of ``resize_table.KERAS_IMAGE_RESIZE`` on this backend: ``keras.ops.image.resize`` and
+    ``keras.layers.Resizing`` to a size (larger, smaller, or both) equal the row's settings resized to that size in
+    NumPy; and ``Resizing`` + ``Conv2D``, read by ``from_native(conv, size=...)``, gives its own numbers."""
+    rng = np.random.default_rng(5)
+    interpolation = str(dict(row.options)["interpolation"])
+    take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
+    for size, out in [((3, 4), (5, 7)), ((1, 3), (4, 5)), ((5, 6), (3, 9))]:
+        x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+        want = resize_ops.resize(x.astype(np.float64), row.interpolation, (1, 2), size, out, (None, None), take, _same)
+        resizing = keras.layers.Resizing(*out, interpolation=interpolation)
+        for got in (keras.ops.image.resize(x, out, interpolation=interpolation), resizing(x)):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=RTOL, atol=ATOL, err_msg=f"{out}")
+        conv = keras.layers.Conv2D(2, 3, padding="same")
+        native = keras.ops.convert_to_numpy(conv(resizing(x)))
+        spec, w = uk.from_native(conv, size=out, method=interpolation)
+        assert spec.size == out and spec.scale is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)  # the shrinking size
+            got = keras.ops.convert_to_numpy(spec.build("keras", weights=w)(x))
+        np.testing.assert_allclose(got, native, rtol=RTOL, atol=ATOL)
+
+
+def _same(weights: np.ndarray, _: object) -> np.ndarray:
+    return weights
+
+
 KERAS_ROWS = [row for row in resize_table.KERAS_UPSAMPLING if not row.backends or BACKEND in row.backends]
 
 
@@ -220,7 +256,9 @@ def test_keras_rows_are_keras_upsampling(row: resize_table.NativeResize) -> None
             layer = keras.layers.UpSampling1D(scale[0]) if rank == 1 else keras.layers.UpSampling3D(scale)
         take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
         axes = tuple(range(1, 1 + rank))
-        want = resize_ops.resize(x.astype(np.float64), row.interpolation, axes, size, scale, take, lambda w, _: w)
+        want = resize_ops.resize(
+            x.astype(np.float64), row.interpolation, axes, size, _times(size, scale), scale, take, lambda w, _: w
+        )
         np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), want, rtol=RTOL, atol=ATOL)
         conv = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)[rank - 1](2, 3, padding="same")
         native = keras.ops.convert_to_numpy(conv(layer(x)))
@@ -262,7 +300,9 @@ if BACKEND == "tensorflow":  # TensorFlow's own functions, where TensorFlow is t
             x = rng.normal(size=(2, *size, 3)).astype(np.float32)
             got = np.asarray(function(x, tuple(n * r for n, r in zip(size, scale, strict=True)), **options))
             take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
-            want = resize_ops.resize(x.astype(np.float64), row.interpolation, (1, 2), size, scale, take, lambda w, _: w)
+            want = resize_ops.resize(
+                x.astype(np.float64), row.interpolation, (1, 2), size, _times(size, scale), scale, take, lambda w, _: w
+            )
             np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=row.call)
             spec = ResizeSpec(3, 3, scale, kernel_size=1, use_bias=False, **settings)
             identity = upsample.Weights(np.eye(3, dtype=np.float32).reshape(1, 1, 3, 3))
@@ -270,3 +310,11 @@ if BACKEND == "tensorflow":  # TensorFlow's own functions, where TensorFlow is t
             np.testing.assert_allclose(
                 keras.ops.convert_to_numpy(layer(x)), got, rtol=RTOL, atol=ATOL, err_msg=row.call
             )
+        for size, out in [((3, 4), (5, 7)), ((1, 3), (4, 5))]:  # to a size no multiple of the input (ONNX sizes)
+            x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+            got = np.asarray(function(x, out, **options))
+            take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
+            want = resize_ops.resize(
+                x.astype(np.float64), row.interpolation, (1, 2), size, out, (None, None), take, lambda w, _: w
+            )
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"{row.call} {size} -> {out}")

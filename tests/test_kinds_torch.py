@@ -4,6 +4,8 @@ ICNR's nearest-upsampling property, weight conversion and ``from_native`` refusa
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from cases import require_backend
@@ -80,7 +82,8 @@ def _native(spec: Spec) -> nn.Sequential:
     if isinstance(spec, SubpixelSpec):
         return nn.Sequential(conv, nn.PixelShuffle(spec.scale[0]))
     mode, align = next(call for call, settings in TORCH_CALLS.items() if _settings(spec) == settings)
-    return nn.Sequential(nn.Upsample(scale_factor=spec.scale, mode=mode, align_corners=align), conv)
+    factor = {"scale_factor": spec.scale} if spec.size is None else {"size": spec.size}
+    return nn.Sequential(nn.Upsample(**factor, mode=mode, align_corners=align), conv)
 
 
 TORCH_CALLS = {
@@ -102,8 +105,14 @@ NATIVE = [
     s
     for s in SWEEP
     if s.residual is None
-    and (s.scale[0] == s.scale[1] if isinstance(s, SubpixelSpec) else _settings(s) in TORCH_CALLS.values())
+    and (
+        s.scale[0] == s.scale[1]
+        if isinstance(s, SubpixelSpec)
+        else _settings(s) in TORCH_CALLS.values() and (s.scale is None or s.integer_scale is not None)
+    )
 ]
+"""The sweep's specs a torch user writes as ``nn.Upsample`` with ``scale_factor`` or ``size`` (non-integer factors:
+``test_upsample_by_any_factor_or_size``)."""
 
 
 @pytest.mark.parametrize("spec", NATIVE, ids=case_id)
@@ -116,6 +125,39 @@ def test_from_native_gives_the_native_modules_numbers(spec: Spec) -> None:
     layer = ut.build(got_spec, weights=got_weights, dtype=torch.float64)
     torch.testing.assert_close(layer(x), native(x), rtol=1e-12, atol=1e-12)
     assert ut.get_weights(layer).allclose(got_weights, rtol=0)
+
+
+TORCH_MODES = [("nearest", None), ("nearest-exact", None), ("bilinear", False), ("bilinear", True), ("bicubic", False)]
+TORCH_MODES += [("bicubic", True)]
+
+
+@pytest.mark.parametrize(("mode", "align_corners"), TORCH_MODES)
+def test_upsample_by_any_factor_or_size(mode: str, align_corners: bool | None) -> None:
+    """``nn.Upsample`` to a size, or by a non-integer factor where from_native takes it, equals the layer built from
+    the spec it reads, at lengths where the factor keeps the length and where it does not; the other factors are
+    refused by name (what torch computes there is measured in ``resize_factor``'s docstring)."""
+    torch.manual_seed(0)
+    exact_by_factor = mode == "bicubic" or align_corners is True
+    for factor in (1.5, 2.3, 1.1, 0.6):
+        for n in (1, 3, 10):
+            size = (max(1, int(n * factor)), n + 3)
+            for resize in (
+                nn.Upsample(scale_factor=factor, mode=mode, align_corners=align_corners),
+                nn.Upsample(size=size, mode=mode, align_corners=align_corners),
+            ):
+                native = nn.Sequential(resize, nn.Conv2d(2, 3, 3, padding="same")).double()
+                if resize.size is None and not exact_by_factor:
+                    with pytest.raises(ValueError, match="give size="):
+                        ut.from_native(native)
+                    continue
+                spec, w = ut.from_native(native)
+                if int(n * factor) == 0:  # no output pixel: refused by both (test_resize_factors.py)
+                    continue
+                x = torch.randn(2, 2, n, n + 1, dtype=torch.float64)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", upsample.UpsampleWarning)  # a shrink, or a size kept
+                    got = ut.build(spec, weights=w, dtype=torch.float64)(x)
+                torch.testing.assert_close(got, native(x), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("spec", [s for s in SWEEP if isinstance(s, SubpixelSpec)], ids=case_id)
@@ -156,7 +198,16 @@ def test_weights_round_trip_and_dispatch() -> None:
             lambda: nn.Sequential(nn.Upsample(scale_factor=2, mode="area"), nn.Conv2d(2, 2, 1)),
             r"mode must be one of \['bicubic', 'linear', 'nearest', 'nearest-exact'\].*mode='area'",
         ),
-        (lambda: nn.Sequential(nn.Upsample(scale_factor=1.5), nn.Conv2d(2, 2, 1)), "integer scale_factor"),
+        (
+            lambda: nn.Sequential(
+                nn.Upsample(scale_factor=1.5, mode="bicubic", recompute_scale_factor=True), nn.Conv2d(2, 2, 1)
+            ),
+            r"non-integer scale_factor in mode 'bicubic' \(recompute_scale_factor=True\)",
+        ),
+        (
+            lambda: nn.Sequential(nn.Upsample(scale_factor=1.5), nn.Conv2d(2, 2, 1)),
+            "give size= .exact in every mode. or an integer factor",
+        ),
         (lambda: nn.Sequential(nn.ReLU(), nn.Conv2d(2, 2, 1)), r"\(ReLU, Conv2d\)"),
     ],
 )

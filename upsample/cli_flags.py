@@ -35,7 +35,9 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         help="transposed: P, PHxPW, same, valid, or crops top,bottom,left,right (front,back first in 3-D)",
     )
     group.add_argument("--output-padding", type=inputs.int_or_pair, help="transposed: OP, OPHxOPW, ...")
-    group.add_argument("--scale", type=inputs.size_or_pair, help="subpixel/resize: R, RHxRW, ... (default 2)")
+    group.add_argument(
+        "--scale", type=inputs.factor_or_pair, help="subpixel/resize: R, RHxRW, ... (default 2; a resize's: 1.5 too)"
+    )
     group.add_argument("--method", choices=RESIZE_METHODS, help="resize: method (default nearest)")
     group.add_argument("--residual", type=inputs.residual, help="none, nearest or projection")
     group.add_argument("--no-bias", action="store_true", default=None, help="no bias")

@@ -95,6 +95,19 @@ def size_or_pair(text: str) -> int | tuple[int, ...]:
     return _axes(text, 1)
 
 
+def factor_or_pair(text: str) -> float | tuple[float, ...]:
+    """A positive number or one per spatial axis (RHxRW, RDxRHxRW): a scale (a resize's may be a float: 1.5,
+    1.5x2)."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        numbers = [int(part) if part.strip().lstrip("+").isdigit() else float(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= max(SPATIAL_DIMS) or not all(0 < n < math.inf for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected a positive number, RHxRW or RDxRHxRW, got {shown(text)}")
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
 def padding(text: str) -> Any:
     """``same``/``valid``, an int or one per axis (PHxPW, PDxPHxPW), or crops ``top,bottom,left,right`` (2-D)
     or ``front,back,top,bottom,left,right`` (3-D)."""

@@ -100,7 +100,8 @@ def _print_wrapped(name: str, value: str, width: int) -> None:
 def print_table(summary: dict[str, Any]) -> None:
     """One layer's :func:`summary` as a two-column table, at most :data:`TEXT_WIDTH` characters wide."""
     spec = summary["spec"]
-    fields = [(k, _shown_value(v)) for k, v in spec.items() if k not in ("version", "in_channels", "out_channels")]
+    hidden = ("version", "in_channels", "out_channels")
+    fields = [(k, _shown_value(v)) for k, v in spec.items() if k not in hidden and (k, v) != ("scale", None)]
     rows = [
         ("channels", f"{spec['in_channels']} -> {spec['out_channels']}"),
         *[("bias" if key == "use_bias" else key, value) for key, value in fields],
@@ -117,13 +118,13 @@ def print_table(summary: dict[str, Any]) -> None:
 
 def title(spec: dict[str, Any], size: tuple[int, ...]) -> str:
     """The picture's title: the kind and the fields that shape the map, e.g. ``transposed k=3x3 s=16x16 ...``."""
-    short = {"kernel_size": "k", "stride": "s", "crops": "crops", "scale": "scale", "method": "method"}
-    fields = [f"{name}={_compact(spec[key])}" for key, name in short.items() if key in spec]
+    short = {"kernel_size": "k", "stride": "s", "crops": "crops", "scale": "scale", "size": "size", "method": "method"}
+    fields = [f"{name}={_compact(spec[key])}" for key, name in short.items() if spec.get(key) is not None]
     return f"{spec['kind']} {' '.join(fields)} on {size_text(size)} input"
 
 
 def _compact(value: Any) -> str:
-    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
         return "x".join(map(str, value))
     return str(tuple(tuple(v) for v in value)) if isinstance(value, list) else str(value)
 

@@ -300,15 +300,16 @@ def coverage(input_length: int, kernel: int, stride: int, crop: Crop, dilation: 
     """
     begin = crop[0]
     length = max(output_length(input_length, extent(kernel, dilation), stride, crop), 0)
-    steps = [0] * (length + stride)
+    counts = [0] * length  # O(output), never O(stride): a stride of 10**8 on a 1-pixel input is 3 pixels
     for tap in range(kernel):
         offset = tap * dilation - begin  # output pixel of input pixel 0
         first = max(0, -(offset // stride))  # the first input pixel landing at or after output pixel 0
         last = min(input_length - 1, (length - 1 - offset) // stride)
         if first <= last:
-            steps[first * stride + offset] += 1
-            steps[(last + 1) * stride + offset] -= 1
-    counts = steps[:length]
+            counts[first * stride + offset] += 1
+            end = (last + 1) * stride + offset  # the run's end, past the output for the last pixels
+            if end < length:
+                counts[end] -= 1
     for position in range(stride, length):
         counts[position] += counts[position - stride]
     return counts

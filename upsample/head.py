@@ -183,13 +183,14 @@ class HeadSpec:
         header = ("stage", "size", "channels", "kind", "kernel", "stride/scale", "then", "params", "coverage")
         rows = [header]
         for i, (stage, report) in enumerate(zip(self.stages, self.diagnose(input_size).stages, strict=True)):
-            step: Any = getattr(stage, "stride", None) or stage.scale
+            step = getattr(stage, "stride", None) or stage.scale
+            step_text = "x".join(map(str, step)) if step else f"to {size_text(stage.size)}"  # a resize to a size
             after = [self.norm.kind + "norm" if self.normed(i) and self.norm else "", _name(self.activation_after(i))]
             rows.append(
                 (
                     str(i), f"{size_text(sizes[i])} -> {size_text(sizes[i + 1])}",
                     f"{stage.in_channels} -> {stage.out_channels}",
-                    type(stage).__name__, "x".join(map(str, stage.kernel_size)), "x".join(map(str, step)),
+                    type(stage).__name__, "x".join(map(str, stage.kernel_size)), step_text,
                     " + ".join(a for a in after if a) or "-", f"{stage.num_params:,}", "ok" if report.ok else "NOT ok",
                 )
             )  # fmt: skip

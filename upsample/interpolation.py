@@ -64,6 +64,15 @@ class Interpolation:
         if not isinstance(self.exclude_outside, bool):
             raise TypeError(f"exclude_outside must be a bool, got {shown(self.exclude_outside)}")
 
+    def simplest(self) -> Interpolation:
+        """The same resize with the settings its method does not read at their defaults (``nearest_mode`` outside
+        ``nearest``; ``cubic_a`` and ``exclude_outside`` outside ``cubic``)."""
+        if self.method == "nearest":
+            return Interpolation("nearest", self.coordinates, self.nearest_mode)
+        if self.method == "linear":
+            return Interpolation("linear", self.coordinates)
+        return Interpolation("cubic", self.coordinates, cubic_a=self.cubic_a, exclude_outside=self.exclude_outside)
+
     def for_integer_scale(self) -> Interpolation:
         """The one setting of those that resize alike by every integer factor (tests/test_interpolation.py checks
         it pixel by pixel): the settings a method does not read at their defaults, ``pytorch_half_pixel`` as
@@ -71,14 +80,12 @@ class Interpolation:
         no resize), and every nearest setting that repeats pixels (half-pixel centres rounded either way: no
         ties; ``asymmetric`` with ``floor``) as :data:`REPEAT`."""
         coordinates = "half_pixel" if self.coordinates == "pytorch_half_pixel" else self.coordinates
-        if self.method == "nearest":
-            repeat = (coordinates == "half_pixel" and self.nearest_mode.startswith("round")) or (
-                coordinates == "asymmetric" and self.nearest_mode == "floor"
-            )
-            return REPEAT if repeat else Interpolation("nearest", coordinates, self.nearest_mode)
-        if self.method == "linear":
-            return Interpolation("linear", coordinates)
-        return Interpolation("cubic", coordinates, cubic_a=self.cubic_a, exclude_outside=self.exclude_outside)
+        simplest = dataclasses.replace(self.simplest(), coordinates=coordinates)
+        repeat = self.method == "nearest" and (
+            (coordinates == "half_pixel" and self.nearest_mode.startswith("round"))
+            or (coordinates == "asymmetric" and self.nearest_mode == "floor")
+        )
+        return REPEAT if repeat else simplest
 
     def repeats(self) -> bool:
         """Whether an integer factor repeats every pixel that many times (what the nearest fast paths compute)."""
@@ -137,8 +144,11 @@ def method_name(method: object) -> str:
 
 
 def output_length(input_length: int, scale: float) -> int:
-    """ONNX's output length for a scale: ``floor(input_length * scale)``, exactly."""
-    return math.floor(input_length * Fraction(scale))
+    """ONNX's output length for a scale: ``floor(input_length * scale)`` with the product in float64, as ONNX's
+    reference implementation (``onnx.reference`` ``Resize``) and torch's ``F.interpolate`` compute it: ``10 * 2.3``
+    is 23 pixels, though the float nearest 2.3 is a hair below it (onnxruntime multiplies in float32, which can
+    round up where float64 does not: docs/resize.md)."""
+    return math.floor(float(input_length) * float(scale))
 
 
 def _round(x: Fraction, mode: str) -> int:

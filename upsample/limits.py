@@ -33,11 +33,12 @@ MODEST: dict[str, Any] = {
     "dilation": 1,
     "stride": 1,
     "scale": 1,
+    "size": 1,
     "crops": (0, 0),
 }
 """Spec arguments that can make a count large, each with a value that keeps it small (per-axis arguments: the
 value on each axis): a cause is an argument whose modest value alone brings the count within the limit."""
-PER_AXIS = ("kernel_size", "dilation", "stride", "scale", "crops")
+PER_AXIS = ("kernel_size", "dilation", "stride", "scale", "size", "crops")
 
 
 def _rank(spec: Any) -> int:
@@ -85,7 +86,7 @@ def spec_cause(
     for name in MODEST:
         small = modest(spec, name)
         value = getattr(spec, name, small)
-        if value != small:
+        if value is not None and value != small:  # None: the argument is not in use (a resize's scale or size)
             text = f"{name}={compact(value)}" + (" (padding and output_padding as crops)" if name == "crops" else "")
             candidates[name] = (text, _with(spec, name, small, count, input_size))
     ones = (1,) * _rank(spec)

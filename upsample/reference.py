@@ -305,8 +305,8 @@ def _resize_taps(spec: ResizeSpec, size: tuple[int, ...]) -> Resize:
     pixel reads fewer pixels; such taps are never summed here)."""
     interpolation = spec.interpolation
     return tuple(
-        resize_ops.axis_gathers(interpolation, length, out_length, out_length // length)
-        for length, out_length in zip(size, spec.output_size(size), strict=True)
+        resize_ops.axis_gathers(interpolation, length, out_length, scale)
+        for length, out_length, scale in zip(size, spec.output_size(size), spec.axis_scales, strict=True)
     )
 
 

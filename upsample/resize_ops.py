@@ -21,9 +21,9 @@ an infinity reaches only the outputs that read it."""
 
 
 @functools.lru_cache(maxsize=256)
-def axis_gathers(interpolation: Interpolation, length: int, out_length: int, scale: float) -> tuple[Gather, ...]:
+def axis_gathers(interpolation: Interpolation, length: int, out_length: int, scale: float | None) -> tuple[Gather, ...]:
     """The tap slots of a resize along one axis of ``length`` pixels to ``out_length`` with coordinates at
-    ``scale``: as many slots as the output pixel with the most taps reads."""
+    ``scale`` (``None``: ``out_length / length``): as many slots as the output pixel with the most taps reads."""
     pixels = interpolation.axis_taps(length, out_length, scale)
     count = max(len(sources) for sources, _ in pixels)
     return tuple(
@@ -40,22 +40,24 @@ def resize(
     interpolation: Interpolation,
     axes: Sequence[int],
     size: Sequence[int],
-    scale: Sequence[int],
+    out_size: Sequence[int],
+    scales: Sequence[float | None],
     take: Callable[[Any, np.ndarray, int], Any],
     weights: Callable[[np.ndarray, Any], Any],
 ) -> Any:
-    """``x`` resized by the integer ``scale`` along its ``axes`` (of static lengths ``size``): per axis, the sum
-    over tap slots of ``weight * take(x, sources, axis)``. ``take(x, indices, axis)`` gathers along an axis,
-    ``weights(array, x)`` makes a constant of ``x``'s dtype and device; both are the framework's."""
-    for axis, length, factor in zip(axes, size, scale, strict=True):
-        if factor == 1:
+    """``x`` resized along its ``axes`` from the static lengths ``size`` to ``out_size``, the coordinates mapping
+    with ``scales`` (``None``: ``out / in``): per axis, the sum over tap slots of ``weight * take(x, sources,
+    axis)``. ``take(x, indices, axis)`` gathers along an axis, ``weights(array, x)`` makes a constant of ``x``'s
+    dtype and device; both are the framework's."""
+    for axis, length, out_length, scale in zip(axes, size, out_size, scales, strict=True):
+        if out_length == length and scale in (None, 1):  # the identity
             continue
-        gathers = axis_gathers(interpolation, length, length * factor, factor)
+        gathers = axis_gathers(interpolation, length, out_length, scale)
         if len(gathers) == 1 and np.all(gathers[0][1] == 1.0):
             x = take(x, gathers[0][0], axis)
             continue
         shape = [1] * len(x.shape)
-        shape[axis] = length * factor
+        shape[axis] = out_length
         total = None
         for sources, weight in gathers:
             term = weights(weight.reshape(shape), x) * take(x, sources, axis)

@@ -112,6 +112,23 @@ on TensorFlow it is ``a = -0.5`` with weights read from a table of 1024 steps (m
 weights), which no setting computes exactly, so it has no row (docs/resize.md)."""
 
 
+def _keras_image(interpolation: str, setting: Interpolation, backends: tuple[str, ...] = ()) -> NativeResize:
+    call = f"keras.ops.image.resize(interpolation={interpolation!r})"
+    return NativeResize("keras", call, setting, (2,), (("interpolation", interpolation),), backends)
+
+
+KERAS_IMAGE_RESIZE = (
+    _keras_image("nearest", Interpolation("nearest")),
+    _keras_image("bilinear", Interpolation("linear")),
+    _keras_image("bicubic", Interpolation("cubic", cubic_a=-0.75), ("torch",)),
+    _keras_image("bicubic", Interpolation("cubic", cubic_a=-0.5, exclude_outside=True), ("jax",)),
+)
+"""``keras.ops.image.resize`` and ``keras.layers.Resizing`` (which calls it), to any size (a spec's ``size``: the
+coordinates map by ``size / input``), ``antialias=False`` (their default), without cropping or padding to an aspect
+ratio; measured per backend enlarging and shrinking (tests/test_kinds_keras.py). ``"bicubic"`` is the backend's own,
+as for ``UpSampling2D``; TensorFlow's has no row."""
+
+
 def native_for(
     rows: tuple[NativeResize, ...], interpolation: Interpolation, rank: int, backend: str | None = None
 ) -> NativeResize | None:
@@ -122,6 +139,14 @@ def native_for(
         if _holds(row, rank, backend) and row.interpolation.for_integer_scale() == wanted:
             return row
     return None
+
+
+def native_resize(rows: tuple[NativeResize, ...], spec: Any, backend: str | None = None) -> NativeResize | None:
+    """The row that computes a :class:`~upsample.ResizeSpec`'s resize (:func:`native_for`); ``None`` for a factor that
+    is not an int or a spec with a ``size`` (their exactness is not measured: those take gathers)."""
+    if spec.integer_scale is None:
+        return None
+    return native_for(rows, spec.interpolation, spec.spatial_dims, backend)
 
 
 def baseline(
@@ -146,9 +171,11 @@ def jax_row(method: str) -> NativeResize | None:
     return next((row for row in JAX if dict(row.options)["method"] == wanted), None)
 
 
-def keras_row(interpolation: str, rank: int, backend: str) -> NativeResize | None:
-    """The :data:`KERAS_UPSAMPLING` row of ``UpSampling{rank}D(interpolation=interpolation)`` on ``backend``."""
-    for row in KERAS_UPSAMPLING:
+def keras_row(
+    interpolation: str, rank: int, backend: str, rows: tuple[NativeResize, ...] = KERAS_UPSAMPLING
+) -> NativeResize | None:
+    """The row of ``UpSampling{rank}D(interpolation=interpolation)`` (or of ``rows``' call) on ``backend``."""
+    for row in rows:
         if _holds(row, rank, backend) and dict(row.options).get("interpolation", "nearest") == interpolation:
             return row
     return None
@@ -158,10 +185,11 @@ def _holds(row: NativeResize, rank: int, backend: str | None) -> bool:
     return rank in row.ranks and (not row.backends or backend in row.backends)
 
 
-def spec_settings(interpolation: Interpolation) -> dict[str, Any]:
-    """The :class:`~upsample.ResizeSpec` arguments that resize as ``interpolation`` by an integer factor, in their
-    simplest form (:meth:`Interpolation.for_integer_scale`): what ``from_native`` returns."""
-    simplest = interpolation.for_integer_scale()
+def spec_settings(interpolation: Interpolation, integer_scale: bool = True) -> dict[str, Any]:
+    """The :class:`~upsample.ResizeSpec` arguments that resize as ``interpolation``, in their simplest form
+    (:meth:`Interpolation.for_integer_scale` by an integer factor, else :meth:`Interpolation.simplest`): what
+    ``from_native`` returns."""
+    simplest = interpolation.for_integer_scale() if integer_scale else interpolation.simplest()
     return {field.name: getattr(simplest, field.name) for field in dataclasses.fields(simplest)}
 
 

@@ -178,23 +178,39 @@ def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBu
 
 
 def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
-    """``Resize`` by the integer scale with the spec's own settings (they are ONNX's: :mod:`upsample.interpolation`;
-    those its method does not read left out), then ``Conv``."""
+    """``Resize`` with the spec's own settings (they are ONNX's: :mod:`upsample.interpolation`; those its method does
+    not read left out) by its ``scales``, or to its ``sizes`` (batch and channels from ``Shape``), then ``Conv``."""
     if spec.method == "cubic" and spec.spatial_dims != 2:
         raise ValueError(
             f"a {spec.spatial_dims}-D cubic resize has no ONNX export here: onnxruntime's Resize computes cubic on two "
             f"axes only (use method='linear' or 'nearest', or a 2-D spec), got {spec}"
         )
-    setting = spec.interpolation.for_integer_scale()
+    integer = spec.integer_scale is not None
+    setting = spec.interpolation.for_integer_scale() if integer else spec.interpolation.simplest()
     modes: dict[str, Any] = {"mode": setting.method, "coordinate_transformation_mode": setting.coordinates}
-    if setting.repeats():  # written as before the settings existed: floor(dst / r)
+    if integer and setting.repeats():  # written as before the settings existed: floor(dst / r)
         modes.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     elif setting.method == "nearest":
         modes["nearest_mode"] = setting.nearest_mode
     elif setting.method == "cubic":
         modes.update(cubic_coeff_a=setting.cubic_a, exclude_outside=int(setting.exclude_outside))
+    if spec.size is not None:
+        batch_and_channels = graph.add("Slice", [graph.add("Shape", [x]), *_int64s(graph, [0], [2])])
+        sizes = graph.add("Concat", [batch_and_channels, graph.constant("sizes", list(spec.size), np.int64)], axis=0)
+        return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", "", sizes], **modes))
+    inexact = [factor for factor in spec.scale if float(np.float32(factor)) != factor]
+    if inexact:
+        raise ValueError(
+            f"ONNX's Resize scales are float32, and scale={shown(spec.scale)} is not: {inexact[0]!r} would become "
+            f"{float(np.float32(inexact[0]))!r}; give a factor float32 holds exactly (1.5, 1.25, 2.75, ...) or a size"
+        )
     scales = graph.constant("scales", [1.0, 1.0, *spec.scale], np.float32)
     return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
+
+
+def _int64s(graph: GraphBuilder, *values: list[int]) -> list[str]:
+    """Each list of ``values`` as an int64 initializer (``Slice``'s ``starts`` and ``ends``)."""
+    return [graph.constant("index", v, np.int64) for v in values]
 
 
 def emit_layer(spec: Any, weights: Any, size: Axes | None, graph: GraphBuilder, x: str) -> str:

@@ -160,35 +160,37 @@ def conv_pattern(node: onnx.NodeProto, label: str, graph: Graph) -> list[OnnxLay
             return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
         return [judged(label, spec, size, kind, nodes)]
     assert resize is not None
-    settings, scale = _resize_method(resize), _resize_scale(resize, graph)
-    if isinstance(settings, str):
-        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {settings}", kind, nodes)]
-    if scale is None:
+    setting, factor = _resize_method(resize), _resize_factor(resize, graph)
+    if isinstance(setting, str):
+        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {setting}", kind, nodes)]
+    if factor is None:
         problem = f"{resize.op_type} {resize.name!r}: its scale is unknown (not a constant, and its sizes unknown)"
         if size is None:
             problem += f"; {UNKNOWN_SIZE}"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
-    if isinstance(scale, str):
-        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {scale}", kind, nodes)]
-    if len(scale) != rank:
-        problem = f"{resize.op_type} {resize.name!r} scales {len(scale)} axes; Conv {label!r} has {rank}"
+    if isinstance(factor, str):
+        return [OnnxLayer(label, None, size, f"{resize.op_type} {resize.name!r}: {factor}", kind, nodes)]
+    ((name, values),) = factor.items()
+    if len(values) != rank:
+        problem = f"{resize.op_type} {resize.name!r} resizes {len(values)} axes; Conv {label!r} has {rank}"
         return [OnnxLayer(label, None, size, problem, kind, nodes)]
+    integer = name == "scale" and all(float(v).is_integer() for v in values)
+    settings = resize_table.spec_settings(setting, integer)
     try:
-        spec = ResizeSpec(c_in, c_conv, scale, kernel_size=tuple(window), use_bias=use_bias, **conv, **settings)
+        spec = ResizeSpec(c_in, c_conv, kernel_size=tuple(window), use_bias=use_bias, **factor, **conv, **settings)
     except ValueError as error:
         return [OnnxLayer(label, None, size, f"Conv {label!r}: {error}", kind, nodes)]
     return [judged(label, spec, size, kind, nodes)]
 
 
-def _resize_method(node: onnx.NodeProto) -> dict[str, Any] | str:
-    """The :class:`ResizeSpec` settings of a ``Resize`` (or deprecated ``Upsample``) node, in their simplest form
-    for an integer scale, else ``"no spec: ..."``."""
+def _resize_method(node: onnx.NodeProto) -> Interpolation | str:
+    """The settings of a ``Resize`` (or deprecated ``Upsample``) node, else ``"no spec: ..."``."""
     attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attributes(node).items()}
     mode = attrs.get("mode", "nearest")
     if node.op_type == "Upsample":  # deprecated: asymmetric coordinates, nearest rounds down
         attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     try:
-        setting = Interpolation(
+        return Interpolation(
             mode,
             attrs.get("coordinate_transformation_mode", "half_pixel"),
             attrs.get("nearest_mode", "round_prefer_floor"),
@@ -197,24 +199,42 @@ def _resize_method(node: onnx.NodeProto) -> dict[str, Any] | str:
         )
     except (TypeError, ValueError) as error:
         return f"no spec: {error}"
-    return resize_table.spec_settings(setting)
 
 
-def _resize_scale(node: onnx.NodeProto, graph: Graph) -> Axes | str | None:
-    """The integer scale per spatial axis (``(r_h, r_w)`` in 2-D) from the input and output sizes, else from
-    constant scales; a message when the scale is not an integer; ``None`` when unknown."""
+def _resize_factor(node: onnx.NodeProto, graph: Graph) -> dict[str, Any] | str | None:
+    """The :class:`ResizeSpec` argument of a ``Resize`` (or ``Upsample``) node: ``{"scale": ...}`` with the integer
+    ratio of its input and output shapes (what exporters that write ``sizes`` for ``scale_factor=r`` mean; the
+    same numbers at that size), else from constant ``scales``, else ``{"size": ...}`` from constant ``sizes``; a
+    message when the batch or channels are resized or nothing says what the factor is; ``None`` when unknown."""
     before, after = spatial(graph.shapes.get(node.input[0])), spatial(graph.shapes.get(node.output[0]))
     if before is not None and after is not None and len(before) == len(after):
         ratios = tuple(n / m for n, m in zip(after, before, strict=True))
-    else:
-        index = 1 if node.op_type == "Upsample" else 2
-        values = _constant_values(node, index, graph)
-        if values is None or len(values) - 2 not in SPATIAL_DIMS:
-            return None
-        ratios = tuple(float(v) for v in values[2:])
-    if any(r != int(r) or r < 1 for r in ratios):
-        return f"scale {ratios} is not an integer (a spec resizes by an integer factor)"
-    return tuple(int(r) for r in ratios)
+        if all(r == int(r) and r >= 1 for r in ratios):
+            return {"scale": tuple(int(r) for r in ratios)}
+    scales = _constant_values(node, 1 if node.op_type == "Upsample" else 2, graph)
+    sizes = _constant_sizes(node, graph) if node.op_type == "Resize" else None
+    for name, values in (("scale", scales), ("size", sizes)):
+        if values is not None and len(values) - 2 in SPATIAL_DIMS:
+            if name == "scale" and values[:2] != [1.0, 1.0]:
+                return f"scales {values} resize the batch or channels (a spec resizes the spatial axes only)"
+            return {name: tuple(int(v) if name == "size" else v for v in values[2:])}
+    if before is not None and after is not None:
+        return f"its scales and sizes are not constants, and its shapes {before} -> {after} have no integer ratio"
+    return None
+
+
+def _constant_sizes(node: onnx.NodeProto, graph: Graph) -> list[float] | None:
+    """A ``Resize``'s ``sizes`` when constant, or when a ``Concat`` of the input's batch and channels (from ``Shape``,
+    as upsample writes them) and constant spatial sizes; ``None`` otherwise."""
+    constant = _constant_values(node, 3, graph)
+    producer = graph.producers.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if constant is not None or producer is None or producer.op_type != "Concat" or len(producer.input) != 2:
+        return constant
+    leading = graph.producers.get(producer.input[0])
+    spatial_sizes = _constant_values(producer, 1, graph)
+    if leading is None or leading.op_type != "Slice" or spatial_sizes is None:
+        return None
+    return [1.0, 1.0, *spatial_sizes]  # batch and channels kept
 
 
 def _constant_values(node: onnx.NodeProto, index: int, graph: Graph) -> list[float] | None:

@@ -173,7 +173,7 @@ def _native(spec: Any, x: Any) -> tuple[Pure, Any]:
 
         def resize(xs: Any) -> Any:
             batch, *size, channels = xs.shape
-            resized = tuple(n * r for n, r in zip(size, spec.scale, strict=True))
+            resized = spec.output_size(tuple(size))
             return jax.image.resize(xs, (batch, *resized, channels), method)
 
         return (lambda p, xs: conv.apply({"params": p}, resize(xs))), conv.init(jax.random.key(1), resize(x))["params"]

@@ -182,6 +182,12 @@ def _native(spec: Any, input_shape: tuple[int, ...]) -> keras.layers.Layer:
             layers = [conv, shuffle]
         elif resize_layer(spec) is not None:
             layers = [resize_layer(spec), conv]
+        elif rank == 2 and spec.integer_scale is None:  # Resizing to the same size, of the method (maybe not exact)
+            row = resize_table.baseline(
+                resize_table.KERAS_IMAGE_RESIZE, spec.interpolation, rank, keras.backend.backend()
+            )
+            out = spec.output_size(tuple(input_shape[1:-1]))
+            layers = [keras.layers.Resizing(*out, data_format=LAST, **dict(row.options)), conv]  # type: ignore[union-attr]
         elif rank == 2 and any(factor > 1 for factor in spec.scale):  # UpSampling2D of the method (not exact)
             row = resize_table.baseline(
                 resize_table.KERAS_UPSAMPLING, spec.interpolation, rank, keras.backend.backend()

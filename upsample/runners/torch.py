@@ -95,7 +95,8 @@ def _native(spec: Any, ours: nn.Module) -> nn.Module:
     if isinstance(spec, ResizeSpec):
         row = resize_table.baseline(resize_table.TORCH, spec.interpolation, spec.spatial_dims)
         assert row is not None  # torch has a linear mode at every rank
-        return nn.Sequential(nn.Upsample(scale_factor=spec.scale, **interpolate_options(row, spec.spatial_dims)), conv)
+        factor = {"scale_factor": spec.scale} if spec.size is None else {"size": spec.size}  # torch's, maybe not exact
+        return nn.Sequential(nn.Upsample(**factor, **interpolate_options(row, spec.spatial_dims)), conv)
     return conv
 
 

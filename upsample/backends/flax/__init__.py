@@ -73,10 +73,10 @@ def to_variables(spec: Any, weights: Any, param_dtype: Any = jnp.float32) -> dic
 
 
 def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Any]:
-    """Spec and canonical weights of a ``ConvTranspose`` (transposed), of a ``Conv`` with ``scale=`` (and
+    """Spec and canonical weights of a ``ConvTranspose`` (transposed), of a ``Conv`` with ``scale=`` or ``size=`` (and
     ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`), or of an ``nnx.Sequential``,
     a linen ``nn.Sequential`` or a list of NNX layers: a head, returned as ``(HeadSpec, HeadWeights)`` (``params``
     are then the linen variables; ``stages=``: see :func:`upsample.backends.flax.head_native.from_native`)."""
     if isinstance(layer, (list, tuple, nnx.Sequential, nn.Sequential)):
         return _heads().from_native(layer, params, **kwargs)
-    return (conv if "scale" in kwargs else transposed).from_native(layer, params, **kwargs)
+    return (conv if "scale" in kwargs or "size" in kwargs else transposed).from_native(layer, params, **kwargs)

@@ -63,20 +63,27 @@ def pixel_shuffle(z: Array, scale: Sequence[int], channels: int) -> Array:
 
 
 def _resize(x: Array, spec: ResizeSpec) -> Array:
-    """Channels-last ``x`` resized as ``spec`` says, by its integer scale."""
+    """Channels-last ``x`` resized as ``spec`` says."""
     batch, *size, channels = x.shape
-    size, scale, rank = tuple(size), spec.scale, spec.spatial_dims
-    if spec.interpolation.repeats():
-        for axis, factor in enumerate(scale, start=1):
+    size, rank = tuple(size), spec.spatial_dims
+    if spec.repeats:
+        for axis, factor in enumerate(spec.integer_scale, start=1):  # type: ignore[arg-type]  # repeats: an int scale
             x = jnp.repeat(x, factor, axis=axis)
         return x
-    native = resize_table.native_for(resize_table.JAX, spec.interpolation, rank)
+    out = spec.output_size(size)
+    native = resize_table.native_resize(resize_table.JAX, spec)
     if native is None:
         return resize_ops.resize(
-            x, spec.interpolation, range(1, 1 + rank), size, scale, _take, lambda w, x: jnp.asarray(w, x.dtype)
+            x,
+            spec.interpolation,
+            range(1, 1 + rank),
+            size,
+            out,
+            spec.axis_scales,
+            _take,
+            lambda w, x: jnp.asarray(w, x.dtype),
         )
-    resized = (batch, *(n * r for n, r in zip(size, scale, strict=True)), channels)
-    return jax.image.resize(x, resized, **dict(native.options))  # type: ignore[arg-type]
+    return jax.image.resize(x, (batch, *out, channels), **dict(native.options))  # type: ignore[arg-type]
 
 
 def _take(x: Array, indices: np.ndarray, axis: int) -> Array:
@@ -105,7 +112,7 @@ def _forward(
 
     def kind(x: Array, size: tuple[int, ...]) -> Array:
         if isinstance(spec, ResizeSpec):
-            if fast_path and dense_taps(spec) and spec.interpolation.repeats():
+            if fast_path and dense_taps(spec) and spec.repeats:
                 return _nearest_by_phases(x, *stored(), spec, dtype)
             return conv(_resize(x, spec))
         if fast_path and dense_taps(spec) and all(length == 1 for length in size):  # only the centre tap reads it
@@ -320,15 +327,18 @@ def from_native(
     conv: nn.Conv | nnx.Conv,
     params: Any = None,
     *,
-    scale: int | tuple[int, ...],
+    scale: int | tuple[int, ...] | None = None,
     method: str | None = None,
     order: str = "CRD",
+    size: int | tuple[int, ...] | None = None,
 ) -> tuple[Spec, Weights]:
     """The spec and canonical weights of a Flax ``Conv`` (linen: bound, or with ``params``; or NNX) with
     ``padding="SAME"``, followed by a pixel shuffle by ``scale`` that reads ``order`` (``method=None``; JAX
     has no such op, so say which reshape your code does: ``"CRD"`` is einops ``"b h w (c i j) -> b (h i) (w j) c"``,
     ``"DCR"`` is ``"(i j c)"``), or preceded by ``jax.image.resize`` by ``scale`` with ``method`` (its own names:
-    ``"nearest"``, ``"linear"``/``"bilinear"``, ``"cubic"``/``"bicubic"``; :data:`upsample.resize_table.JAX`)."""
+    ``"nearest"``, ``"linear"``/``"bilinear"``, ``"cubic"``/``"bicubic"``; :data:`upsample.resize_table.JAX`) by an
+    integer ``scale`` or to the ``size`` of the shape you pass it (it maps coordinates by ``size / input``, so a
+    non-integer factor is a ``size``; it antialiases when shrinking, which no spec does)."""
     if not isinstance(conv, (nn.Conv, nnx.Conv)):
         raise TypeError(f"conv must be a flax.linen.Conv or flax.nnx.Conv, got {type(conv).__name__}")
     stored = common.native_arrays(conv, params, "from_native(conv, params, scale=...)")
@@ -343,6 +353,8 @@ def from_native(
     grouping: dict[str, Any] = {"groups": conv.feature_group_count, "dilation": dilation}
     spec: Spec
     if method is None:
+        if scale is None:
+            raise TypeError("from_native(conv, params, scale=...) needs the shuffle's scale when method is None")
         if conv.feature_group_count != 1 and order != "CRD":
             raise ValueError(
                 f"order must be 'CRD' for a grouped Conv (feature_group_count={conv.feature_group_count}): another "
@@ -369,10 +381,16 @@ def from_native(
             raise ValueError(
                 f"method must be one of jax.image.resize's {methods} (or None: a shuffle), got {shown(method)}"
             )
+        if scale is not None and ResizeSpec(1, scale=scale, spatial_dims=rank).integer_scale is None:
+            raise ValueError(
+                f"jax.image.resize takes a shape and maps coordinates by output / input: give size= (the shape's "
+                f"spatial sizes), not a non-integer scale, got scale={shown(scale)}"
+            )
         spec = ResizeSpec(
             kernel.shape[-2] * conv.feature_group_count,
             kernel.shape[-1],
             scale,
+            size=size,
             kernel_size=kernel_size,
             use_bias=bias is not None,
             spatial_dims=rank,

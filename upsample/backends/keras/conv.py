@@ -34,6 +34,7 @@ from upsample.arguments import as_axes
 from upsample.backends.keras import common
 from upsample.backends.keras.transposed import PHASE_SPLIT_BACKENDS
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
+from upsample.messages import shown
 from upsample.spec import load_spec, require_spec
 from upsample.spec_kinds import dense_taps
 from upsample.weights import Weights
@@ -222,7 +223,8 @@ def gather_resize(x: Any, spec: ResizeSpec, size: tuple[int | None, ...]) -> Any
         spec.interpolation,
         range(1, 1 + rank),
         size,  # type: ignore[arg-type]
-        spec.scale,
+        spec.output_size(size),  # type: ignore[arg-type]
+        spec.axis_scales,
         lambda x, indices, axis: keras.ops.take(x, indices, axis=axis),
         lambda weights, x: keras.ops.cast(weights, x.dtype),
     )
@@ -245,8 +247,8 @@ class ResizeConv(_ConvKind):
             self.resize.build((None,) * (spec.spatial_dims + 2))  # no weights; built like the rest in __init__
 
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
-        spec = self.spec
-        fast = self.fast_path and isinstance(spec, ResizeSpec) and spec.interpolation.repeats() and None not in size
+        spec: ResizeSpec = self.spec  # type: ignore[assignment]  # a ResizeConv holds a ResizeSpec
+        fast = self.fast_path and spec.repeats and None not in size
         fast = fast and dense_taps(spec)
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
             # nearest resize + conv as one transposed convolution on the small input (no resized copy)
@@ -255,8 +257,8 @@ class ResizeConv(_ConvKind):
             return y if self.conv.bias is None else y + self.conv.bias
         if self.resize is not None:
             x = self.resize(x)
-        elif any(factor > 1 for factor in spec.scale):
-            x = gather_resize(x, spec, size)  # type: ignore[arg-type]  # a ResizeConv holds a ResizeSpec
+        elif spec.integer_scale != (1,) * spec.spatial_dims:
+            x = gather_resize(x, spec, size)
         return self.conv(x)
 
 
@@ -264,8 +266,8 @@ def resize_layer(spec: ResizeSpec) -> Any:
     """Keras's own resize layer for ``spec`` (a row of :data:`upsample.resize_table.KERAS_UPSAMPLING`); ``None`` for a
     scale of 1 and for the resizes it does not compute (:func:`gather_resize`)."""
     rank = spec.spatial_dims
-    native = resize_table.native_for(resize_table.KERAS_UPSAMPLING, spec.interpolation, rank, keras.backend.backend())
-    if all(factor == 1 for factor in spec.scale) or native is None:
+    native = resize_table.native_resize(resize_table.KERAS_UPSAMPLING, spec, keras.backend.backend())
+    if spec.integer_scale == (1,) * rank or native is None:
         return None
     if rank == 2:
         return keras.layers.UpSampling2D(spec.scale, data_format="channels_last", name="resize", **dict(native.options))
@@ -321,12 +323,20 @@ NATIVE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 """The Keras layers :func:`from_native` reads, one per spatial rank."""
 
 
-def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None = None) -> tuple[Spec, Weights]:
+def from_native(
+    conv: Any,
+    *,
+    scale: int | tuple[int, ...] | None = None,
+    method: str | None = None,
+    size: int | tuple[int, ...] | None = None,
+) -> tuple[Spec, Weights]:
     """The spec and canonical weights of a built stride-1 ``Conv{1,2,3}D(padding="same")`` followed by a pixel
     shuffle (``method=None``): in 2-D ``keras.ops.depth_to_space(y, scale, data_format=conv.data_format)`` on
     this backend, in 1-D and 3-D (where Keras has none) the canonical CRD shuffle; or preceded by
     ``UpSampling{1,2,3}D(scale)`` (``method="nearest"``, or ``"bilinear"`` as ``UpSampling2D``'s
-    ``interpolation`` and the half-pixel linear resize in 1-D and 3-D).
+    ``interpolation`` and the half-pixel linear resize in 1-D and 3-D); or, with ``size`` instead of ``scale``,
+    preceded by ``keras.layers.Resizing(*size, interpolation=method)`` or ``keras.ops.image.resize(x, size,
+    interpolation=method)`` (2-D; :data:`upsample.resize_table.KERAS_IMAGE_RESIZE`).
 
     ``build(spec, weights=weights, data_format=conv.data_format)`` then gives the same outputs. The
     shuffle order that ``depth_to_space`` uses here is undone in the weights (:func:`shuffle_order`).
@@ -350,6 +360,15 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
     in_channels = int(kernel.shape[-2]) * conv.groups
     grouping: dict[str, Any] = {"groups": conv.groups, "dilation": tuple(conv.dilation_rate)}
     spec: Spec
+    if size is not None:
+        settings = _image_resize_settings(method, rank, scale)
+        spec = ResizeSpec(
+            in_channels, conv.filters, size=size, kernel_size=kernel_size, use_bias=conv.use_bias, spatial_dims=rank,
+            **grouping, **settings,
+        )  # fmt: skip
+        return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]
+    if scale is None:
+        raise TypeError("from_native(conv, scale=...) needs the scale (or size= for keras.layers.Resizing)")
     if method is None and rank == 2:
         blocks = scale if isinstance(scale, int) else scale[0]
         if not isinstance(scale, int) and scale[0] != scale[1]:
@@ -379,6 +398,21 @@ def from_native(conv: Any, *, scale: int | tuple[int, ...], method: str | None =
             **grouping, **settings,
         )  # fmt: skip
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]
+
+
+def _image_resize_settings(interpolation: str | None, rank: int, scale: Any) -> dict[str, Any]:
+    """The spec settings of ``keras.ops.image.resize(interpolation=interpolation)`` to a size on this backend."""
+    backend = keras.backend.backend()
+    rows = resize_table.KERAS_IMAGE_RESIZE
+    row = None if interpolation is None else resize_table.keras_row(interpolation, rank, backend, rows)
+    if scale is not None or row is None:
+        names = sorted({str(dict(r.options)["interpolation"]) for r in rows if not r.backends or backend in r.backends})
+        raise ValueError(
+            f"size= reads keras.layers.Resizing / keras.ops.image.resize (2-D) with method one of {names} on the "
+            f"{backend} backend, and no scale; got method={shown(interpolation)}, scale={shown(scale)} on a "
+            f"{rank}-D Conv"
+        )
+    return resize_table.spec_settings(row.interpolation, integer_scale=False)
 
 
 def _upsampling_settings(interpolation: str, rank: int) -> dict[str, Any]:

@@ -130,15 +130,17 @@ class ResizeConv(_ConvKind):
 
 def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
     """``(B, C, *spatial)`` resized as ``spec`` says: ``F.interpolate`` where it is exact, else gathers."""
-    scale, rank = spec.scale, spec.spatial_dims
-    if all(r == 1 for r in scale):
+    rank = spec.spatial_dims
+    if spec.integer_scale == (1,) * rank:
         return x
-    native = resize_table.native_for(resize_table.TORCH, spec.interpolation, rank)
+    size = tuple(int(n) for n in x.shape[2:])
+    out = spec.output_size(size)
+    native = resize_table.native_resize(resize_table.TORCH, spec)
     if native is None:
-        size = tuple(int(n) for n in x.shape[2:])
-        return resize_ops.resize(x, spec.interpolation, range(2, 2 + rank), size, scale, _take, _constant)
-    size = tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True))
-    return F.interpolate(x, size=size, **interpolate_options(native, rank))  # type: ignore[arg-type]
+        return resize_ops.resize(
+            x, spec.interpolation, range(2, 2 + rank), size, out, spec.axis_scales, _take, _constant
+        )
+    return F.interpolate(x, size=out, **interpolate_options(native, rank))  # type: ignore[arg-type]
 
 
 def interpolate_options(row: resize_table.NativeResize, rank: int) -> dict[str, Any]:
@@ -207,6 +209,31 @@ def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     return conv, kernel
 
 
+def resize_factor(upsample: nn.Upsample, rank: int, row: resize_table.NativeResize) -> dict[str, Any]:
+    """``{"scale": ...}`` or ``{"size": ...}``: the :class:`~upsample.ResizeSpec` argument of an ``nn.Upsample`` on
+    ``rank`` axes computing ``row``. A ``size``, an integer ``scale_factor``, and a non-integer one in the modes that
+    compute ONNX's resize with it (``bicubic``; ``align_corners=True``, whose coordinates do not read the factor)
+    are specs; the rest is refused (measured, torch 2.13: ``nearest``, ``nearest-exact`` and ``bilinear`` copy an
+    axis whose length the factor leaves unchanged, and ``nearest`` rounds its coordinates in float32;
+    ``recompute_scale_factor=True`` maps with ``out / in`` on ``floor(in * scale_factor)`` pixels)."""
+    if upsample.size is not None:
+        return {"size": upsample.size}
+    factor = upsample.scale_factor
+    factors = tuple(float(f) for f in (factor if isinstance(factor, tuple) else (factor,) * rank))  # type: ignore[arg-type]
+    setting = row.interpolation
+    if not all(f.is_integer() for f in factors) and (
+        upsample.recompute_scale_factor or (setting.method != "cubic" and setting.coordinates != "align_corners")
+    ):
+        raise ValueError(
+            f"Upsample with a non-integer scale_factor in mode {upsample.mode!r} (recompute_scale_factor="
+            f"{upsample.recompute_scale_factor}) is not ONNX's resize by that factor: torch copies an axis whose "
+            f"length it leaves unchanged, rounds nearest coordinates in float32, or with recompute_scale_factor=True "
+            f"maps coordinates by output / input; give size= (exact in every mode) or an integer factor, got "
+            f"{upsample!r}"
+        )
+    return {"scale": factors}
+
+
 def _grouping(conv: Any) -> dict[str, Any]:
     """A spec's ``groups`` and ``dilation`` arguments from a torch convolution's."""
     return {"groups": conv.groups, "dilation": tuple(conv.dilation)}
@@ -214,9 +241,9 @@ def _grouping(conv: Any) -> dict[str, Any]:
 
 def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     """The spec and canonical weights of ``nn.Sequential(nn.Conv2d, nn.PixelShuffle)`` (sub-pixel) or
-    ``nn.Sequential(nn.Upsample(scale_factor=r, mode=..., align_corners=...), nn.Conv1d | Conv2d | Conv3d)`` (resize;
-    every mode of :data:`upsample.resize_table.TORCH`: ``nearest``, ``nearest-exact``, ``(bi/tri)linear`` and
-    ``bicubic`` with ``align_corners`` either way).
+    ``nn.Sequential(nn.Upsample(scale_factor=r or size=n, mode=..., align_corners=...), nn.Conv1d | Conv2d | Conv3d)``
+    (resize; every mode of :data:`upsample.resize_table.TORCH`: ``nearest``, ``nearest-exact``, ``(bi/tri)linear``
+    and ``bicubic`` with ``align_corners`` either way; any factor, :func:`resize_factor`).
 
     Convolutions must be stride 1 with "same" padding (groups and dilation are kept); anything else has no spec
     equivalent and is refused.
@@ -240,10 +267,6 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     elif isinstance(first, nn.Upsample):
         conv, kernel = _same_conv(second)
         rank = len(kernel)
-        factor = first.scale_factor
-        factors = factor if isinstance(factor, tuple) else (factor,) * rank
-        if first.size is not None or factors[0] is None or any(float(f) != int(f) for f in factors):  # type: ignore[arg-type]
-            raise ValueError(f"Upsample must have an integer scale_factor and no size, got {first!r}")
         row = resize_table.torch_row(first.mode, first.align_corners, rank)
         if row is None:
             modes = sorted({str(dict(r.options)["mode"]) for r in resize_table.TORCH if rank in r.ranks})
@@ -251,11 +274,18 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
                 f"Upsample mode must be one of {modes} ('linear' as {LINEAR[rank]!r}) before a {type(conv).__name__}, "
                 f"got {first!r}"
             )
-        scale = tuple(int(f) for f in factors)  # type: ignore[arg-type]
-        settings = resize_table.spec_settings(row.interpolation)
+        factor = resize_factor(first, rank, row)
+        integer = "scale" in factor and all(f.is_integer() for f in factor["scale"])
+        settings = resize_table.spec_settings(row.interpolation, integer)
         bias = conv.bias is not None
         spec = ResizeSpec(
-            conv.in_channels, conv.out_channels, scale, kernel_size=kernel, use_bias=bias, **_grouping(conv), **settings
+            conv.in_channels,
+            conv.out_channels,
+            kernel_size=kernel,
+            use_bias=bias,
+            **factor,
+            **_grouping(conv),
+            **settings,
         )
     else:
         raise TypeError(

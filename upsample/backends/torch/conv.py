@@ -130,17 +130,16 @@ class ResizeConv(_ConvKind):
 
 def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
     """``(B, C, *spatial)`` resized as ``spec`` says: ``F.interpolate`` where it is exact, else gathers."""
-    rank = spec.spatial_dims
-    if spec.integer_scale == (1,) * rank:
+    rank, scale = spec.spatial_dims, spec.integer_scale
+    if scale == (1,) * rank:
         return x
+    native = resize_table.native_resize(resize_table.TORCH, spec)
+    if native is not None:  # an integer scale: sizes from x.shape stay symbolic under tracing and torch.compile
+        out = tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True))  # type: ignore[arg-type]
+        return F.interpolate(x, size=out, **interpolate_options(native, rank))  # type: ignore[arg-type]
     size = tuple(int(n) for n in x.shape[2:])
     out = spec.output_size(size)
-    native = resize_table.native_resize(resize_table.TORCH, spec)
-    if native is None:
-        return resize_ops.resize(
-            x, spec.interpolation, range(2, 2 + rank), size, out, spec.axis_scales, _take, _constant
-        )
-    return F.interpolate(x, size=out, **interpolate_options(native, rank))  # type: ignore[arg-type]
+    return resize_ops.resize(x, spec.interpolation, range(2, 2 + rank), size, out, spec.axis_scales, _take, _constant)
 
 
 def interpolate_options(row: resize_table.NativeResize, rank: int) -> dict[str, Any]:

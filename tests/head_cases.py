@@ -53,10 +53,12 @@ def heads(size: int) -> list[tuple[str, HeadSpec]]:
 
 
 def any_factor_head(size: int) -> HeadSpec:
-    """A segmentation decoder's end: a transposed stage to 3x3, then resizes by 1.5 (linear) and to a size that is
-    no multiple of its input (cubic), the way decoders resize to the image's size."""
+    """A segmentation decoder's end: a transposed stage to 3x3, a bare nearest resize by 2 (no convolution), then
+    resizes by 1.5 (linear) and to a size that is no multiple of its input (cubic), as decoders resize to the image's
+    size."""
     first = upsample.plan(8, 3, 6, "transposed").stages
     resizes = (
+        upsample.ResizeSpec(6, scale=2, kernel_size=None),  # a resize alone: no weights, then a norm
         upsample.ResizeSpec(6, 4, scale=1.5, method="linear"),
         upsample.ResizeSpec(4, 3, size=(min(size, 7), 5), method="cubic", kernel_size=(3, 2)),
     )

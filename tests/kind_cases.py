@@ -42,10 +42,14 @@ SWEEP: list[Spec] = [
     ),
     ResizeSpec(3, 2, size=(5, 3), method="cubic", kernel_size=3, coordinates="pytorch_half_pixel", cubic_a=-0.5),
     ResizeSpec(2, 2, size=(4, 7), method="linear", kernel_size=(1, 2), coordinates="align_corners"),
+    # a resize alone (kernel_size=None: nn.Upsample, UpSampling2D, MONAI's nontrainable mode): no weights
+    ResizeSpec(2, scale=2, method="linear", kernel_size=None),
+    ResizeSpec(3, scale=(1.5, 3), method="cubic", kernel_size=None, coordinates="align_corners"),
+    ResizeSpec(2, scale=(2, 3), kernel_size=None),
 ]
 """Scales 1..3 (non-square too), kernels 1..4 (even, non-square), every residual mode, every method, every
 coordinate convention, the nearest modes that do not repeat pixels, non-integer factors and sizes (one of them
-shrinking a 3x4 input along its width)."""
+shrinking a 3x4 input along its width), and resizes alone."""
 
 SIZES = [(1, 1), (3, 4)]
 CASES = [(spec, size) for spec in SWEEP for size in SIZES]

@@ -77,13 +77,14 @@ def test_sizes_parameters_and_coverage(spec: Spec, size: tuple[int, int]) -> Non
     assert spec.output_size(size) == out
     w = weights(spec)
     assert spec.num_params == sum(a.size for a in w.arrays() if a is not None)
-    # coverage = taps reading the (resized) input: the layer itself on ones with an all-ones kernel
-    ones = upsample.Weights(np.ones_like(w.kernel), None if w.bias is None else np.zeros_like(w.bias), w.skip)
+    # coverage = taps reading the (resized) input: the layer itself on ones with an all-ones kernel (a resize alone:
+    # the resize of ones, one read per pixel)
+    kernel = None if w.kernel is None else np.ones_like(w.kernel)
     bare = type(spec).from_dict({**spec.to_dict(), "residual": None})
-    y = upsample.reference.forward(
-        bare, upsample.Weights(ones.kernel, ones.bias), np.ones((1, *size, spec.in_channels))
-    )
-    np.testing.assert_allclose(spec.coverage(size), y[0, :, :, 0] / spec.in_channels, rtol=1e-12)
+    bias = None if w.bias is None else np.zeros_like(w.bias)
+    y = upsample.reference.forward(bare, upsample.Weights(kernel, bias), np.ones((1, *size, spec.in_channels)))
+    reads = 1 if kernel is None else spec.in_channels
+    np.testing.assert_allclose(spec.coverage(size), y[0, :, :, 0] / reads, rtol=1e-12)
     report = spec.diagnose(size)
     assert report.dead == 0 and report.live == y.shape[1] * y.shape[2] and not report.uneven_axes
     assert report.ok == (out != size) and report.not_upsampling == (out == size)
@@ -134,7 +135,7 @@ def _independent(spec: Spec, w: upsample.Weights, x: np.ndarray) -> np.ndarray:
                 n = resized.shape[axis]
                 source = (np.arange(int(n * scale)) + 0.5) / scale - 0.5  # floor(n * scale) pixels
                 resized = np.apply_along_axis(lambda v: np.interp(source, np.arange(n), v), axis, resized)  # noqa: B023
-        y = _conv_by_windows(resized, w.kernel) + bias
+        y = resized if w.kernel is None else _conv_by_windows(resized, w.kernel) + bias
     if spec.residual is not None:
         skip = x if w.skip is None else x @ w.skip
         y = y + np.repeat(np.repeat(skip, spec.scale[0], axis=1), spec.scale[1], axis=2)

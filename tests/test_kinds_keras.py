@@ -41,6 +41,8 @@ FORMATS = ["channels_last", "channels_first"]
 
 def canonical_grads(layer: uk.Subpixel | uk.ResizeConv, grads: dict[int, np.ndarray]) -> upsample.Weights:
     """Gradients of the layer's variables in the canonical layout (the native shuffle order undone)."""
+    if layer.conv is None:  # a resize alone
+        return upsample.Weights(None)
     kernel = grads[id(layer.conv.kernel)]
     bias = None if layer.conv.bias is None else grads[id(layer.conv.bias)]
     if layer.permutation is not None:
@@ -113,8 +115,8 @@ def test_a_keras_users_native_pattern(spec: Spec, data_format: str) -> None:
     """A user's ``Conv2D(padding="same")`` + ``depth_to_space`` (square scales) or ``UpSampling2D`` + ``Conv2D``,
     converted by ``from_native`` (for the shuffle: this backend's order undone), gives their numbers."""
     keras.utils.set_random_seed(0)
-    kernel_channels = spec.weight_shapes()["kernel"][3]  # type: ignore[index]
-    conv = keras.layers.Conv2D(kernel_channels, spec.kernel_size, padding="same", data_format=data_format)
+    kernel_channels = (spec.weight_shapes()["kernel"] or (1, 1, 1, 1))[3]  # (a resize alone has no convolution)
+    conv = keras.layers.Conv2D(kernel_channels, spec.kernel_size or 1, padding="same", data_format=data_format)
     x, _ = inputs(spec, (3, 4))
     x = to_nchw(x) if data_format == "channels_first" else x
     if isinstance(spec, SubpixelSpec):
@@ -124,8 +126,12 @@ def test_a_keras_users_native_pattern(spec: Spec, data_format: str) -> None:
     else:
         interpolation = UPSAMPLING[spec.interpolation]
         resize = keras.layers.UpSampling2D(spec.scale, data_format=data_format, interpolation=interpolation)
-        native = native_conv(conv, resize(x))
-        got_spec, got_weights = uk.from_native(conv, scale=spec.scale, method=interpolation)
+        if spec.kernel_size is None:  # a resize alone: the bare layer
+            native = resize(x)
+            got_spec, got_weights = uk.from_native(resize, in_channels=spec.in_channels)
+        else:
+            native = native_conv(conv, resize(x))
+            got_spec, got_weights = uk.from_native(conv, scale=spec.scale, method=interpolation)
     assert got_spec == spec
     layer = spec.build("keras", weights=got_weights, data_format=data_format)
     np.testing.assert_allclose(
@@ -214,7 +220,7 @@ IMAGE_RESIZE_ROWS = [row for row in resize_table.KERAS_IMAGE_RESIZE if not row.b
 def test_keras_image_resize_rows_resize_to_any_size(row: resize_table.NativeResize) -> None:
     """Each row of ``resize_table.KERAS_IMAGE_RESIZE`` on this backend: ``keras.ops.image.resize`` and
     ``keras.layers.Resizing`` to a size (larger, smaller, or both) equal the row's settings resized to that size in
-    NumPy; and ``Resizing`` + ``Conv2D``, read by ``from_native(conv, size=...)``, gives its own numbers."""
+    NumPy; the bare ``Resizing`` and ``Resizing`` + ``Conv2D``, read by ``from_native``, give their own numbers."""
     rng = np.random.default_rng(5)
     interpolation = str(dict(row.options)["interpolation"])
     take = lambda v, indices, axis: np.take(v, indices, axis=axis)  # noqa: E731
@@ -224,6 +230,12 @@ def test_keras_image_resize_rows_resize_to_any_size(row: resize_table.NativeResi
         resizing = keras.layers.Resizing(*out, interpolation=interpolation)
         for got in (keras.ops.image.resize(x, out, interpolation=interpolation), resizing(x)):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=RTOL, atol=ATOL, err_msg=f"{out}")
+        alone, none = uk.from_native(resizing, in_channels=3)  # the bare layer: a resize alone
+        assert alone.resize_only and alone.size == out and none.arrays() == (None, None, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", upsample.UpsampleWarning)  # the shrinking size
+            got = keras.ops.convert_to_numpy(alone.build("keras", weights=none)(x))
+        np.testing.assert_allclose(got, keras.ops.convert_to_numpy(resizing(x)), rtol=RTOL, atol=ATOL)
         conv = keras.layers.Conv2D(2, 3, padding="same")
         native = keras.ops.convert_to_numpy(conv(resizing(x)))
         spec, w = uk.from_native(conv, size=out, method=interpolation)

@@ -63,9 +63,10 @@ def check_against_reference(spec: Spec, size: tuple[int, int], fast_path: bool, 
     y.backward(nchw(grad_y))
     np.testing.assert_allclose(nhwc(y), want["y"], rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(nhwc(x_t.grad), want["grad_x"], rtol=RTOL, atol=ATOL)
+    conv = layer.conv  # None: a resize alone
     grads = upsample.Weights(
-        layer.conv.weight.grad.permute(2, 3, 1, 0).numpy(),
-        None if layer.conv.bias is None else layer.conv.bias.grad.numpy(),
+        None if conv is None else conv.weight.grad.permute(2, 3, 1, 0).numpy(),
+        None if conv is None or conv.bias is None else conv.bias.grad.numpy(),
         None if layer.skip is None else layer.skip.weight.grad[:, :, 0, 0].T.numpy(),
     )
     for name in ("kernel", "bias", "skip"):
@@ -75,8 +76,11 @@ def check_against_reference(spec: Spec, size: tuple[int, int], fast_path: bool, 
             np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-def _native(spec: Spec) -> nn.Sequential:
-    """The pattern a torch user writes, with torch's own initialisation."""
+def _native(spec: Spec) -> nn.Module:
+    """The pattern a torch user writes, with torch's own initialisation (a resize alone: ``nn.Upsample``)."""
+    if spec.kernel_size is None:
+        mode, align = next(call for call, settings in TORCH_CALLS.items() if _settings(spec) == settings)
+        return nn.Upsample(scale_factor=spec.scale, mode=mode, align_corners=align)
     conv_channels = spec.weight_shapes()["kernel"][3]  # type: ignore[index]
     conv = nn.Conv2d(spec.in_channels, conv_channels, spec.kernel_size, padding="same", bias=spec.use_bias)
     if isinstance(spec, SubpixelSpec):
@@ -119,7 +123,7 @@ NATIVE = [
 def test_from_native_gives_the_native_modules_numbers(spec: Spec) -> None:
     torch.manual_seed(0)
     native = _native(spec).double()
-    got_spec, got_weights = ut.from_native(native)
+    got_spec, got_weights = ut.from_native(native, **({} if spec.kernel_size else {"in_channels": spec.in_channels}))
     assert got_spec == spec
     x = torch.randn(2, spec.in_channels, 3, 4, dtype=torch.float64)
     layer = ut.build(got_spec, weights=got_weights, dtype=torch.float64)

@@ -49,7 +49,7 @@ class ConvKind:
         in_channels: int,
         out_channels: int | None,
         scale: Any,
-        kernel_size: IntOrAxes,
+        kernel_size: Any,
         residual: Residual | None,
         use_bias: bool,
         spatial_dims: int | None,
@@ -64,7 +64,7 @@ class ConvKind:
         rank = spatial_rank(spatial_dims, per_axis)
         set_field("spatial_dims", rank)
         set_field("scale", self._scale_axes(scale, size, rank))
-        set_field("kernel_size", as_axes("kernel_size", kernel_size, rank, 1))
+        set_field("kernel_size", self._kernel_axes(kernel_size, rank))
         set_field("dilation", as_axes("dilation", dilation, rank, 1))
         set_field("groups", as_groups(groups, self.in_channels, self.out_channels))
         if residual is not None and residual not in RESIDUAL_MODES:
@@ -83,6 +83,10 @@ class ConvKind:
     def _scale_axes(self, scale: Any, size: Any, rank: int) -> Any:
         """``scale`` checked, one per axis (a resize also reads ``size``)."""
         return as_axes("scale", scale, rank, 1)
+
+    def _kernel_axes(self, kernel_size: Any, rank: int) -> Any:
+        """``kernel_size`` checked, one per axis (a resize alone has none)."""
+        return as_axes("kernel_size", kernel_size, rank, 1)
 
     # --- geometry ------------------------------------------------------------------------------
 
@@ -197,7 +201,7 @@ class ConvKind:
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "scale": self._scale_field(),
-            "kernel_size": list(self.kernel_size),
+            "kernel_size": None if self.kernel_size is None else list(self.kernel_size),
             **self._extra_fields(),
             "residual": self.residual,
             "use_bias": self.use_bias,

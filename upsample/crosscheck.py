@@ -206,7 +206,13 @@ def compare(label: str, outcome: Outcome, expected: tuple[np.ndarray, np.ndarray
             oks.append(ok)
     ok = ok_y and ok_x and all(oks)
     return Row(
-        label, "pass" if ok else "FAIL", tuple(outcome.y.shape), error_y, error_x, max(errors), outcome.seconds * 1e3
+        label,
+        "pass" if ok else "FAIL",
+        tuple(outcome.y.shape),
+        error_y,
+        error_x,
+        max(errors, default=0.0),
+        outcome.seconds * 1e3,
     )
 
 
@@ -256,9 +262,7 @@ def _read_outcome(path: str) -> Outcome | HeadOutcome:
         if "y_eval" in data:
             part = lambda prefix: {n.removeprefix(prefix): data[n] for n in data.files if n.startswith(prefix)}  # noqa: E731
             return HeadOutcome(data["y"], data["grad_x"], part("grads/"), data["y_eval"], part("trained/"))
-        bias = data["grad_bias"] if "grad_bias" in data else None
-        skip = data["grad_skip"] if "grad_skip" in data else None
-        grads = Weights(data["grad_kernel"], bias, skip)
+        grads = Weights(*(data[f"grad_{n}"] if f"grad_{n}" in data else None for n in ("kernel", "bias", "skip")))
         return Outcome(data["y"], data["grad_x"], grads, float(data["seconds"]))
 
 

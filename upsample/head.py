@@ -190,7 +190,7 @@ class HeadSpec:
                 (
                     str(i), f"{size_text(sizes[i])} -> {size_text(sizes[i + 1])}",
                     f"{stage.in_channels} -> {stage.out_channels}",
-                    type(stage).__name__, "x".join(map(str, stage.kernel_size)), step_text,
+                    type(stage).__name__, "x".join(map(str, stage.kernel_size or ["-"])), step_text,
                     " + ".join(a for a in after if a) or "-", f"{stage.num_params:,}", "ok" if report.ok else "NOT ok",
                 )
             )  # fmt: skip

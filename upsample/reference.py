@@ -51,9 +51,10 @@ def vjp(spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tupl
     return kinds.resolve(kinds.kind_of(spec).reference).vjp(spec, weights, x, grad_y)  # type: ignore[no-any-return]
 
 
-Step = Callable[[Any, np.ndarray, np.ndarray, Any], np.ndarray]
-"""A kind's own step: ``(spec, x, kernel, bias) -> y``, the bias added where the kind adds it; no residual."""
-StepVjp = Callable[[Any, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+Step = Callable[[Any, np.ndarray, Any, Any], np.ndarray]
+"""A kind's own step: ``(spec, x, kernel, bias) -> y``, the bias added where the kind adds it; no residual (the
+kernel is ``None`` for a resize alone)."""
+StepVjp = Callable[[Any, np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any, np.ndarray]]
 """Its VJP: ``(spec, x, kernel, grad_y) -> (grad_x, grad_kernel, grad_bias)``."""
 
 
@@ -73,7 +74,7 @@ class Layer(NamedTuple):
         check_input(spec, x.shape, "NHWC", np.issubdtype(x.dtype, np.floating), str(x.dtype))
         weights.check(spec)  # type: ignore[arg-type]
         x = x.astype(np.float64)
-        kernel = np.asarray(weights.kernel, dtype=np.float64)
+        kernel = None if weights.kernel is None else np.asarray(weights.kernel, dtype=np.float64)
         bias = 0.0 if weights.bias is None else np.asarray(weights.bias, dtype=np.float64)
         y = self.step(spec, x, kernel, bias)
         if spec.residual is not None:
@@ -84,7 +85,7 @@ class Layer(NamedTuple):
     def vjp(self, spec: Spec, weights: Weights, x: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, Weights]:
         x = np.asarray(x, dtype=np.float64)
         self.forward(spec, weights, x[:1])  # same checks as the forward pass
-        kernel = np.asarray(weights.kernel, dtype=np.float64)
+        kernel = None if weights.kernel is None else np.asarray(weights.kernel, dtype=np.float64)
         size = x.shape[1:-1]
         out_size = spec.output_size(size)
         grad_y = np.asarray(grad_y, dtype=np.float64)
@@ -125,15 +126,18 @@ def _subpixel_step_vjp(
     return (*_same_conv_vjp(x, kernel, spec, grad_conv), _pixel_sum(grad_conv))
 
 
-def _resize_step(spec: ResizeSpec, x: np.ndarray, kernel: np.ndarray, bias: Any) -> np.ndarray:
-    return _same_conv(_resize(x, _resize_taps(spec, x.shape[1:-1])), kernel, spec) + bias
+def _resize_step(spec: ResizeSpec, x: np.ndarray, kernel: np.ndarray | None, bias: Any) -> np.ndarray:
+    resized = _resize(x, _resize_taps(spec, x.shape[1:-1]))
+    return resized if kernel is None else _same_conv(resized, kernel, spec) + bias  # None: a resize alone
 
 
 def _resize_step_vjp(
-    spec: ResizeSpec, x: np.ndarray, kernel: np.ndarray, grad_y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    spec: ResizeSpec, x: np.ndarray, kernel: np.ndarray | None, grad_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     size = x.shape[1:-1]
     taps = _resize_taps(spec, size)
+    if kernel is None:
+        return _resize_vjp(grad_y, taps, size), None, _pixel_sum(grad_y)
     grad_resized, grad_kernel = _same_conv_vjp(_resize(x, taps), kernel, spec, grad_y)
     return _resize_vjp(grad_resized, taps, size), grad_kernel, _pixel_sum(grad_y)
 

@@ -1,6 +1,7 @@
 """``ResizeSpec``: resize-convolution (Odena et al. 2016), a resize as ONNX ``Resize`` defines it (any method and
 coordinate convention, :mod:`upsample.interpolation`) by a factor per axis or to a size, then the stride-1 "same"
-convolution of :mod:`upsample.conv_kind`.
+convolution of :mod:`upsample.conv_kind`; or, with ``kernel_size=None``, the resize alone (no weights: torch
+``nn.Upsample``, Keras ``UpSampling2D``, MONAI's ``nontrainable`` mode, a bare ONNX ``Resize``).
 
 A factor is an int or a float, as ONNX's ``scales``: the output has ``floor(input * scale)`` pixels and the
 coordinates map with the factor itself. A ``size`` is ONNX's ``sizes``: the output has that many pixels whatever
@@ -55,10 +56,11 @@ class ResizeSpec(ConvKind):
             ``floor(input * scale)`` pixels (ONNX ``scales``, torch ``scale_factor``).
         method: ``"nearest"``, ``"linear"`` or ``"cubic"`` (``"bilinear"``, ``"trilinear"``, ``"bicubic"`` name
             the same).
-        kernel_size: int or one per spatial axis; even sizes pad one more row after than before.
+        kernel_size: int or one per spatial axis; even sizes pad one more row after than before; ``None``: no
+            convolution, the resize alone (no weights, ``out_channels == in_channels``, no residual).
         residual: ``None``, ``"nearest"`` (identity skip) or ``"projection"`` (learned 1x1 map); an integer
             ``scale`` only.
-        use_bias: whether the convolution adds a bias.
+        use_bias: whether the convolution adds a bias (default: it does, when there is one).
         size: instead of ``scale``, the output's size, an int or one per spatial axis (ONNX ``sizes``, torch
             ``size``, ``jax.image.resize``'s shape); the coordinates map with ``size / input``.
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
@@ -93,9 +95,9 @@ class ResizeSpec(ConvKind):
         out_channels: int | None = None,
         scale: ScaleOrAxes | None = None,
         method: str = "nearest",
-        kernel_size: IntOrAxes = 3,
+        kernel_size: IntOrAxes | None = 3,
         residual: Residual | None = None,
-        use_bias: bool = True,
+        use_bias: bool | None = None,
         *,
         size: IntOrAxes | None = None,
         spatial_dims: int | None = None,
@@ -106,9 +108,15 @@ class ResizeSpec(ConvKind):
         cubic_a: float = -0.75,
         exclude_outside: bool = False,
     ) -> None:
+        alone = kernel_size is None
+        if alone and use_bias:
+            raise ValueError("use_bias=True needs a convolution; kernel_size=None is a resize alone, with no weights")
+        bias = not alone if use_bias is None else use_bias
         self._set_common(
-            in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation, size
+            in_channels, out_channels, scale, kernel_size, residual, bias, spatial_dims, groups, dilation, size
         )
+        if alone:
+            self._check_resize_alone()
         if self.residual is not None and self.integer_scale is None:
             given = f"scale={shown(self.scale)}" if self.size is None else f"size={shown(self.size)}"
             raise ValueError(
@@ -117,6 +125,29 @@ class ResizeSpec(ConvKind):
         interpolation = Interpolation(method, coordinates, nearest_mode, cubic_a, exclude_outside)
         for field in dataclasses.fields(interpolation):
             object.__setattr__(self, field.name, getattr(interpolation, field.name))
+
+    def _check_resize_alone(self) -> None:
+        """A resize with no convolution keeps its channels and has no weights to group, dilate or skip with."""
+        given = {
+            "out_channels": (self.out_channels, self.in_channels),
+            "groups": (self.groups, 1),
+            "dilation": (self.dilation, (1,) * self.spatial_dims),
+            "residual": (self.residual, None),
+        }
+        for name, (value, needed) in given.items():
+            if value != needed:
+                raise ValueError(
+                    f"{name} must be {needed!r} for a resize alone (kernel_size=None: no convolution), got "
+                    f"{shown(value)}"
+                )
+
+    def _kernel_axes(self, kernel_size: Any, rank: int) -> Axes | None:
+        return None if kernel_size is None else as_axes("kernel_size", kernel_size, rank, 1)
+
+    @property
+    def resize_only(self) -> bool:
+        """Whether the spec is the resize alone (``kernel_size=None``): no convolution, no weights."""
+        return self.kernel_size is None
 
     def _scale_axes(self, scale: Any, size: Any, rank: int) -> Scales | None:
         object.__setattr__(self, "size", None if size is None else as_axes("size", size, rank, 1))
@@ -175,9 +206,21 @@ class ResizeSpec(ConvKind):
     def _conv_input_size(self, size: Axes) -> Axes:
         return self.output_size(size)
 
+    def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
+        """As :meth:`ConvKind.weight_shapes`; every array absent for a resize alone."""
+        if self.resize_only:
+            return {"kernel": None, "bias": None, "skip": None}
+        return super().weight_shapes()
+
+    def flops(self, input_size: IntOrAxes = 1) -> int:
+        """As :meth:`ConvKind.flops` (the convolution, bias and residual; a resize alone: 0)."""
+        return 0 if self.resize_only else super().flops(input_size)
+
     def _axes_coverage(self, size: Axes) -> tuple[list[int], ...]:
         limits.check_output(self, size)
         out = self.output_size(size)
+        if self.resize_only:  # every output pixel reads the input once
+            return tuple([1] * length for length in out)
         return tuple(
             conv_geometry.same_coverage(out[a], self.kernel_size[a], self.dilation[a]) for a in range(self.spatial_dims)
         )
@@ -189,9 +232,14 @@ class ResizeSpec(ConvKind):
         if not flat:
             return ""
         resized = "a repeat" if self.method == "nearest" else "a broadcast"
+        constant = (
+            "the output is spatially constant"
+            if self.resize_only
+            else "the convolution sees a constant image and the output is spatially constant except within the "
+            "kernel's reach of the borders"
+        )
         return (
-            f"note: from a 1-pixel input along {' and '.join(flat)} the {self.method} resize is {resized}, so the "
-            f"convolution sees a constant image and the output is spatially constant except within the "
-            f"kernel's reach of the borders; use a transposed first stage (UpsampleSpec.for_size) to give "
-            f"each output pixel its own weights"
+            f"note: from a 1-pixel input along {' and '.join(flat)} the {self.method} resize is {resized}, so "
+            f"{constant}; use a transposed first stage (UpsampleSpec.for_size) to give each output pixel its own "
+            f"weights"
         )

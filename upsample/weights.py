@@ -33,9 +33,10 @@ class WeightsFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Weights:
-    """Numpy arrays in the canonical layout; ``bias`` and ``skip`` are ``None`` when absent."""
+    """Numpy arrays in the canonical layout; ``bias`` and ``skip`` are ``None`` when absent, and ``kernel`` too for
+    a spec with no convolution (a resize alone: ``Weights(None)``)."""
 
-    kernel: np.ndarray
+    kernel: np.ndarray | None
     bias: np.ndarray | None = None
     skip: np.ndarray | None = None
 
@@ -65,7 +66,7 @@ class Weights:
         def cast(array: np.ndarray | None) -> np.ndarray | None:
             return None if array is None else np.asarray(array, dtype=dtype)
 
-        return Weights(np.asarray(self.kernel, dtype=dtype), cast(self.bias), cast(self.skip))
+        return Weights(cast(self.kernel), cast(self.bias), cast(self.skip))
 
     def arrays(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(kernel, bias, skip)``."""
@@ -196,6 +197,8 @@ def init_weights(spec: UpsampleSpec, seed: int = 0, scheme: str = "he_uniform", 
     if scheme in SCHEME_KINDS and spec.KIND != SCHEME_KINDS[scheme]:
         allowed = "an UpsampleSpec (transposed)" if scheme == "bilinear" else "a SubpixelSpec"
         raise ValueError(f"scheme={scheme!r} needs {allowed}, got a {type(spec).__name__}")
+    if kernel_shape is None:  # a resize alone: nothing to draw
+        return Weights(None)
     if scheme == "bilinear":
         if c_in != c_out:
             raise ValueError(
@@ -322,9 +325,9 @@ def layer_weights(where: str, spec: Any, tensors: dict[str, np.ndarray]) -> tupl
     unknown = sorted(set(tensors) - {"kernel", "bias", "skip"})
     if unknown:
         raise WeightsFileError(f"{where!r} has unexpected tensors {shown(unknown)}; expected kernel, bias, skip")
-    if "kernel" not in tensors:
+    if "kernel" not in tensors and spec.weight_shapes()["kernel"] is not None:
         raise WeightsFileError(f"{where!r} has no 'kernel' tensor")
-    weights = Weights(tensors["kernel"], tensors.get("bias"), tensors.get("skip"))
+    weights = Weights(tensors.get("kernel"), tensors.get("bias"), tensors.get("skip"))
     try:
         weights.check(spec)
     except (ValueError, TypeError) as error:

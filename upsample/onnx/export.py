@@ -179,7 +179,8 @@ def emit_subpixel(spec: Any, weights: Weights, size: Axes | None, graph: GraphBu
 
 def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuilder, x: str) -> str:
     """``Resize`` with the spec's own settings (they are ONNX's: :mod:`upsample.interpolation`; those its method does
-    not read left out) by its ``scales``, or to its ``sizes`` (batch and channels from ``Shape``), then ``Conv``."""
+    not read left out) by its ``scales``, or to its ``sizes`` (batch and channels from ``Shape``), then ``Conv`` (none
+    for a resize alone)."""
     if spec.method == "cubic" and spec.spatial_dims != 2:
         raise ValueError(
             f"a {spec.spatial_dims}-D cubic resize has no ONNX export here: onnxruntime's Resize computes cubic on two "
@@ -197,7 +198,7 @@ def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuil
     if spec.size is not None:
         batch_and_channels = graph.add("Slice", [graph.add("Shape", [x]), *_int64s(graph, [0], [2])])
         sizes = graph.add("Concat", [batch_and_channels, graph.constant("sizes", list(spec.size), np.int64)], axis=0)
-        return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", "", sizes], **modes))
+        return _then_conv(spec, weights, graph, graph.add("Resize", [x, "", "", sizes], **modes))
     inexact = [factor for factor in spec.scale if float(np.float32(factor)) != factor]
     if inexact:
         raise ValueError(
@@ -205,7 +206,12 @@ def emit_resize(spec: Any, weights: Weights, size: Axes | None, graph: GraphBuil
             f"{float(np.float32(inexact[0]))!r}; give a factor float32 holds exactly (1.5, 1.25, 2.75, ...) or a size"
         )
     scales = graph.constant("scales", [1.0, 1.0, *spec.scale], np.float32)
-    return _same_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
+    return _then_conv(spec, weights, graph, graph.add("Resize", [x, "", scales], **modes))
+
+
+def _then_conv(spec: Any, weights: Weights, graph: GraphBuilder, resized: str) -> str:
+    """The spec's ``Conv`` on the resized tensor, or the resize itself for a resize alone (``kernel_size=None``)."""
+    return resized if spec.resize_only else _same_conv(spec, weights, graph, resized)
 
 
 def _int64s(graph: GraphBuilder, *values: list[int]) -> list[str]:

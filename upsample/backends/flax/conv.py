@@ -112,6 +112,8 @@ def _forward(
 
     def kind(x: Array, size: tuple[int, ...]) -> Array:
         if isinstance(spec, ResizeSpec):
+            if spec.resize_only:
+                return _resize(x, spec)
             if fast_path and dense_taps(spec) and spec.repeats:
                 return _nearest_by_phases(x, *stored(), spec, dtype)
             return conv(_resize(x, spec))
@@ -142,15 +144,17 @@ class _LinenKind(nn.Module):
         spec = self.spec
         limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, Subpixel) else ResizeSpec))
         common = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        self.conv = nn.Conv(
-            spec.conv_channels,
-            spec.kernel_size,
-            padding=spec.padding,
-            kernel_dilation=spec.dilation,
-            feature_group_count=spec.groups,
-            use_bias=spec.use_bias,
-            **common,
-        )
+        self.conv: Any = None  # a resize alone
+        if spec.kernel_size is not None:
+            self.conv = nn.Conv(
+                spec.conv_channels,
+                spec.kernel_size,
+                padding=spec.padding,
+                kernel_dilation=spec.dilation,
+                feature_group_count=spec.groups,
+                use_bias=spec.use_bias,
+                **common,
+            )
         if spec.residual == "projection":
             self.skip = nn.Dense(spec.out_channels, use_bias=False, **common)
 
@@ -194,16 +198,19 @@ class _NNXKind(nnx.Module):
         self.dtype = dtype
         self.fast_path = fast_path
         common = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        self.conv = nnx.Conv(
-            spec.in_channels,
-            spec.conv_channels,
-            spec.kernel_size,
-            padding=spec.padding,
-            kernel_dilation=spec.dilation,
-            feature_group_count=spec.groups,
-            use_bias=spec.use_bias,
-            **common,
-        )
+        self.param_dtype = param_dtype
+        self.conv: Any = nnx.data(None)  # a pytree slot: the convolution, or None for a resize alone
+        if spec.kernel_size is not None:
+            self.conv = nnx.Conv(
+                spec.in_channels,
+                spec.conv_channels,
+                spec.kernel_size,
+                padding=spec.padding,
+                kernel_dilation=spec.dilation,
+                feature_group_count=spec.groups,
+                use_bias=spec.use_bias,
+                **common,
+            )
         self.skip = nnx.data(None)  # a pytree slot: the projection's Linear, or None without one
         if spec.residual == "projection":
             self.skip = nnx.Linear(spec.in_channels, spec.out_channels, use_bias=False, **common)
@@ -242,6 +249,8 @@ def to_variables(spec: Spec, weights: Weights, param_dtype: Dtype = jnp.float32)
     """Canonical ``weights`` as linen variables ``{"params": ...}`` (``apply``/``bind``)."""
     weights.check(spec)  # type: ignore[arg-type]
     as_param = lambda array: jnp.asarray(array, dtype=param_dtype)  # noqa: E731
+    if weights.kernel is None:  # a resize alone
+        return {"params": {}}
     params: Tree = {"conv": {"kernel": as_param(weights.kernel)}}
     if spec.use_bias:
         params["conv"]["bias"] = as_param(weights.bias)
@@ -252,7 +261,9 @@ def to_variables(spec: Spec, weights: Weights, param_dtype: Dtype = jnp.float32)
 
 def _from_params(spec: Spec, params: Tree) -> Weights:
     """Inverse of :func:`to_variables` on the ``params`` tree (linen's, or NNX's as a pure dict)."""
-    conv, skip = params["conv"], params.get("skip")
+    conv, skip = params.get("conv"), params.get("skip")
+    if conv is None:  # a resize alone
+        return Weights(None).check(spec)  # type: ignore[arg-type]
     return Weights(
         kernel=np.array(conv["kernel"]),
         bias=np.array(conv["bias"]) if spec.use_bias else None,
@@ -279,7 +290,7 @@ def set_weights(layer: Any, weights: Weights) -> Any:
     """Put canonical ``weights`` into ``layer`` and return it (NNX in place; linen: a new bound module)."""
     if isinstance(layer, NNX):
         state = nnx.state(layer, nnx.Param)
-        nnx.replace_by_pure_dict(state, to_variables(layer.spec, weights, layer.conv.param_dtype)["params"])
+        nnx.replace_by_pure_dict(state, to_variables(layer.spec, weights, layer.param_dtype)["params"])
         nnx.update(layer, state)
         return layer
     if not isinstance(layer, LINEN):

@@ -46,9 +46,12 @@ def set_weights(layer: Any, weights: Any) -> None:
 def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``Conv{1,2,3}DTranspose`` (transposed), of a ``Conv{1,2,3}D`` with
     ``scale=`` or ``size=`` (and ``method=`` for a resize-convolution: see
-    :func:`upsample.backends.keras.conv.from_native`), or
-    of a ``keras.Sequential`` / list of layers: a head, returned as ``(HeadSpec, HeadWeights)`` (see
+    :func:`upsample.backends.keras.conv.from_native`), of a bare ``UpSampling{1,2,3}D`` or ``Resizing`` with
+    ``in_channels=`` (a resize alone: :func:`upsample.backends.keras.conv.resize_alone`), or of a
+    ``keras.Sequential`` / list of layers: a head, returned as ``(HeadSpec, HeadWeights)`` (see
     :func:`upsample.backends.keras.head.from_native`)."""
+    if isinstance(layer, conv.RESIZE_LAYERS):
+        return conv.resize_alone(layer, **kwargs)
     if "scale" in kwargs or "size" in kwargs:
         return conv.from_native(layer, **kwargs)
     if isinstance(layer, (list, tuple)) or isinstance(layer, keras.Sequential):

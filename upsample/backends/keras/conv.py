@@ -46,6 +46,7 @@ __all__ = [
     "from_native",
     "get_weights",
     "gather_resize",
+    "resize_alone",
     "resize_layer",
     "set_weights",
     "shuffle_crd",
@@ -101,16 +102,18 @@ class _ConvKind(keras.layers.Layer):
         shared: dict[str, Any] = {"dtype": self.dtype_policy, "data_format": "channels_last"}
         if weights is not None:  # skip drawing random values that are overwritten at once
             shared["kernel_initializer"] = "zeros"
-        self.conv = common.native("Conv{}D", rank)(
-            spec.conv_channels,
-            spec.kernel_size,
-            padding="same",
-            dilation_rate=spec.dilation,
-            groups=spec.groups,
-            use_bias=spec.use_bias,
-            name="conv",
-            **shared,
-        )
+        self.conv: Any = None  # a resize alone
+        if spec.kernel_size is not None:
+            self.conv = common.native("Conv{}D", rank)(
+                spec.conv_channels,
+                spec.kernel_size,
+                padding="same",
+                dilation_rate=spec.dilation,
+                groups=spec.groups,
+                use_bias=spec.use_bias,
+                name="conv",
+                **shared,
+            )
         # a 1x1 (x1) kernel (1, 1, C_in, C_out) in either data format
         self.skip = (
             common.native("Conv{}D", rank)(spec.out_channels, 1, use_bias=False, name="skip", **shared)
@@ -249,7 +252,7 @@ class ResizeConv(_ConvKind):
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         spec: ResizeSpec = self.spec  # type: ignore[assignment]  # a ResizeConv holds a ResizeSpec
         fast = self.fast_path and spec.repeats and None not in size
-        fast = fast and dense_taps(spec)
+        fast = fast and dense_taps(spec) and self.conv is not None
         if fast and keras.backend.backend() in PHASE_SPLIT_BACKENDS:
             # nearest resize + conv as one transposed convolution on the small input (no resized copy)
             kernel = keras.ops.convert_to_tensor(self.conv.kernel)
@@ -259,7 +262,7 @@ class ResizeConv(_ConvKind):
             x = self.resize(x)
         elif spec.integer_scale != (1,) * spec.spatial_dims:
             x = gather_resize(x, spec, size)
-        return self.conv(x)
+        return x if self.conv is None else self.conv(x)
 
 
 def resize_layer(spec: ResizeSpec) -> Any:
@@ -295,6 +298,8 @@ def _require_layer(layer: Any) -> Layer:
 def get_weights(layer: Layer) -> Weights:
     """The layer's weights in the canonical layout (kernel ``(*k, C_in, C_conv)`` in CRD order)."""
     layer = _require_layer(layer)
+    if layer.conv is None:  # a resize alone
+        return Weights(None)
     kernel = common.to_numpy(layer.conv.kernel)
     bias = None if layer.conv.bias is None else common.to_numpy(layer.conv.bias)
     permutation = layer.permutation
@@ -308,6 +313,8 @@ def set_weights(layer: Layer, weights: Weights) -> None:
     """Assign canonical ``weights`` (the shuffle order folded in once, here)."""
     layer = _require_layer(layer)
     weights.check(layer.spec)  # type: ignore[arg-type]
+    if layer.conv is None:  # a resize alone: nothing to assign
+        return
     kernel, bias = np.asarray(weights.kernel), weights.bias
     permutation = layer.permutation
     if permutation is not None:
@@ -398,6 +405,36 @@ def from_native(
             **grouping, **settings,
         )  # fmt: skip
     return spec, Weights(kernel, bias).check(spec)  # type: ignore[arg-type]
+
+
+RESIZE_LAYERS = (keras.layers.UpSampling1D, keras.layers.UpSampling2D, keras.layers.UpSampling3D, keras.layers.Resizing)
+"""The Keras layers :func:`resize_alone` reads: a resize with no convolution."""
+
+
+def resize_alone(layer: Any, in_channels: int | None) -> tuple[ResizeSpec, Weights]:
+    """The spec of a bare ``UpSampling{1,2,3}D`` or ``Resizing`` layer, a resize with no convolution
+    (``kernel_size=None``), and its (absent) weights. The layer takes any channel count, a spec one:
+    ``in_channels`` says which."""
+    if in_channels is None:
+        raise TypeError(
+            f"from_native({type(layer).__name__}, in_channels=C): the layer takes any channel count and a spec needs "
+            f"one; got no in_channels"
+        )
+    if isinstance(layer, keras.layers.Resizing):
+        refused = {"crop_to_aspect_ratio": layer.crop_to_aspect_ratio, "pad_to_aspect_ratio": layer.pad_to_aspect_ratio}
+        refused["antialias"] = layer.antialias
+        for name, value in refused.items():
+            if value:
+                raise ValueError(f"Resizing.{name} must be False to convert to a spec, got {value!r}")
+        size = (layer.height, layer.width)
+        settings = _image_resize_settings(layer.interpolation, 2, None)
+        return ResizeSpec(in_channels, size=size, kernel_size=None, **settings), Weights(None)
+    rank = RESIZE_LAYERS.index(type(layer)) + 1
+    factor = layer.size
+    interpolation = getattr(layer, "interpolation", "nearest")
+    settings = _upsampling_settings(interpolation, rank)
+    spec = ResizeSpec(in_channels, scale=factor, kernel_size=None, spatial_dims=rank, **settings)
+    return spec, Weights(None)
 
 
 def _image_resize_settings(interpolation: str | None, rank: int, scale: Any) -> dict[str, Any]:

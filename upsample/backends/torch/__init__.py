@@ -43,12 +43,15 @@ def set_weights(layer: Any, weights: Any) -> None:
     kind_module(__name__, _spec_of(layer)).set_weights(layer, weights)
 
 
-def from_native(module: Any) -> tuple[Any, Any]:
+def from_native(module: Any, *, in_channels: int | None = None) -> tuple[Any, Any]:
     """Spec and canonical weights of ``nn.ConvTranspose1d/2d/3d`` (transposed), a two-module kind pattern
     ``nn.Sequential(Conv2d, PixelShuffle)`` / ``nn.Sequential(Upsample, Conv1d/2d/3d)`` (see
     :func:`upsample.backends.torch.conv.from_native`; any two modules without a transposed convolution or a
-    nested ``nn.Sequential`` are read as one), or any other ``nn.Sequential``: a head, returned as
+    nested ``nn.Sequential`` are read as one), a bare ``nn.Upsample`` with ``in_channels`` (a resize alone:
+    :func:`upsample.backends.torch.conv.upsample_alone`), or any other ``nn.Sequential``: a head, returned as
     ``(HeadSpec, HeadWeights)`` (see :func:`upsample.backends.torch.head.from_native`)."""
+    if isinstance(module, nn.Upsample):
+        return conv.upsample_alone(module, in_channels)
     if isinstance(module, nn.Sequential):
         kinds = (*common.TRANSPOSED.values(), nn.Sequential)
         pattern = len(module) == 2 and not any(isinstance(child, kinds) for child in module)

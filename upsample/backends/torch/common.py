@@ -74,7 +74,7 @@ def _check(layer: Any, x: torch.Tensor) -> None:
     """The input rules (``checks.check_input``), the dtype rule and the dead-pixel warning, in eager mode
     and under ``torch.compile``."""
     size = _checked_size(layer.spec, x)
-    dtype = layer.conv.weight.dtype
+    dtype = x.dtype if layer.conv is None else layer.conv.weight.dtype  # None: a resize alone, any float dtype
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(  # torch refuses mixed dtypes deep inside its kernels; say so first, naming the layer
             f"x has dtype {x.dtype} but this {type(layer).__name__}'s parameters are {dtype}; convert one of "
@@ -142,6 +142,8 @@ def read_weights(layer: Any, transposed: bool) -> Weights:
     """The layer's parameters in the canonical layout: ``conv.weight`` by :func:`kernel_axes`, its bias, and
     the projection ``skip`` (a 1x1 convolution) as ``(C_in, C_out)``."""
     conv, rank = layer.conv, layer.spec.spatial_dims
+    if conv is None:  # a resize alone
+        return Weights(None)
     return Weights(
         kernel=to_numpy(conv.weight).transpose(kernel_axes(rank, transposed)),
         bias=None if conv.bias is None else to_numpy(conv.bias),
@@ -153,6 +155,8 @@ def write_weights(layer: Any, weights: Weights, transposed: bool) -> None:
     """Copy canonical ``weights`` into the layer (the inverse of :func:`read_weights`), keeping each
     parameter's device and dtype."""
     checked(weights, layer.spec)
+    if layer.conv is None:  # a resize alone: nothing to copy
+        return
     rank = layer.spec.spatial_dims
     targets = [(layer.conv.weight, np.asarray(weights.kernel).transpose(np.argsort(kernel_axes(rank, transposed))))]
     if layer.conv.bias is not None:

@@ -49,19 +49,7 @@ class _ConvKind(nn.Module):
         self.spec = spec
         self.fast_path = bool(fast_path)
         rank = spec.spatial_dims
-        before, after = (tuple(pad[i] for pad in spec.padding) for i in (0, 1))
-        padding: tuple[int, ...] | str = before if before == after else "same"
-        self.conv = common.CONV[rank](
-            spec.in_channels,
-            spec.conv_channels,
-            spec.kernel_size,
-            padding=padding,
-            dilation=spec.dilation,
-            groups=spec.groups,
-            bias=spec.use_bias,
-            device=device,
-            dtype=dtype,
-        )
+        self.conv: Any = None if spec.kernel_size is None else _conv(spec, device, dtype)  # None: a resize alone
         self.skip = (
             common.CONV[rank](spec.in_channels, spec.out_channels, 1, bias=False, device=device, dtype=dtype)
             if spec.residual == "projection"
@@ -80,6 +68,23 @@ class _ConvKind(nn.Module):
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def _conv(spec: Spec, device: Any, dtype: Any) -> nn.Module:
+    """The spec's stride-1 "same" ``nn.Conv1d/2d/3d``."""
+    before, after = (tuple(pad[i] for pad in spec.padding) for i in (0, 1))
+    padding: tuple[int, ...] | str = before if before == after else "same"
+    return common.CONV[spec.spatial_dims](
+        spec.in_channels,
+        spec.conv_channels,
+        spec.kernel_size,
+        padding=padding,
+        dilation=spec.dilation,
+        groups=spec.groups,
+        bias=spec.use_bias,
+        device=device,
+        dtype=dtype,
+    )
 
 
 class Subpixel(_ConvKind):
@@ -125,7 +130,8 @@ class ResizeConv(_ConvKind):
     """
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(resize(x, self.spec))  # type: ignore[arg-type]
+        resized = resize(x, self.spec)  # type: ignore[arg-type]
+        return resized if self.conv is None else self.conv(resized)
 
 
 def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
@@ -208,6 +214,37 @@ def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     return conv, kernel
 
 
+def upsample_settings(upsample: nn.Upsample, rank: int, where: str = "") -> dict[str, Any]:
+    """The :class:`~upsample.ResizeSpec` arguments of an ``nn.Upsample`` on ``rank`` axes: its factor or size
+    (:func:`resize_factor`) and the settings of its mode (:data:`upsample.resize_table.TORCH`)."""
+    row = resize_table.torch_row(upsample.mode, upsample.align_corners, rank)
+    if row is None:
+        modes = sorted({str(dict(r.options)["mode"]) for r in resize_table.TORCH if rank in r.ranks})
+        raise ValueError(
+            f"Upsample mode must be one of {modes} ('linear' as {LINEAR[rank]!r}){where}, got {upsample!r}"
+        )
+    factor = resize_factor(upsample, rank, row)
+    integer = "scale" in factor and all(f.is_integer() for f in factor["scale"])
+    return {**factor, **resize_table.spec_settings(row.interpolation, integer)}
+
+
+def upsample_alone(upsample: nn.Upsample, in_channels: int | None) -> tuple[ResizeSpec, Weights]:
+    """The spec of a bare ``nn.Upsample``, a resize with no convolution (``kernel_size=None``), and its (absent)
+    weights. torch's module takes any channel count, a spec one: ``in_channels`` says which. The number of spatial
+    axes is that of a tuple ``size`` or ``scale_factor``, else its mode's (``linear`` 1, ``bilinear``/``bicubic`` 2,
+    ``trilinear`` 3), else 2, as a spec's."""
+    if in_channels is None:
+        raise TypeError(
+            f"from_native(nn.Upsample(...), in_channels=C): the module takes any channel count and a spec needs one; "
+            f"got {upsample!r} without in_channels"
+        )
+    given = upsample.size if upsample.size is not None else upsample.scale_factor
+    by_mode = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+    rank = len(given) if isinstance(given, tuple) else by_mode.get(upsample.mode, 2)
+    spec = ResizeSpec(in_channels, kernel_size=None, spatial_dims=rank, **upsample_settings(upsample, rank))
+    return spec, Weights(None)
+
+
 def resize_factor(upsample: nn.Upsample, rank: int, row: resize_table.NativeResize) -> dict[str, Any]:
     """``{"scale": ...}`` or ``{"size": ...}``: the :class:`~upsample.ResizeSpec` argument of an ``nn.Upsample`` on
     ``rank`` axes computing ``row``. A ``size``, an integer ``scale_factor``, and a non-integer one in the modes that
@@ -265,26 +302,10 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
         )
     elif isinstance(first, nn.Upsample):
         conv, kernel = _same_conv(second)
-        rank = len(kernel)
-        row = resize_table.torch_row(first.mode, first.align_corners, rank)
-        if row is None:
-            modes = sorted({str(dict(r.options)["mode"]) for r in resize_table.TORCH if rank in r.ranks})
-            raise ValueError(
-                f"Upsample mode must be one of {modes} ('linear' as {LINEAR[rank]!r}) before a {type(conv).__name__}, "
-                f"got {first!r}"
-            )
-        factor = resize_factor(first, rank, row)
-        integer = "scale" in factor and all(f.is_integer() for f in factor["scale"])
-        settings = resize_table.spec_settings(row.interpolation, integer)
+        settings = upsample_settings(first, len(kernel), f" before a {type(conv).__name__}")
         bias = conv.bias is not None
         spec = ResizeSpec(
-            conv.in_channels,
-            conv.out_channels,
-            kernel_size=kernel,
-            use_bias=bias,
-            **factor,
-            **_grouping(conv),
-            **settings,
+            conv.in_channels, conv.out_channels, kernel_size=kernel, use_bias=bias, **_grouping(conv), **settings
         )
     else:
         raise TypeError(

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from upsample.backends import kind_module
-from upsample.backends.flax import conv, transposed
+from upsample.backends.flax import conv_native, transposed
 from upsample.backends.flax.conv import ResizeConv, ResizeConvNNX, Subpixel, SubpixelNNX
 from upsample.backends.flax.transposed import Upsample, UpsampleNNX
 
@@ -74,9 +74,9 @@ def to_variables(spec: Any, weights: Any, param_dtype: Any = jnp.float32) -> dic
 
 def from_native(layer: Any, params: Any = None, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``ConvTranspose`` (transposed), of a ``Conv`` with ``scale=`` or ``size=`` (and
-    ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv.from_native`), or of an ``nnx.Sequential``,
+    ``method=`` or ``order=``: see :func:`upsample.backends.flax.conv_native.from_native`), or of an ``nnx.Sequential``,
     a linen ``nn.Sequential`` or a list of NNX layers: a head, returned as ``(HeadSpec, HeadWeights)`` (``params``
     are then the linen variables; ``stages=``: see :func:`upsample.backends.flax.head_native.from_native`)."""
     if isinstance(layer, (list, tuple, nnx.Sequential, nn.Sequential)):
         return _heads().from_native(layer, params, **kwargs)
-    return (conv if "scale" in kwargs or "size" in kwargs else transposed).from_native(layer, params, **kwargs)
+    return (conv_native if "scale" in kwargs or "size" in kwargs else transposed).from_native(layer, params, **kwargs)

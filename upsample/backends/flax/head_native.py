@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from upsample import head_patterns
-from upsample.backends.flax import conv, transposed
+from upsample.backends.flax import conv_native, transposed
 from upsample.head import Activation, HeadSpec, Norm
 from upsample.head_weights import HeadWeights, NormWeights
 from upsample.messages import shown
@@ -116,7 +116,7 @@ def _convert(
             return api.stage(*members[0])
         index, layer = next(member for member in members if _role(api, member[1]) == "conv")
         params = None if variables is None else variables["params"].get(f"layers_{index}")
-        return conv.from_native(layer, params, **stages[index])
+        return conv_native.from_native(layer, params, **stages[index])
 
     names = {
         "transposed": f"{api.name}.ConvTranspose",
@@ -200,7 +200,7 @@ def from_native(
 
     A stage is a ``ConvTranspose``, or a ``Conv`` whose index is a key of ``stages``: JAX has no pixel-shuffle
     or resize layer, so ``stages[i]`` gives the single-layer keywords of
-    :func:`upsample.backends.flax.conv.from_native` (``scale=`` and ``order=``: the function after the
+    :func:`upsample.backends.flax.conv_native.from_native` (``scale=`` and ``order=``: the function after the
     ``Conv`` is its pixel shuffle; ``scale=`` and ``method=``: the function before it is its resize).
 
     The converted head computes the same outputs in both modes; its running variance then follows the spec

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from upsample.backends import kind_module
-from upsample.backends.keras import conv, transposed
+from upsample.backends.keras import conv_native, transposed
 from upsample.backends.keras.conv import ResizeConv, Subpixel
 from upsample.backends.keras.transposed import Upsample
 
@@ -46,14 +46,14 @@ def set_weights(layer: Any, weights: Any) -> None:
 def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``Conv{1,2,3}DTranspose`` (transposed), of a ``Conv{1,2,3}D`` with
     ``scale=`` or ``size=`` (and ``method=`` for a resize-convolution: see
-    :func:`upsample.backends.keras.conv.from_native`), of a bare ``UpSampling{1,2,3}D`` or ``Resizing`` with
-    ``in_channels=`` (a resize alone: :func:`upsample.backends.keras.conv.resize_alone`), or of a
+    :func:`upsample.backends.keras.conv_native.from_native`), of a bare ``UpSampling{1,2,3}D`` or ``Resizing`` with
+    ``in_channels=`` (a resize alone: :func:`upsample.backends.keras.conv_native.resize_alone`), or of a
     ``keras.Sequential`` / list of layers: a head, returned as ``(HeadSpec, HeadWeights)`` (see
     :func:`upsample.backends.keras.head.from_native`)."""
-    if isinstance(layer, conv.RESIZE_LAYERS):
-        return conv.resize_alone(layer, **kwargs)
+    if isinstance(layer, conv_native.RESIZE_LAYERS):
+        return conv_native.resize_alone(layer, **kwargs)
     if "scale" in kwargs or "size" in kwargs:
-        return conv.from_native(layer, **kwargs)
+        return conv_native.from_native(layer, **kwargs)
     if isinstance(layer, (list, tuple)) or isinstance(layer, keras.Sequential):
         from upsample.backends.keras import head  # imported on use: it imports this package
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from upsample import head_ops, head_patterns
 from upsample.backends import keras as stage_backend
-from upsample.backends.keras import common, conv, transposed
+from upsample.backends.keras import common, conv_native, transposed
 from upsample.head import Activation, HeadSpec, Norm
 from upsample.head_weights import HeadWeights, NormWeights
 from upsample.spec import load_spec
@@ -259,7 +259,7 @@ def _role(layer: Any) -> str:
     """The layer's role in a head (:data:`upsample.head_patterns.ROLES`), or why an activation layer has none."""
     if isinstance(layer, transposed.NATIVE):
         return "transposed"
-    if isinstance(layer, conv.NATIVE):
+    if isinstance(layer, conv_native.NATIVE):
         return "conv"
     if isinstance(layer, (keras.layers.UpSampling1D, keras.layers.UpSampling2D, keras.layers.UpSampling3D)):
         return "resize"

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from upsample.backends import kind_module
-from upsample.backends.torch import common, conv, transposed
+from upsample.backends.torch import common, conv_native, transposed
 from upsample.backends.torch.conv import ResizeConv, Subpixel
 from upsample.backends.torch.transposed import Upsample
 from upsample.weights import Weights
@@ -46,17 +46,17 @@ def set_weights(layer: Any, weights: Any) -> None:
 def from_native(module: Any, *, in_channels: int | None = None) -> tuple[Any, Any]:
     """Spec and canonical weights of ``nn.ConvTranspose1d/2d/3d`` (transposed), a two-module kind pattern
     ``nn.Sequential(Conv2d, PixelShuffle)`` / ``nn.Sequential(Upsample, Conv1d/2d/3d)`` (see
-    :func:`upsample.backends.torch.conv.from_native`; any two modules without a transposed convolution or a
+    :func:`upsample.backends.torch.conv_native.from_native`; any two modules without a transposed convolution or a
     nested ``nn.Sequential`` are read as one), a bare ``nn.Upsample`` with ``in_channels`` (a resize alone:
-    :func:`upsample.backends.torch.conv.upsample_alone`), or any other ``nn.Sequential``: a head, returned as
+    :func:`upsample.backends.torch.conv_native.upsample_alone`), or any other ``nn.Sequential``: a head, returned as
     ``(HeadSpec, HeadWeights)`` (see :func:`upsample.backends.torch.head.from_native`)."""
     if isinstance(module, nn.Upsample):
-        return conv.upsample_alone(module, in_channels)
+        return conv_native.upsample_alone(module, in_channels)
     if isinstance(module, nn.Sequential):
         kinds = (*common.TRANSPOSED.values(), nn.Sequential)
         pattern = len(module) == 2 and not any(isinstance(child, kinds) for child in module)
         if pattern:
-            return conv.from_native(module)
+            return conv_native.from_native(module)
         from upsample.backends.torch import head  # imported on use: it imports this package
 
         return head.from_native(module)

@@ -19,7 +19,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from upsample import head_patterns
 from upsample.backends import torch as stage_backend
-from upsample.backends.torch import common, conv, transposed
+from upsample.backends.torch import common, conv_native, transposed
 from upsample.backends.torch.common import check_unbatched
 from upsample.backends.torch.common import to_numpy as _numpy
 from upsample.head import Activation, HeadSpec, Norm
@@ -267,7 +267,7 @@ def _flat(sequential: nn.Sequential, where: str) -> list[head_patterns.Layer]:
 def _stage(kind: str, modules: list[nn.Module]) -> Any:
     if kind == "transposed":
         return transposed.from_native(modules[0])  # type: ignore[arg-type]
-    return conv.from_native(nn.Sequential(*modules))
+    return conv_native.from_native(nn.Sequential(*modules))
 
 
 def from_native(sequential: nn.Sequential) -> tuple[HeadSpec, HeadWeights]:

@@ -35,6 +35,19 @@ def axis_gathers(interpolation: Interpolation, length: int, out_length: int, sca
     )
 
 
+def resize_as(
+    spec: Any,
+    x: Any,
+    axes: Sequence[int],
+    size: Sequence[int],
+    take: Callable[[Any, np.ndarray, int], Any],
+    weights: Callable[[np.ndarray, Any], Any],
+) -> Any:
+    """``x`` resized as a :class:`~upsample.ResizeSpec` says, along ``axes`` of static lengths ``size``: :func:`resize`
+    to the spec's output size with its per-axis factors (what every build's gathers run)."""
+    return resize(x, spec.interpolation, axes, size, spec.output_size(tuple(size)), spec.axis_scales, take, weights)
+
+
 def resize(
     x: Any,
     interpolation: Interpolation,

@@ -68,20 +68,10 @@ def _resize(x: Array, spec: ResizeSpec) -> Array:
         for axis, factor in enumerate(spec.integer_scale, start=1):  # type: ignore[arg-type]  # repeats: an int scale
             x = jnp.repeat(x, factor, axis=axis)
         return x
-    out = spec.output_size(size)
     native = resize_table.native_resize(resize_table.JAX, spec)
     if native is None:
-        return resize_ops.resize(
-            x,
-            spec.interpolation,
-            range(1, 1 + rank),
-            size,
-            out,
-            spec.axis_scales,
-            _take,
-            lambda w, x: jnp.asarray(w, x.dtype),
-        )
-    return jax.image.resize(x, (batch, *out, channels), **dict(native.options))  # type: ignore[arg-type]
+        return resize_ops.resize_as(spec, x, range(1, 1 + rank), size, _take, lambda w, x: jnp.asarray(w, x.dtype))
+    return jax.image.resize(x, (batch, *spec.output_size(size), channels), **dict(native.options))  # type: ignore[arg-type]
 
 
 def _take(x: Array, indices: np.ndarray, axis: int) -> Array:
@@ -127,6 +117,17 @@ def _forward(
     return common.run(spec, x, kind, project, dtype)
 
 
+def _conv_options(spec: Spec) -> dict[str, Any]:
+    """The spec's stride-1 "same" convolution as both APIs' ``Conv`` take it (none for a resize alone)."""
+    return {
+        "kernel_size": spec.kernel_size,
+        "padding": spec.padding,
+        "kernel_dilation": spec.dilation,
+        "feature_group_count": spec.groups,
+        "use_bias": spec.use_bias,
+    }
+
+
 # --- linen --------------------------------------------------------------------------------------
 
 
@@ -142,17 +143,9 @@ class _LinenKind(nn.Module):
         spec = self.spec
         limits.check_weights(require_spec(spec, SubpixelSpec if isinstance(self, Subpixel) else ResizeSpec))
         common = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        self.conv: Any = None  # a resize alone
-        if spec.kernel_size is not None:
-            self.conv = nn.Conv(
-                spec.conv_channels,
-                spec.kernel_size,
-                padding=spec.padding,
-                kernel_dilation=spec.dilation,
-                feature_group_count=spec.groups,
-                use_bias=spec.use_bias,
-                **common,
-            )
+        self.conv: Any = (
+            None if spec.kernel_size is None else nn.Conv(spec.conv_channels, **_conv_options(spec), **common)
+        )
         if spec.residual == "projection":
             self.skip = nn.Dense(spec.out_channels, use_bias=False, **common)
 
@@ -199,16 +192,7 @@ class _NNXKind(nnx.Module):
         self.param_dtype = param_dtype
         self.conv: Any = nnx.data(None)  # a pytree slot: the convolution, or None for a resize alone
         if spec.kernel_size is not None:
-            self.conv = nnx.Conv(
-                spec.in_channels,
-                spec.conv_channels,
-                spec.kernel_size,
-                padding=spec.padding,
-                kernel_dilation=spec.dilation,
-                feature_group_count=spec.groups,
-                use_bias=spec.use_bias,
-                **common,
-            )
+            self.conv = nnx.Conv(spec.in_channels, spec.conv_channels, **_conv_options(spec), **common)
         self.skip = nnx.data(None)  # a pytree slot: the projection's Linear, or None without one
         if spec.residual == "projection":
             self.skip = nnx.Linear(spec.in_channels, spec.out_channels, use_bias=False, **common)

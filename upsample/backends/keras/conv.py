@@ -215,14 +215,11 @@ def gather_resize(x: Any, spec: ResizeSpec, size: tuple[int | None, ...]) -> Any
             f"a {spec.method} resize with coordinates={spec.coordinates!r} needs static spatial sizes in Keras, got "
             f"size {size} (None: unknown); give the input's spatial sizes, e.g. keras.Input(shape) with all axes known"
         )
-    rank = spec.spatial_dims
-    return resize_ops.resize(
+    return resize_ops.resize_as(
+        spec,
         x,
-        spec.interpolation,
-        range(1, 1 + rank),
+        range(1, 1 + spec.spatial_dims),
         size,  # type: ignore[arg-type]
-        spec.output_size(size),  # type: ignore[arg-type]
-        spec.axis_scales,
         lambda x, indices, axis: keras.ops.take(x, indices, axis=axis),
         lambda weights, x: keras.ops.cast(weights, x.dtype),
     )

@@ -143,9 +143,7 @@ def resize(x: torch.Tensor, spec: ResizeSpec) -> torch.Tensor:
     if native is not None:  # an integer scale: sizes from x.shape stay symbolic under tracing and torch.compile
         out = tuple(n * r for n, r in zip(x.shape[2:], scale, strict=True))  # type: ignore[arg-type]
         return F.interpolate(x, size=out, **interpolate_options(native, rank))  # type: ignore[arg-type]
-    size = tuple(int(n) for n in x.shape[2:])
-    out = spec.output_size(size)
-    return resize_ops.resize(x, spec.interpolation, range(2, 2 + rank), size, out, spec.axis_scales, _take, _constant)
+    return resize_ops.resize_as(spec, x, range(2, 2 + rank), tuple(int(n) for n in x.shape[2:]), _take, _constant)
 
 
 def interpolate_options(row: resize_table.NativeResize, rank: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and what the NumPy reference expects (forward, gradients, and weights after SGD 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,19 @@ def heads(size: int) -> list[tuple[str, HeadSpec]]:
         ),
         *norm_heads(size),
         ("resize-any-factor", any_factor_head(size)),
+        ("blurred", blurred_head(size)),
     ]
+
+
+def blurred_head(size: int) -> HeadSpec:
+    """A sub-pixel head whose first stage ends in fastai's blur and the others in MONAI's (each blur before its
+    stage's norm and activation)."""
+    first, *rest = upsample.plan(8, size, 3, "subpixel").stages
+    blurred = (
+        dataclasses.replace(first, blur="fastai"),
+        *(dataclasses.replace(stage, blur="monai") for stage in rest),
+    )
+    return HeadSpec(blurred, norm=Norm("group", groups=2), activation="relu")
 
 
 def any_factor_head(size: int) -> HeadSpec:

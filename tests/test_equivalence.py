@@ -5,8 +5,8 @@ through the same runners ``upsample check`` uses. Outputs, input gradients and w
 (converted back to the canonical layout) are compared with the float64 NumPy reference and with each
 other. A failure prints the spec as JSON so it can be replayed with ``upsample check SPEC.json``. Every
 kind is covered: the transposed convolution (sweep and hypothesis cases), sub-pixel and
-resize-convolution (their sweep and hypothesis cases), and whole heads (forward in both modes,
-gradients, three SGD steps with running statistics).
+resize-convolution (their sweep and hypothesis cases), each kind with a blur after it, and whole heads (forward
+in both modes, gradients, three SGD steps with running statistics).
 
 One rule for layers and heads: tests/test_keras_backends.py runs this module once per Keras backend
 (``KERAS_BACKEND`` is fixed per process), and each framework's builds run in exactly one of those
@@ -25,6 +25,7 @@ import importlib
 import itertools
 import os
 
+import blur_cases
 import group_cases
 import kind_cases
 import numpy as np
@@ -192,6 +193,13 @@ def check_head(spec: HeadSpec, name: str) -> None:
 
 
 # --- ranks 1 and 3 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", blur_cases.SPECS, ids=blur_cases.IDS)
+def test_blurred_layers_agree_everywhere(targets: dict, spec: kind_cases.Spec) -> None:
+    """Each kind and rank with a blur after it (issue 27): fastai's, MONAI's and FIR presets and custom taps."""
+    for seed, size in enumerate(blur_cases.SIZES[spec.spatial_dims]):
+        check_case(spec, size, 2, seed, kind_cases.weights(spec, seed))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("spec", rank_cases.SPECS, ids=rank_cases.IDS)

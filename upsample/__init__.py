@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "UpsampleSpec": "upsample.spec",
     "CoverageReport": "upsample.coverage_report",
+    "Blur": "upsample.blur",
     "load_spec": "upsample.spec",
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
@@ -58,6 +59,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from upsample import reference as reference
+    from upsample.blur import Blur as Blur
     from upsample.checks import UpsampleWarning as UpsampleWarning
     from upsample.conv_specs import ResizeSpec as ResizeSpec
     from upsample.conv_specs import SubpixelSpec as SubpixelSpec

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from upsample import conv_geometry, geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, spatial_rank
-from upsample.coverage_report import CoverageReport, outer
+from upsample.blur import Blur, blur_of
+from upsample.coverage_report import CoverageReport, blurred, outer
 from upsample.messages import shown
 from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
 from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
@@ -43,6 +44,7 @@ class ConvKind:
     spatial_dims: int
     groups: int
     dilation: Axes
+    blur: Blur | None
 
     def _set_common(
         self,
@@ -56,6 +58,7 @@ class ConvKind:
         groups: int,
         dilation: IntOrAxes,
         size: IntOrAxes | None = None,
+        blur: Blur | str | None = None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
@@ -76,9 +79,14 @@ class ConvKind:
                 f"residual='projection' for a learned 1x1 map between channel counts"
             )
         set_field("residual", residual)
+        set_field("blur", blur_of(blur, rank, self._blur_factor()))
         if not isinstance(use_bias, bool) and type(use_bias).__name__ != "bool_":
             raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")
         set_field("use_bias", bool(use_bias))
+
+    def _blur_factor(self) -> Axes | None:
+        """The integer factor per axis that ``blur="monai"`` averages over (``None``: the spec has none)."""
+        return self.scale  # type: ignore[no-any-return]
 
     def _scale_axes(self, scale: Any, size: Any, rank: int) -> Any:
         """``scale`` checked, one per axis (a resize also reads ``size``)."""
@@ -127,7 +135,7 @@ class ConvKind:
         per output pixel."""
         size = self._size(input_size)
         limits.check_map(self, size)
-        return outer(self._axes_coverage(size))
+        return outer(blurred(self.blur, self._axes_coverage(size)))
 
     def _note(self, size: Axes) -> str:
         raise NotImplementedError
@@ -136,7 +144,7 @@ class ConvKind:
         """No dead pixels and even interior coverage by construction; the report's ``suggestion`` says what
         a 1-pixel input wastes, and a scale of 1 is reported as not upsampling."""
         size = self._size(input_size)
-        axes = self._axes_coverage(size)
+        axes = blurred(self.blur, self._axes_coverage(size))
         live = math.prod(sum(1 for count in axis if count) for axis in axes)
         out = tuple(len(axis) for axis in axes)
         return CoverageReport(
@@ -147,6 +155,7 @@ class ConvKind:
             uneven_axes=(),
             not_upsampling=out == size,
             suggestion=self._note(size),
+            blurred=self.blur is not None,
         )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...] | None]:
@@ -179,6 +188,8 @@ class ConvKind:
             total += 2 * math.prod(size) * self.in_channels * self.out_channels
         if self.residual is not None:
             total += outputs * self.out_channels
+        if self.blur is not None:
+            total += self.blur.flops(outputs, self.out_channels)
         return total
 
     # --- serialisation -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from upsample import conv_geometry
 from upsample.arguments import Axes, IntOrAxes, axis_names
+from upsample.blur import Blur
 from upsample.conv_kind import ConvKind
 from upsample.resize_spec import ResizeSpec
 from upsample.spec import Residual
@@ -35,6 +36,8 @@ class SubpixelSpec(ConvKind):
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
         groups: the convolution's channel groups (torch ``Conv`` ``groups``); divides both channel counts.
         dilation: the convolution's dilation, an int or one per axis (the padding is that of the dilated extent).
+        blur: a fixed low-pass filter after the layer (:class:`~upsample.Blur`, or ``"fastai"``, ``"monai"`` at the
+            scale, ``"fir"``); ``None`` (default) for none.
     """
 
     KIND: ClassVar[str] = "subpixel"
@@ -51,9 +54,10 @@ class SubpixelSpec(ConvKind):
         spatial_dims: int | None = None,
         groups: int = 1,
         dilation: IntOrAxes = 1,
+        blur: Blur | str | None = None,
     ) -> None:
         self._set_common(
-            in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation
+            in_channels, out_channels, scale, kernel_size, residual, use_bias, spatial_dims, groups, dilation, blur=blur
         )
 
     @property

@@ -11,6 +11,8 @@ from upsample.arguments import Axes, size_text
 if TYPE_CHECKING:
     import numpy as np
 
+    from upsample.blur import Blur
+
 
 @dataclasses.dataclass(frozen=True)
 class CoverageReport:
@@ -31,6 +33,8 @@ class CoverageReport:
     """The output is no larger than the input along any axis: no upsampling at all."""
     suggestion: str = ""
     """What the user probably meant, when the stride or the size says so (empty otherwise)."""
+    blurred: bool = False
+    """The layer ends in a blur, and the counts and the overlap are those after it."""
 
     @property
     def ok(self) -> bool:
@@ -45,8 +49,9 @@ class CoverageReport:
         if self.dead:
             parts.append(f"{self.dead} of {total} output pixels are dead (never reached by the input; bias only)")
         if self.uneven_axes:
+            remains = " that the blur does not even out" if self.blurred else ""
             parts.append(
-                f"uneven overlap along {' and '.join(self.uneven_axes)} (checkerboard risk: kernel not "
+                f"uneven overlap along {' and '.join(self.uneven_axes)}{remains} (checkerboard risk: kernel not "
                 f"divisible by stride)"
             )
         if self.dilation_holes:
@@ -63,7 +68,8 @@ class CoverageReport:
                 f"(output = kernel - crops)"
             )
         if not parts:
-            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap")
+            evened = " after the blur" if self.blurred else ""
+            parts.append(f"ok: all {total} output pixel{'s' if total > 1 else ''} live, even overlap{evened}")
         elif self.dead and not self.suggestion:
             parts.append("UpsampleSpec.for_size() picks parameters with every pixel live")
         if self.suggestion:
@@ -85,3 +91,19 @@ def holes(counts: Sequence[int]) -> bool:
     """Whether an axis's coverage has a dead pixel between two live ones."""
     live = [position for position, count in enumerate(counts) if count]
     return bool(live) and any(count == 0 for count in counts[live[0] : live[-1]])
+
+
+def blurred(blur: Blur | None, axes: tuple[list[int], ...]) -> tuple[list[int], ...]:
+    """Per-axis coverage after ``blur`` (each pixel sums the counts its taps read); unchanged without one."""
+    return axes if blur is None else tuple(blur.axis_coverage(a, counts) for a, counts in enumerate(axes))
+
+
+def uneven_interior(blur: Blur | None, axis: int, counts: list[int], interior: Sequence[int]) -> bool:
+    """Whether the overlap along ``axis`` differs between the ``interior`` pixels (away from the borders): the
+    counts themselves, or after ``blur`` its weighted sums over pixels whose taps read the interior alone."""
+    if blur is None:
+        return len({counts[p] for p in interior if counts[p] > 0}) > 1
+    weighted = blur.axis_weighted(axis, [float(count) for count in counts])
+    inside = set(interior)
+    kept = [p for p in range(len(counts)) if blur.reads_within(axis, len(counts), p, inside)]
+    return len({round(weighted[p], 9) for p in kept if weighted[p]}) > 1

@@ -185,7 +185,11 @@ class HeadSpec:
         for i, (stage, report) in enumerate(zip(self.stages, self.diagnose(input_size).stages, strict=True)):
             step = getattr(stage, "stride", None) or stage.scale
             step_text = "x".join(map(str, step)) if step else f"to {size_text(stage.size)}"  # a resize to a size
-            after = [self.norm.kind + "norm" if self.normed(i) and self.norm else "", _name(self.activation_after(i))]
+            after = [
+                "blur" if stage.blur is not None else "",
+                self.norm.kind + "norm" if self.normed(i) and self.norm else "",
+                _name(self.activation_after(i)),
+            ]
             rows.append(
                 (
                     str(i), f"{size_text(sizes[i])} -> {size_text(sizes[i + 1])}",

@@ -12,7 +12,8 @@ spatial axes, one kind of spec at a time:
   weight, as ONNX ``Resize`` defines them (:mod:`upsample.interpolation`: nearest one tap, linear two, cubic
   four), then the same convolution.
 
-Then bias and residual (a nearest gather) are added. With ``groups``, every ``x @ kernel[t]`` is one product per
+Then bias, the blur (:class:`~upsample.Blur`: taps per axis, a resize that keeps the size) and the residual (a
+nearest gather) are applied. With ``groups``, every ``x @ kernel[t]`` is one product per
 group (:func:`_product`). Each VJP is the adjoint of its forward, step by step.
 Nothing is a product with a 0/1 matrix and no tap of weight 0 is summed, so a NaN or an infinity reaches
 exactly the outputs that read it (``0 * NaN`` would be NaN everywhere), as in the native layers.
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from upsample import conv_geometry, geometry, kinds, resize_ops
+from upsample.blur import Blur
 from upsample.checks import check_input
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.spec import UpsampleSpec
@@ -77,6 +79,8 @@ class Layer(NamedTuple):
         kernel = None if weights.kernel is None else np.asarray(weights.kernel, dtype=np.float64)
         bias = 0.0 if weights.bias is None else np.asarray(weights.bias, dtype=np.float64)
         y = self.step(spec, x, kernel, bias)
+        if spec.blur is not None:
+            y = _resize(y, _blur_taps(spec.blur, y.shape[1:-1]))
         if spec.residual is not None:
             skip = x if spec.residual == "nearest" else x @ np.asarray(weights.skip, dtype=np.float64)
             y = y + _resize(skip, _nearest_taps(x.shape[1:-1], y.shape[1:-1]))
@@ -92,7 +96,8 @@ class Layer(NamedTuple):
         expected = (x.shape[0], *out_size, spec.out_channels)
         if grad_y.shape != expected:
             raise ValueError(f"grad_y must have shape {expected}, got {grad_y.shape}")
-        grad_x, grad_kernel, grad_bias = self.step_vjp(spec, x, kernel, grad_y)
+        grad_step = grad_y if spec.blur is None else _resize_vjp(grad_y, _blur_taps(spec.blur, out_size), out_size)
+        grad_x, grad_kernel, grad_bias = self.step_vjp(spec, x, kernel, grad_step)
         grad_skip = None
         if spec.residual is not None:
             gathered = _resize_vjp(grad_y, _nearest_taps(size, out_size), size)
@@ -320,6 +325,25 @@ def _nearest_taps(size: tuple[int, ...], out_size: tuple[int, ...]) -> Resize:
         ((np.array(geometry.nearest_indices(length, out_length)), np.ones(out_length)),)
         for length, out_length in zip(size, out_size, strict=True)
     )
+
+
+def _blur_taps(blur: Blur, size: tuple[int, ...]) -> Resize:
+    """The taps of ``blur`` on each axis (it keeps the size): per output pixel the pixels its taps read (zero rows
+    left out), laid out in slots as :func:`_resize` takes them."""
+    axes = []
+    for axis, length in enumerate(size):
+        pixels = [blur.sources(axis, length, p) for p in range(length)]
+        count = max(len(pairs) for pairs in pixels)
+        axes.append(
+            tuple(
+                (
+                    np.array([pairs[min(t, len(pairs) - 1)][0] if pairs else p for p, pairs in enumerate(pixels)]),
+                    np.array([pairs[t][1] if t < len(pairs) else 0.0 for pairs in pixels]),
+                )
+                for t in range(count)
+            )
+        )
+    return tuple(axes)
 
 
 def _resize(x: np.ndarray, taps: Resize) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from upsample import conv_geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, axis_names, sequence_items, size_text
+from upsample.blur import Blur
 from upsample.conv_kind import ConvKind
 from upsample.interpolation import Interpolation, output_length
 from upsample.messages import shown
@@ -66,6 +67,8 @@ class ResizeSpec(ConvKind):
         spatial_dims: 1, 2 or 3; default: the length of the per-axis tuples given, else 2.
         groups: the convolution's channel groups (torch ``Conv`` ``groups``); divides both channel counts.
         dilation: the convolution's dilation, an int or one per axis (the padding is that of the dilated extent).
+        blur: a fixed low-pass filter after the layer (:class:`~upsample.Blur`, or ``"fastai"``, ``"monai"`` at the
+            scale, ``"fir"``); ``None`` (default) for none.
         coordinates: ONNX's ``coordinate_transformation_mode``: ``"half_pixel"`` (default; torch
             ``align_corners=False``, TensorFlow 2, JAX), ``"pytorch_half_pixel"``, ``"align_corners"``,
             ``"asymmetric"`` (TF1's default).
@@ -103,6 +106,7 @@ class ResizeSpec(ConvKind):
         spatial_dims: int | None = None,
         groups: int = 1,
         dilation: IntOrAxes = 1,
+        blur: Blur | str | None = None,
         coordinates: str = "half_pixel",
         nearest_mode: str = "round_prefer_ceil",
         cubic_a: float = -0.75,
@@ -113,7 +117,17 @@ class ResizeSpec(ConvKind):
             raise ValueError("use_bias=True needs a convolution; kernel_size=None is a resize alone, with no weights")
         bias = not alone if use_bias is None else use_bias
         self._set_common(
-            in_channels, out_channels, scale, kernel_size, residual, bias, spatial_dims, groups, dilation, size
+            in_channels,
+            out_channels,
+            scale,
+            kernel_size,
+            residual,
+            bias,
+            spatial_dims,
+            groups,
+            dilation,
+            size,
+            blur=blur,
         )
         if alone:
             self._check_resize_alone()
@@ -161,6 +175,9 @@ class ResizeSpec(ConvKind):
     def interpolation(self) -> Interpolation:
         """The resize's ONNX settings as one value (:class:`upsample.interpolation.Interpolation`)."""
         return Interpolation(self.method, self.coordinates, self.nearest_mode, self.cubic_a, self.exclude_outside)
+
+    def _blur_factor(self) -> Axes | None:
+        return self.integer_scale
 
     @property
     def integer_scale(self) -> Axes | None:
@@ -213,8 +230,11 @@ class ResizeSpec(ConvKind):
         return super().weight_shapes()
 
     def flops(self, input_size: IntOrAxes = 1) -> int:
-        """As :meth:`ConvKind.flops` (the convolution, bias and residual; a resize alone: 0)."""
-        return 0 if self.resize_only else super().flops(input_size)
+        """As :meth:`ConvKind.flops` (the convolution, bias, residual and blur; a resize alone: its blur's alone)."""
+        if not self.resize_only:
+            return super().flops(input_size)
+        out = math.prod(self.output_size(input_size))
+        return 0 if self.blur is None else self.blur.flops(out, self.out_channels)
 
     def _axes_coverage(self, size: Axes) -> tuple[list[int], ...]:
         limits.check_output(self, size)

@@ -17,8 +17,9 @@ from upsample import geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, size_text, spatial_rank
 from upsample.arguments import IntOrPair as IntOrPair  # the names every kind imports from here
 from upsample.arguments import Pair as Pair
+from upsample.blur import Blur, blur_of
 from upsample.coverage_report import CoverageReport as CoverageReport
-from upsample.coverage_report import holes, outer
+from upsample.coverage_report import blurred, holes, outer, uneven_interior
 from upsample.crops import Crops as Crops  # the names backends import from here
 from upsample.crops import Padding, crops_from_padding, crops_words, is_explicit_crops
 from upsample.messages import shown
@@ -67,6 +68,8 @@ class UpsampleSpec:
             own outputs (torch's and ONNX's ``groups``; ``groups == in_channels`` is depthwise).
         dilation: int or one int per axis: tap ``t`` lands ``t * dilation`` pixels on, so the kernel spans
             ``dilation * (kernel_size - 1) + 1`` pixels (its *extent*, which every padding form uses).
+        blur: a fixed low-pass filter after the layer (:class:`~upsample.Blur`, or ``"fastai"``, ``"monai"`` at the
+            stride, ``"fir"``): it evens out uneven overlap; ``None`` (default) for none.
 
     The stored form is ``kernel_size``, ``stride`` and ``crops``; ``padding`` and ``output_padding``
     are only construction arguments.
@@ -83,6 +86,7 @@ class UpsampleSpec:
     spatial_dims: int
     groups: int
     dilation: Axes
+    blur: Blur | None
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class UpsampleSpec:
         spatial_dims: int | None = None,
         groups: int = 1,
         dilation: IntOrAxes = 1,
+        blur: Blur | str | None = None,
     ) -> None:
         set_field = object.__setattr__.__get__(self)
         set_field("in_channels", as_int("in_channels", in_channels, 1))
@@ -135,6 +140,7 @@ class UpsampleSpec:
                 f"residual='projection' for a learned 1x1 map between channel counts"
             )
         set_field("residual", residual)
+        set_field("blur", blur_of(blur, rank, self.stride))
         if not isinstance(use_bias, bool) and type(use_bias).__name__ not in ("bool_", "bool"):  # NumPy 1 and 2
             raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")
         set_field("use_bias", bool(use_bias))
@@ -150,6 +156,7 @@ class UpsampleSpec:
         """The layer in one short line, for messages."""
         extra = "" if self.groups == 1 else f", groups={self.groups}"
         extra += "" if set(self.dilation) == {1} else f", dilation={self.dilation}"
+        extra += "" if self.blur is None else f", {self.blur.describe()}"
         return f"UpsampleSpec(kernel_size={self.kernel_size}, stride={self.stride}, crops={self.crops}{extra})"
 
     @property
@@ -187,10 +194,10 @@ class UpsampleSpec:
         """Int array of the output's spatial shape: how many (input pixel, kernel tap) pairs reach each pixel."""
         size = self._size(input_size)
         limits.check_map(self, size)
-        return outer(self._axis_coverage(size))
+        return outer(blurred(self.blur, self._axis_coverage(size)))
 
     def _axis_coverage(self, size: Axes) -> tuple[list[int], ...]:
-        """Per-axis coverage, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
+        """Per-axis coverage before any blur, each list ``O(output length)`` and bounded by ``limits.MAX_AXIS``."""
         limits.check_output(self, size)
         return tuple(
             geometry.coverage(size[a], self.kernel_size[a], self.stride[a], self.crops[a], self.dilation[a])
@@ -201,13 +208,15 @@ class UpsampleSpec:
         """Dead pixels, uneven interior overlap (checkerboard risk), and strides or sizes that do no
         upsampling, for ``input_size``; work and memory ``O(sum of the output's axes)``."""
         size = self._size(input_size)
-        axes = self._axis_coverage(size)
+        unblurred = self._axis_coverage(size)
+        axes = blurred(self.blur, unblurred)
         names = axis_names(self.spatial_dims)
-        uneven = []
-        for a, axis in enumerate(axes):
-            positions = geometry.interior(size[a], self.extent[a], self.stride[a], self.crops[a])
-            inner = {axis[p] for p in positions if axis[p] > 0}
-            uneven.append(len(inner) > 1)
+        uneven = [
+            uneven_interior(
+                self.blur, a, axis, geometry.interior(size[a], self.extent[a], self.stride[a], self.crops[a])
+            )
+            for a, axis in enumerate(unblurred)
+        ]
         live = math.prod(sum(1 for count in axis if count) for axis in axes)
         out = tuple(len(axis) for axis in axes)
         idle = tuple(names[a] for a in range(self.spatial_dims) if size[a] == 1 and self.stride[a] > 1)
@@ -227,6 +236,7 @@ class UpsampleSpec:
             idle_strides=idle,
             not_upsampling=not_upsampling,
             suggestion=suggestion,
+            blurred=self.blur is not None,
         )
 
     def _suggest(self, size: Axes, meant: Axes) -> str:
@@ -273,6 +283,8 @@ class UpsampleSpec:
             total += 2 * pixels * self.in_channels * self.out_channels
         if self.residual is not None:
             total += outputs * self.out_channels
+        if self.blur is not None:
+            total += self.blur.flops(outputs, self.out_channels)
         return total
 
     # --- choosing parameters -------------------------------------------------------------------
@@ -371,6 +383,7 @@ class UpsampleSpec:
             spatial_dims=rank,
             groups=data.get("groups", 1),
             dilation=data.get("dilation", 1),
+            blur=data.get("blur"),
         )
 
     def to_json(self) -> str:

@@ -36,7 +36,7 @@ def load_spec(source: str | Mapping[str, Any]) -> Any:
 
 def optional_fields(spec: Any) -> dict[str, Any]:
     """The fields a spec's JSON carries only where they differ from their defaults (``spatial_dims`` 2, ``groups``
-    1, ``dilation`` 1), so a spec without them writes what it always wrote and every older file loads."""
+    1, ``dilation`` 1, no ``blur``), so a spec without them writes what it always wrote and every older file loads."""
     data: dict[str, Any] = {}
     if spec.spatial_dims != 2:
         data["spatial_dims"] = spec.spatial_dims
@@ -44,10 +44,12 @@ def optional_fields(spec: Any) -> dict[str, Any]:
         data["groups"] = spec.groups
     if set(spec.dilation) != {1}:
         data["dilation"] = list(spec.dilation)
+    if spec.blur is not None:
+        data["blur"] = spec.blur.to_dict()
     return data
 
 
-OPTIONAL_KEYS = ("spatial_dims", "groups", "dilation")
+OPTIONAL_KEYS = ("spatial_dims", "groups", "dilation", "blur")
 """The keys of :func:`optional_fields`."""
 
 

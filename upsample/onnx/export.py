@@ -27,6 +27,7 @@ from upsample.head import KIND as HEAD_KIND
 from upsample.head_weights import HeadWeights
 from upsample.messages import shown
 from upsample.onnx import padding
+from upsample.onnx.blur import emit_blur
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
 
@@ -220,10 +221,12 @@ def _int64s(graph: GraphBuilder, *values: list[int]) -> list[str]:
 
 
 def emit_layer(spec: Any, weights: Any, size: Axes | None, graph: GraphBuilder, x: str) -> str:
-    """Any spec kind's emitter (its row of :data:`upsample.kinds.KINDS`), then the residual of a single layer
-    that has one."""
+    """Any spec kind's emitter (its row of :data:`upsample.kinds.KINDS`), then the blur and the residual of a single
+    layer that has them."""
     emit: Emitter = kinds.resolve(kinds.kind_of(spec).onnx)
     y = emit(spec, weights, size, graph, x)
+    if getattr(spec, "blur", None) is not None:
+        y = emit_blur(spec.blur, spec.out_channels, graph, y)
     if getattr(spec, "residual", None) is not None:
         y = _emit_residual(spec, weights, size, graph, x, y)
     return y

@@ -28,9 +28,9 @@ def run(
     project: Callable[[Array], Array] | None,
     dtype: Any,
 ) -> Array:
-    """``body(x, spatial size) + residual`` on channels-last ``x`` (``(N, *spatial, C)``; unbatched
-    ``(*spatial, C)`` too, as Flax's layers take it); the skip is ``x`` itself (cast to ``dtype``) or
-    ``project(x)``, gathered to the output's size."""
+    """``body(x, spatial size)`` (blurred where the spec says) ``+ residual`` on channels-last ``x``
+    (``(N, *spatial, C)``; unbatched ``(*spatial, C)`` too, as Flax's layers take it); the skip is ``x`` itself
+    (cast to ``dtype``) or ``project(x)``, gathered to the output's size."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
     floating = jnp.issubdtype(x.dtype, jnp.floating)
@@ -39,6 +39,8 @@ def run(
     if x.ndim == spec.spatial_dims + 1:
         return run(spec, x[None], body, project, dtype)[0]
     y = body(x, size)  # type: ignore[arg-type]
+    if spec.blur is not None:
+        y = spec.blur.apply(y, range(1, x.ndim - 1), lambda parts, axis: jnp.concatenate(parts, axis), jnp.zeros_like)
     if spec.residual is None:
         return y
     source = project(x) if project is not None else x if dtype is None else x.astype(dtype)

@@ -85,6 +85,19 @@ def output_shape(layer: Any, input_shape: tuple[int | None, ...]) -> tuple[int |
     return (batch, *spatial, channels)
 
 
+def finish(layer: Any, x: Any, y: Any) -> Any:
+    """The kind's output ``y`` (channels-last) blurred, then the residual of the layer's input ``x`` added, as the
+    spec says (either may be absent)."""
+    if layer.spec.blur is not None:
+        y = layer.spec.blur.apply(
+            y,
+            range(1, len(y.shape) - 1),
+            lambda parts, axis: keras.ops.concatenate(parts, axis=axis),
+            keras.ops.zeros_like,
+        )
+    return y if layer.spec.residual is None else y + residual(x, layer.skip, y)
+
+
 def residual(x: Any, skip: Any, y: Any) -> Any:
     """The skip (identity, or the projection layer ``skip`` on the small input) gathered to channels-last ``y``'s
     size by nearest index along every spatial axis; an axis of length 1 is left to broadcasting, and sizes

@@ -138,7 +138,7 @@ class _ConvKind(keras.layers.Layer):
     def _forward(self, x: Any, size: tuple[int | None, ...]) -> Any:
         """The layer on channels-last ``x`` of spatial ``size`` (``None`` where known only at run time)."""
         y = self._upsample(x, size)
-        return y if self.spec.residual is None else y + common.residual(x, self.skip, y)
+        return common.finish(self, x, y)
 
     def _upsample(self, x: Any, size: tuple[int | None, ...]) -> Any:
         raise NotImplementedError

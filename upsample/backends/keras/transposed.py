@@ -145,7 +145,7 @@ class Upsample(keras.layers.Layer):
             kernel = _torch_contiguous(self.conv.kernel) if trap else self.conv.kernel
             y = keras.ops.conv_transpose(x, kernel, self.conv.strides, "valid", (0,) * len(size), "channels_last")
             y = self._with_bias(_crop(y, self.spec.crops))
-        return y + common.residual(x, self.skip, y) if self.spec.residual else y
+        return common.finish(self, x, y)
 
     def _matmul_1x1(self, x: Any) -> Any:
         """The full output of a 1-pixel input: ``(B, C_in) @ kernel.T``.

@@ -32,10 +32,10 @@ def kernel_axes(rank: int, transposed: bool) -> tuple[int, ...]:
 
 
 def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``body(x) + residual`` on ``(N, C, *spatial)`` ``x`` (unbatched ``(C, *spatial)`` too, as torch layers take
-    it), after the
-    shape-only checks, which also run while ``torch.compile`` traces (there the spatial sizes may be
-    symbolic, so the output size is left to torch and the warning to eager calls).
+    """``body(x)`` (blurred where the spec says) ``+ residual`` on ``(N, C, *spatial)`` ``x`` (unbatched
+    ``(C, *spatial)`` too, as torch layers take it), after the shape-only checks, which also run while
+    ``torch.compile`` traces (there the spatial sizes may be symbolic, so the output size is left to torch and the
+    warning to eager calls).
 
     While the TorchScript tracer runs (legacy ``torch.onnx.export``, ``torch.jit.trace``) every size is a
     traced tensor: the checks and the warning, which add nothing to the graph, are skipped (they ran on the
@@ -49,6 +49,8 @@ def run(layer: Any, x: Any, body: Callable[[torch.Tensor], torch.Tensor]) -> tor
     if x.dim() == layer.spec.spatial_dims + 1:
         return run(layer, x.unsqueeze(0), body).squeeze(0)
     y = body(x)
+    if layer.spec.blur is not None:
+        y = layer.spec.blur.apply(y, range(2, x.dim()), lambda parts, axis: torch.cat(parts, axis), torch.zeros_like)
     if layer.spec.residual is None:
         return y
     gather = _traced_residual if tracing else residual

@@ -4,6 +4,7 @@ rule for frameworks that are not installed (skip locally, fail in CI).
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 from typing import Any
@@ -33,6 +34,18 @@ def require_backend(name: str) -> None:
     if name in required or ("flax" in required and name == "nnx"):
         pytest.fail(message + " (UPSAMPLE_REQUIRE_BACKENDS requires it)")
     pytest.skip(message)
+
+
+def require_library(name: str) -> Any:
+    """The test-only library ``name`` (``monai``, ``diffusers``: the blocks ``from_native`` reads), imported; skipped
+    when missing, unless UPSAMPLE_REQUIRE_BACKENDS lists it (CI installs both)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed (test-only: .ci/run installs it with --no-deps)"
+        if name in required_backends():
+            pytest.fail(message + " (UPSAMPLE_REQUIRE_BACKENDS requires it)")
+        pytest.skip(message)
 
 
 def assert_close(

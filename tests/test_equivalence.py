@@ -25,6 +25,7 @@ import importlib
 import itertools
 import os
 
+import blocks_cases
 import blur_cases
 import group_cases
 import kind_cases
@@ -190,6 +191,44 @@ def check_head(spec: HeadSpec, name: str) -> None:
         assert_heads_close(outcome, expected, f"{label} vs reference; {name}", spec, 1.0)
     for (label_a, a), (label_b, b) in itertools.combinations(outcomes.items(), 2):
         assert_heads_close(a, b, f"{label_a} vs {label_b}; {name}", spec, 2.0)
+
+
+# --- the field's blocks ---------------------------------------------------------------------------
+
+
+def block_outcome(target: Target, spec: object, weights: object, x: np.ndarray, grad_y: np.ndarray) -> tuple:
+    """``target``'s output and input gradient for ``spec`` (a layer or a head: inference mode) on ``x``."""
+    if isinstance(spec, HeadSpec):
+        outcome = crosscheck.train_local(target, spec, weights, [(x, grad_y)], crosscheck.HEAD_LEARNING_RATE)  # type: ignore[arg-type]
+        return outcome.y_eval, outcome.grad_x
+    runner = importlib.import_module(f"upsample.runners.{target.runner}")
+    result = runner.run(spec, weights, x, grad_y, repeats=0, **target.options)
+    return result.y, result.grad_x
+
+
+@pytest.mark.parametrize("case", blocks_cases.CASES, ids=blocks_cases.IDS)
+def test_field_blocks_agree_everywhere(targets: dict, case: blocks_cases.BlockCase) -> None:
+    """Each MONAI, diffusers and fastai block and each normalised convolution (issue 27), read by torch's
+    ``from_native``, gives the block's own output and input gradient (torch autograd on the block) in every build."""
+    require_backend("torch")  # the blocks are torch modules, converted in every child
+    import torch
+
+    from upsample.backends import torch as ut
+
+    module = case.make()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=case.input_shape).astype(np.float32)
+    inputs = torch.from_numpy(x).requires_grad_(True)
+    y = module(inputs)
+    grad_y = rng.normal(size=tuple(y.shape)).astype(np.float32)
+    y.backward(torch.from_numpy(grad_y))
+    assert inputs.grad is not None
+    spec, weights = ut.from_native(module, in_channels=case.in_channels)
+    last = lambda array: np.moveaxis(np.asarray(array), 1, -1)  # noqa: E731
+    for label, target in IN_PROCESS.items():
+        got_y, got_grad_x = block_outcome(target, spec, weights, last(x), last(grad_y))
+        np.testing.assert_allclose(got_y, last(y.detach().numpy()), rtol=1e-4, atol=1e-5, err_msg=f"{label}: output")
+        np.testing.assert_allclose(got_grad_x, last(inputs.grad.numpy()), rtol=1e-4, atol=1e-5, err_msg=label)
 
 
 # --- ranks 1 and 3 -------------------------------------------------------------------------------

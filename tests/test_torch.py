@@ -206,7 +206,9 @@ def test_from_native_refusals() -> None:
     native.padding_mode = "reflect"  # torch refuses it in the constructor; a loaded module can still carry it
     with pytest.raises(ValueError, match="conv.padding_mode must be 'zeros'.*got 'reflect'"):
         ut.from_native(native)
-    with pytest.raises(TypeError, match="module must be an nn.ConvTranspose1d/2d/3d or an nn.Sequential.*got Conv2d"):
+    with pytest.raises(
+        TypeError, match=r"module must be one of: nn.ConvTranspose1d/2d/3d .*MONAI UpSample.*; got Conv2d"
+    ):
         ut.from_native(nn.Conv2d(4, 4, 3))
 
 

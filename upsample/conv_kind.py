@@ -137,6 +137,11 @@ class ConvKind:
         limits.check_map(self, size)
         return outer(blurred(self.blur, self._axes_coverage(size)))
 
+    @property
+    def blur_alone(self) -> bool:
+        """Whether the layer is a blur and nothing else (a resize alone by 1 with a blur: a stage that smooths)."""
+        return False
+
     def _note(self, size: Axes) -> str:
         raise NotImplementedError
 
@@ -153,7 +158,7 @@ class ConvKind:
             dead=math.prod(out) - live,
             live=live,
             uneven_axes=(),
-            not_upsampling=out == size,
+            not_upsampling=out == size and not self.blur_alone,
             suggestion=self._note(size),
             blurred=self.blur is not None,
         )

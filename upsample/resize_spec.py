@@ -176,6 +176,11 @@ class ResizeSpec(ConvKind):
         """The resize's ONNX settings as one value (:class:`upsample.interpolation.Interpolation`)."""
         return Interpolation(self.method, self.coordinates, self.nearest_mode, self.cubic_a, self.exclude_outside)
 
+    @property
+    def blur_alone(self) -> bool:
+        """Whether this is a resize alone by 1 with a blur: the blur as a stage of its own (fastai's after a ReLU)."""
+        return self.resize_only and self.blur is not None and set(self.scale or ()) == {1}
+
     def _blur_factor(self) -> Axes | None:
         return self.integer_scale
 

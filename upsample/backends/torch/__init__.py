@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from upsample.backends import kind_module
-from upsample.backends.torch import common, conv_native, transposed
+from upsample.backends.torch import blocks
 from upsample.backends.torch.conv import ResizeConv, Subpixel
 from upsample.backends.torch.transposed import Upsample
 from upsample.weights import Weights
@@ -44,25 +44,11 @@ def set_weights(layer: Any, weights: Any) -> None:
 
 
 def from_native(module: Any, *, in_channels: int | None = None) -> tuple[Any, Any]:
-    """Spec and canonical weights of ``nn.ConvTranspose1d/2d/3d`` (transposed), a two-module kind pattern
-    ``nn.Sequential(Conv2d, PixelShuffle)`` / ``nn.Sequential(Upsample, Conv1d/2d/3d)`` (see
-    :func:`upsample.backends.torch.conv_native.from_native`; any two modules without a transposed convolution or a
-    nested ``nn.Sequential`` are read as one), a bare ``nn.Upsample`` with ``in_channels`` (a resize alone:
-    :func:`upsample.backends.torch.conv_native.upsample_alone`), or any other ``nn.Sequential``: a head, returned as
-    ``(HeadSpec, HeadWeights)`` (see :func:`upsample.backends.torch.head.from_native`)."""
-    if isinstance(module, nn.Upsample):
-        return conv_native.upsample_alone(module, in_channels)
-    if isinstance(module, nn.Sequential):
-        kinds = (*common.TRANSPOSED.values(), nn.Sequential)
-        pattern = len(module) == 2 and not any(isinstance(child, kinds) for child in module)
-        if pattern:
-            return conv_native.from_native(module)
-        from upsample.backends.torch import head  # imported on use: it imports this package
-
-        return head.from_native(module)
-    if not isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):  # Lazy* too
-        raise TypeError(
-            f"module must be an nn.ConvTranspose1d/2d/3d or an nn.Sequential (a kind pattern or a head), "
-            f"got {type(module).__name__}"
-        )
-    return transposed.from_native(module)
+    """Spec and canonical weights of any upsampling block torch users have (the table
+    :data:`upsample.backends.torch.blocks.BLOCKS`): ``nn.ConvTranspose1d/2d/3d``, a bare ``nn.Upsample`` given
+    ``in_channels``, MONAI's ``UpSample`` (every mode) and ``SubpixelUpsample``, diffusers' ``Upsample1D``,
+    ``Upsample2D`` and ``FirUpsample2D``, and ``nn.Sequential`` kind patterns (``Conv2d`` + ``PixelShuffle``,
+    ``Upsample`` + ``Conv``) and heads (fastai's ``PixelShuffle_ICNR``, the DCGAN generator), returned as
+    ``(HeadSpec, HeadWeights)`` where they are several stages. Weight- and spectral-normalised convolutions are read by
+    the weight they compute with (the normalisation itself is not carried over)."""
+    return blocks.from_native(module, in_channels)

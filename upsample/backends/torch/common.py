@@ -134,6 +134,32 @@ def hooked(module: nn.Module) -> bool:
     )
 
 
+def native_weight(module: nn.Module) -> torch.Tensor:
+    """The weight ``module`` computes with: its ``weight``, or the one a weight norm or spectral norm makes of its own
+    parameters (legacy ``torch.nn.utils.weight_norm``/``spectral_norm`` hooks and ``torch.nn.utils.parametrizations``
+    alike; spectral norm as in eval mode, its power iteration not run). The normalisation itself is not carried
+    over: a spec's layer trains the weight directly."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, WeightNorm) and hook.name == "weight":
+            return hook.compute_weight(module)
+        if isinstance(hook, SpectralNorm) and hook.name == "weight":
+            return hook.compute_weight(module, do_power_iteration=False)
+    if parametrize.is_parametrized(module, "weight"):
+        chain: Any = getattr(module, "parametrizations").weight  # noqa: B009  # torch types it as a tensor
+        modes = [(part, part.training) for part in chain.modules()]
+        chain.eval()
+        try:
+            return module.weight  # type: ignore[return-value]
+        finally:
+            for part, training in modes:
+                part.training = training
+    return module.weight  # type: ignore[return-value]
+
+
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A detached CPU copy as NumPy (bfloat16, which NumPy lacks, becomes float32)."""
     tensor = tensor.detach().cpu()

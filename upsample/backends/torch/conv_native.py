@@ -14,10 +14,10 @@ from upsample.backends.torch.conv import LINEAR, Spec
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.weights import Weights
 
-__all__ = ["from_native", "resize_factor", "upsample_alone", "upsample_settings"]
+__all__ = ["from_native", "grouping", "resize_factor", "same_conv", "upsample_alone", "upsample_settings"]
 
 
-def _same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
+def same_conv(conv: Any) -> tuple[Any, tuple[int, ...]]:
     """``conv`` and its kernel size if it is a stride-1 "same" ``nn.Conv1d/2d/3d`` as a spec has, else an error."""
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):  # Lazy* too
         raise TypeError(f"the convolution must be a torch.nn.Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
@@ -95,7 +95,7 @@ def resize_factor(upsample: nn.Upsample, rank: int, row: resize_table.NativeResi
     return {"scale": factors}
 
 
-def _grouping(conv: Any) -> dict[str, Any]:
+def grouping(conv: Any) -> dict[str, Any]:
     """A spec's ``groups`` and ``dilation`` arguments from a torch convolution's."""
     return {"groups": conv.groups, "dilation": tuple(conv.dilation)}
 
@@ -117,20 +117,20 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
     first, second = module[0], module[1]
     spec: Spec
     if isinstance(second, nn.PixelShuffle):
-        conv, kernel = _same_conv(first)
+        conv, kernel = same_conv(first)
         shuffle = second.upscale_factor
         if len(kernel) != 2:
             raise TypeError(f"nn.PixelShuffle is 2-D; the convolution before it is {type(first).__name__}")
         channels = conv.out_channels // shuffle**2
         spec = SubpixelSpec(
-            conv.in_channels, channels, shuffle, kernel, use_bias=conv.bias is not None, **_grouping(conv)
+            conv.in_channels, channels, shuffle, kernel, use_bias=conv.bias is not None, **grouping(conv)
         )
     elif isinstance(first, nn.Upsample):
-        conv, kernel = _same_conv(second)
+        conv, kernel = same_conv(second)
         settings = upsample_settings(first, len(kernel), f" before a {type(conv).__name__}")
         bias = conv.bias is not None
         spec = ResizeSpec(
-            conv.in_channels, conv.out_channels, kernel_size=kernel, use_bias=bias, **_grouping(conv), **settings
+            conv.in_channels, conv.out_channels, kernel_size=kernel, use_bias=bias, **grouping(conv), **settings
         )
     else:
         raise TypeError(
@@ -138,7 +138,7 @@ def from_native(module: nn.Sequential) -> tuple[Spec, Weights]:
             f"({type(first).__name__}, {type(second).__name__})"
         )
     weights = Weights(
-        kernel=common.to_numpy(conv.weight).transpose(common.kernel_axes(len(kernel), transposed=False)),
+        kernel=common.to_numpy(common.native_weight(conv)).transpose(common.kernel_axes(len(kernel), transposed=False)),
         bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights.check(spec)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ BatchNorm on one value per channel raises torch's own ``ValueError``: the rule e
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from upsample import head_patterns
 from upsample.backends import torch as stage_backend
-from upsample.backends.torch import common, conv_native, transposed
+from upsample.backends.torch import blocks, common, conv_native, transposed
 from upsample.backends.torch.common import check_unbatched
 from upsample.backends.torch.common import to_numpy as _numpy
 from upsample.head import Activation, HeadSpec, Norm
@@ -222,6 +223,8 @@ _ROLES: dict[type, str] = {
     **{kind: "conv" for kind in common.CONV.values()},
     nn.PixelShuffle: "shuffle",
     nn.Upsample: "resize",
+    **{kind: "pad" for kind in blocks.PADS},
+    **{kind: "pool" for kind in blocks.POOLS},
     **{kind: "norm" for kind in (*BATCH_NORMS.values(), *INSTANCE_NORMS.values())},
     nn.GroupNorm: "norm",
     ChannelLayerNorm: "norm",
@@ -238,6 +241,8 @@ def _names(rank: int) -> dict[str, str]:
         "conv": common.CONV[rank].__name__,
         "shuffle": "PixelShuffle",
         "resize": "Upsample",
+        "pad": "ReplicationPad/ConstantPad",
+        "pool": "AvgPool",
         "norm": f"{BATCH_NORMS[rank].__name__}/GroupNorm/{INSTANCE_NORMS[rank].__name__}",
         "activation": f"of {sorted(t.__name__ for t in _ACTIVATIONS)}",
     }
@@ -260,14 +265,25 @@ def _flat(sequential: nn.Sequential, where: str) -> list[head_patterns.Layer]:
         if isinstance(module, nn.Sequential):
             layers.extend(_flat(module, position))
             continue
-        layers.append((position, type(module).__name__, _ROLES.get(type(module), "other"), module))
+        role = next((_ROLES[kind] for kind in type(module).__mro__ if kind in _ROLES), "other")  # weight norm's too
+        layers.append((position, type(module).__name__, role, module))
     return layers
 
 
 def _stage(kind: str, modules: list[nn.Module]) -> Any:
-    if kind == "transposed":
-        return transposed.from_native(modules[0])  # type: ignore[arg-type]
-    return conv_native.from_native(nn.Sequential(*modules))
+    """A stage's spec and weights (a blur at its end read into the spec), or a blur alone's :class:`~upsample.Blur`."""
+    blur = None
+    if len(modules) >= 2 and isinstance(modules[-1], blocks.POOLS):
+        blur = blocks.native_blur(modules[-2], modules[-1])
+        modules = modules[:-2]
+    if kind == "blur":
+        return blur
+    first: Any = modules[0]
+    read: Any = (
+        transposed.from_native(first) if kind == "transposed" else conv_native.from_native(nn.Sequential(*modules))
+    )
+    spec, weights = read
+    return spec if blur is None else dataclasses.replace(spec, blur=blur), weights
 
 
 def from_native(sequential: nn.Sequential) -> tuple[HeadSpec, HeadWeights]:

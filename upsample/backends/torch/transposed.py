@@ -185,7 +185,7 @@ def from_native(conv: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose
         dilation=tuple(conv.dilation),
     )
     weights = Weights(
-        kernel=common.to_numpy(conv.weight).transpose(common.kernel_axes(rank, transposed=True)),
+        kernel=common.to_numpy(common.native_weight(conv)).transpose(common.kernel_axes(rank, transposed=True)),
         bias=None if conv.bias is None else common.to_numpy(conv.bias),
     )
     return spec, weights

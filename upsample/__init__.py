@@ -18,6 +18,8 @@ _LAZY = {
     "UpsampleSpec": "upsample.spec",
     "CoverageReport": "upsample.coverage_report",
     "Blur": "upsample.blur",
+    "find": "upsample.finder",
+    "Found": "upsample.finder",
     "load_spec": "upsample.spec",
     "SubpixelSpec": "upsample.conv_specs",
     "ResizeSpec": "upsample.conv_specs",
@@ -64,6 +66,8 @@ if TYPE_CHECKING:
     from upsample.conv_specs import ResizeSpec as ResizeSpec
     from upsample.conv_specs import SubpixelSpec as SubpixelSpec
     from upsample.coverage_report import CoverageReport as CoverageReport
+    from upsample.finder import Found as Found
+    from upsample.finder import find as find
     from upsample.head import Activation as Activation
     from upsample.head import HeadSpec as HeadSpec
     from upsample.head import Norm as Norm

@@ -47,15 +47,21 @@ def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Spec and canonical weights of a ``Conv{1,2,3}DTranspose`` (transposed), of a ``Conv{1,2,3}D`` with
     ``scale=`` or ``size=`` (and ``method=`` for a resize-convolution: see
     :func:`upsample.backends.keras.conv_native.from_native`), of a bare ``UpSampling{1,2,3}D`` or ``Resizing`` with
-    ``in_channels=`` (a resize alone: :func:`upsample.backends.keras.conv_native.resize_alone`), or of a
-    ``keras.Sequential`` / list of layers: a head, returned as ``(HeadSpec, HeadWeights)`` (see
-    :func:`upsample.backends.keras.head.from_native`)."""
+    ``in_channels=`` (a resize alone: :func:`upsample.backends.keras.conv_native.resize_alone`), of one of upsample's
+    own layers, or of a ``keras.Sequential``, a functional model whose layers form one chain, or a list of layers: a
+    head, returned as ``(HeadSpec, HeadWeights)`` where it is several stages (see
+    :func:`upsample.backends.keras.head.from_native`; one stage alone is returned as that stage)."""
     if isinstance(layer, conv_native.RESIZE_LAYERS):
         return conv_native.resize_alone(layer, **kwargs)
     if "scale" in kwargs or "size" in kwargs:
         return conv_native.from_native(layer, **kwargs)
-    if isinstance(layer, (list, tuple)) or isinstance(layer, keras.Sequential):
+    if getattr(layer, "spec", None) is not None and type(layer).__module__.startswith("upsample."):
+        return layer.spec, get_weights(layer)  # one of upsample's own layers or heads
+    if isinstance(layer, (list, tuple, keras.Model)):
         from upsample.backends.keras import head  # imported on use: it imports this package
 
-        return head.from_native(layer)
+        spec, weights = head.from_native(layer)
+        if len(spec.stages) == 1 and spec.final_activation is None:  # one stage: that stage, as torch returns it
+            return spec.stages[0], weights.stages[0]
+        return spec, weights
     return transposed.from_native(layer)

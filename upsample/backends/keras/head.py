@@ -244,19 +244,35 @@ def _native_norm(index: int, layer: Any, channel_axis: int, rank: int) -> tuple[
 def _names(rank: int) -> dict[str, str]:
     """The Keras layers of each role at ``rank`` spatial axes, as messages name them.
 
-    Keras has no pixel-shuffle layer: a sub-pixel stage is read with ``upsample.backends.keras.from_native(conv,
-    scale=...)`` alone."""
+    Keras has no pixel-shuffle layer: a sub-pixel stage is a convolution then a layer of the user's that calls
+    ``keras.ops.depth_to_space`` (:data:`SHUFFLE_FACTORS`)."""
     return {
         "transposed": f"Conv{rank}DTranspose",
         "conv": f"Conv{rank}D",
+        "shuffle": "a layer calling keras.ops.depth_to_space (with a block_size attribute)",
         "resize": f"UpSampling{rank}D",
         "norm": "BatchNormalization/GroupNormalization/LayerNormalization",
         "activation": "ReLU, LeakyReLU, ELU or Activation('relu' | 'tanh' | 'sigmoid' | 'gelu' | 'silu' | 'elu')",
     }
 
 
+SHUFFLE_FACTORS = ("block_size", "upscale_factor")
+"""The attribute that marks a layer of the user's as ``keras.ops.depth_to_space(x, factor, data_format=...)`` (Keras
+has no pixel-shuffle layer): its int factor, under ``depth_to_space``'s or torch's name."""
+
+
+def shuffle_factor(layer: Any) -> int | None:
+    """The factor of a user's ``depth_to_space`` layer (:data:`SHUFFLE_FACTORS`), ``None`` for any other layer."""
+    if type(layer).__module__.startswith("keras."):
+        return None
+    factors = [getattr(layer, name) for name in SHUFFLE_FACTORS if isinstance(getattr(layer, name, None), int)]
+    return factors[0] if factors else None
+
+
 def _role(layer: Any) -> str:
     """The layer's role in a head (:data:`upsample.head_patterns.ROLES`), or why an activation layer has none."""
+    if shuffle_factor(layer) is not None:
+        return "shuffle"
     if isinstance(layer, transposed.NATIVE):
         return "transposed"
     if isinstance(layer, conv_native.NATIVE):
@@ -281,6 +297,8 @@ def _flat(layers: list[Any], where: str) -> list[head_patterns.Layer]:
         if isinstance(layer, keras.Sequential):
             flat.extend(_flat(list(layer.layers), position))
             continue
+        if isinstance(layer, keras.layers.InputLayer):  # a functional model's input: no computation
+            continue
         role = _role(layer)
         if role in head_patterns.ROLES:
             flat.append((position, type(layer).__name__, role, layer))
@@ -292,6 +310,9 @@ def _flat(layers: list[Any], where: str) -> list[head_patterns.Layer]:
 def _stage(kind: str, layers: list[Any]) -> Any:
     if kind == "transposed":
         return stage_backend.from_native(layers[0])
+    if kind == "subpixel":
+        convolution, shuffle = layers
+        return stage_backend.from_native(convolution, scale=shuffle_factor(shuffle))
     resize, convolution = layers
     # UpSampling1D has neither data_format (always channels-last) nor interpolation (nearest)
     resize_format = getattr(resize, "data_format", "channels_last")
@@ -305,9 +326,33 @@ def _stage(kind: str, layers: list[Any]) -> Any:
     return stage_backend.from_native(convolution, scale=size, method=method)
 
 
+def _chain(model: Any) -> list[Any]:
+    """The layers of a list, a ``keras.Sequential`` or a functional model whose layers form one chain (each takes the
+    output of the one before); a functional model that branches is refused, naming where."""
+    if not hasattr(model, "layers"):
+        return list(model)
+    layers = list(model.layers)
+    if isinstance(model, keras.Sequential) or not isinstance(model, keras.Model):
+        return layers
+    computing = [layer for layer in layers if not isinstance(layer, keras.layers.InputLayer)]
+    for before, after in zip(computing, computing[1:], strict=False):
+        try:
+            chained = after.input is before.output
+        except (AttributeError, ValueError):  # a layer called more than once has no single input
+            chained = False
+        if not chained:
+            raise ValueError(
+                f"a functional model is read as a head when its layers form one chain; {after.name!r} does not take "
+                f"the output of {before.name!r}"
+            )
+    return layers
+
+
 def from_native(model: Any) -> tuple[HeadSpec, HeadWeights]:
     """Spec and canonical weights of a built ``keras.Sequential`` (or list of layers) of stages
-    (``Conv{1,2,3}DTranspose``; ``UpSampling{1,2,3}D`` + ``Conv{1,2,3}D``; flat or as a nested ``keras.Sequential``),
+    (``Conv{1,2,3}DTranspose``; ``UpSampling{1,2,3}D`` + ``Conv{1,2,3}D``; ``Conv{1,2,3}D`` + a layer of the user's
+    calling ``keras.ops.depth_to_space``, :data:`SHUFFLE_FACTORS`; flat or as a nested ``keras.Sequential``; a
+    functional model whose layers form one chain reads the same),
     each but the
     last followed by the same ``BatchNormalization``/``GroupNormalization`` (or none) and activation layer
     (``ReLU``, ``LeakyReLU``, ``Activation``), the last by an optional activation.
@@ -315,7 +360,7 @@ def from_native(model: Any) -> tuple[HeadSpec, HeadWeights]:
     The converted head computes the same outputs in inference and training mode; its running variance then
     follows the spec (unbiased, as torch), where Keras's own ``BatchNormalization`` uses the biased variance.
     Build it with ``data_format`` of the model's convolutions."""
-    layers = _flat(list(model.layers) if hasattr(model, "layers") else list(model), "layers")
+    layers = _flat(_chain(model), "layers")
     convs = [layer for _, _, role, layer in layers if role in ("transposed", "conv")]
     channel_axis = -1 if not convs or convs[0].data_format == "channels_last" else 1
     spatial = 2 if not convs else len(convs[0].kernel_size)  # messages name the layers of the model's rank

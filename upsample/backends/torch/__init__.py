@@ -43,12 +43,13 @@ def set_weights(layer: Any, weights: Any) -> None:
     kind_module(__name__, _spec_of(layer)).set_weights(layer, weights)
 
 
-def from_native(module: Any, *, in_channels: int | None = None) -> tuple[Any, Any]:
+def from_native(module: Any, *, in_channels: int | None = None, spatial_dims: int | None = None) -> tuple[Any, Any]:
     """Spec and canonical weights of any upsampling block torch users have (the table
     :data:`upsample.backends.torch.blocks.BLOCKS`): ``nn.ConvTranspose1d/2d/3d``, a bare ``nn.Upsample`` given
-    ``in_channels``, MONAI's ``UpSample`` (every mode) and ``SubpixelUpsample``, diffusers' ``Upsample1D``,
-    ``Upsample2D`` and ``FirUpsample2D``, and ``nn.Sequential`` kind patterns (``Conv2d`` + ``PixelShuffle``,
-    ``Upsample`` + ``Conv``) and heads (fastai's ``PixelShuffle_ICNR``, the DCGAN generator), returned as
-    ``(HeadSpec, HeadWeights)`` where they are several stages. Weight- and spectral-normalised convolutions are read by
-    the weight they compute with (the normalisation itself is not carried over)."""
-    return blocks.from_native(module, in_channels)
+    ``in_channels`` (and ``spatial_dims`` where its factor does not say), MONAI's ``UpSample`` (every mode) and
+    ``SubpixelUpsample``, diffusers' ``Upsample1D``, ``Upsample2D`` and ``FirUpsample2D``, upsample's own layers, and
+    ``nn.Sequential`` kind patterns (``Conv2d`` + ``PixelShuffle``, ``Upsample`` + ``Conv``) and heads (fastai's
+    ``PixelShuffle_ICNR``, the DCGAN generator), returned as ``(HeadSpec, HeadWeights)`` where they are several
+    stages. Weight- and spectral-normalised convolutions are read by the weight they compute with (the normalisation
+    itself is not carried over)."""
+    return blocks.from_native(module, in_channels, spatial_dims)

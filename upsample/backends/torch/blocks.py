@@ -65,7 +65,7 @@ def _conv_weights(conv: Any, rank: int, transposed_conv: bool = False) -> Weight
 # --- MONAI (monai.networks.blocks; measured with monai 1.6.1) -----------------------------------------------------
 
 
-def _monai_subpixel(block: Any, in_channels: int | None) -> tuple[SubpixelSpec, Weights]:
+def _monai_subpixel(block: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[SubpixelSpec, Weights]:
     """``SubpixelUpsample``: its ``conv_block`` (a stride-1 "same" convolution), MONAI's N-d pixel shuffle (the
     canonical order) and, with ``apply_pad_pool``, its zero pad + average pool as a blur."""
     rank, scale = block.dimensions, block.scale_factor
@@ -83,7 +83,7 @@ def _monai_subpixel(block: Any, in_channels: int | None) -> tuple[SubpixelSpec, 
     return spec, _conv_weights(conv, rank).check(spec)  # type: ignore[arg-type]
 
 
-def _monai_upsample(block: Any, in_channels: int | None) -> tuple[Any, Weights]:
+def _monai_upsample(block: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[Any, Weights]:
     """``UpSample`` in every mode: ``deconv``/``deconvgroup`` (a transposed convolution), ``pixelshuffle`` (a
     ``SubpixelUpsample``) and ``nontrainable`` (``nn.Upsample`` after a 1x1 ``preconv``, which commutes with the
     resize, or before a ``postconv``; alone, given ``in_channels``)."""
@@ -92,7 +92,7 @@ def _monai_upsample(block: Any, in_channels: int | None) -> tuple[Any, Weights]:
         if name in children:
             return transposed.from_native(children[name])
     if "pixelshuffle" in children:
-        return _monai_subpixel(children["pixelshuffle"], in_channels)
+        return _monai_subpixel(children["pixelshuffle"], in_channels, spatial_dims)
     upsample = children["upsample_non_trainable"]
     pre, post = children.get("preconv"), children.get("postconv")
     if pre is not None and post is not None:
@@ -100,7 +100,7 @@ def _monai_upsample(block: Any, in_channels: int | None) -> tuple[Any, Weights]:
     if post is not None:
         return conv_native.from_native(nn.Sequential(upsample, post))
     if pre is None:
-        return conv_native.upsample_alone(upsample, in_channels)
+        return conv_native.upsample_alone(upsample, in_channels, spatial_dims)
     conv, kernel = conv_native.same_conv(pre)
     if set(kernel) != {1} or conv.groups != 1:
         raise ValueError(f"UpSample's pre_conv must be a 1x1 convolution (which commutes with the resize), got {pre!r}")
@@ -114,7 +114,7 @@ def _monai_upsample(block: Any, in_channels: int | None) -> tuple[Any, Weights]:
 # --- diffusers (diffusers.models.upsampling; measured with diffusers 0.42.1) ---------------------------------------
 
 
-def _diffusers_upsample(block: Any, in_channels: int | None) -> tuple[Any, Weights]:
+def _diffusers_upsample(block: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[Any, Weights]:
     """``Upsample1D``/``Upsample2D``: nearest by 2 then a convolution, a transposed convolution, the resize alone,
     or (``interpolate=False``) the convolution alone, as a resize by 1. A norm before the upsampler has no spec."""
     rank = 1 if type(block).__name__ == "Upsample1D" else 2
@@ -145,7 +145,7 @@ def _full_convolution(kernel: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return out
 
 
-def _diffusers_fir(block: Any, in_channels: int | None) -> tuple[UpsampleSpec, Weights]:
+def _diffusers_fir(block: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[UpsampleSpec, Weights]:
     """``FirUpsample2D``: zero insertion by 2 and the FIR (a depthwise transposed convolution of the FIR), or with its
     conv a transposed convolution of the flipped kernel, the FIR, then the bias: one transposed convolution of the
     kernel convolved with the FIR, cropped to ``2 n``. The FIR's structure is not kept: the spec trains the whole
@@ -183,8 +183,9 @@ class Block(NamedTuple):
     name: str
     """What users call it, for messages and docs."""
     matches: Callable[[Any], bool]
-    read: Callable[[Any, int | None], tuple[Any, Any]]
-    """``(module, in_channels) -> (spec, weights)``; a head's where the module is several stages."""
+    read: Callable[[Any, int | None, int | None], tuple[Any, Any]]
+    """``(module, in_channels, spatial_dims) -> (spec, weights)``, a head's where the module is several stages; the
+    last two say what the module alone may not (a bare resize's channels and rank)."""
 
 
 def _library(module: Any, library: str, *names: str) -> bool:
@@ -193,7 +194,7 @@ def _library(module: Any, library: str, *names: str) -> bool:
     return kind.__module__.split(".")[0] == library and any(c.__name__ in names for c in kind.__mro__)
 
 
-def _sequential(module: nn.Sequential, in_channels: int | None) -> tuple[Any, Any]:
+def _sequential(module: nn.Sequential, in_channels: int | None, spatial_dims: int | None) -> tuple[Any, Any]:
     """A two-module kind pattern, else a head; a head of one stage with nothing after it is that stage."""
     from upsample.backends.torch import head  # imported on use: it imports this package
 
@@ -206,11 +207,22 @@ def _sequential(module: nn.Sequential, in_channels: int | None) -> tuple[Any, An
     return spec, weights
 
 
+def _ours(module: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[Any, Any]:
+    from upsample.backends import torch as backend  # imported on use: it imports this module
+
+    return module.spec, backend.get_weights(module)
+
+
 BLOCKS: tuple[Block, ...] = (
+    Block(
+        "upsample's own layers and heads",
+        lambda m: isinstance(m, nn.Module) and type(m).__module__.startswith("upsample.") and hasattr(m, "spec"),
+        _ours,
+    ),
     Block(
         "nn.ConvTranspose1d/2d/3d (weight- or spectral-normalised too)",
         lambda m: isinstance(m, tuple(common.TRANSPOSED.values())),
-        lambda m, c: transposed.from_native(m),
+        lambda m, c, r: transposed.from_native(m),
     ),
     Block("nn.Upsample alone (with in_channels=)", lambda m: isinstance(m, nn.Upsample), conv_native.upsample_alone),
     Block("MONAI UpSample (every mode)", lambda m: _library(m, "monai", "UpSample"), _monai_upsample),
@@ -231,11 +243,11 @@ BLOCKS: tuple[Block, ...] = (
 """Every block :func:`from_native` reads, in the order it tries them."""
 
 
-def from_native(module: Any, in_channels: int | None = None) -> tuple[Any, Any]:
+def from_native(module: Any, in_channels: int | None = None, spatial_dims: int | None = None) -> tuple[Any, Any]:
     """The spec and canonical weights of any block of :data:`BLOCKS` (a ``HeadSpec`` and ``HeadWeights`` where it is
     several stages); what no row reads is refused with the list of what is read."""
     for block in BLOCKS:
         if block.matches(module):
-            return block.read(module, in_channels)
+            return block.read(module, in_channels, spatial_dims)
     names = "; ".join(block.name for block in BLOCKS)
     raise TypeError(f"module must be one of: {names}; got {type(module).__name__}")

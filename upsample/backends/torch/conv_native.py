@@ -53,11 +53,13 @@ def upsample_settings(upsample: nn.Upsample, rank: int, where: str = "") -> dict
     return {**factor, **resize_table.spec_settings(row.interpolation, integer)}
 
 
-def upsample_alone(upsample: nn.Upsample, in_channels: int | None) -> tuple[ResizeSpec, Weights]:
+def upsample_alone(
+    upsample: nn.Upsample, in_channels: int | None, spatial_dims: int | None = None
+) -> tuple[ResizeSpec, Weights]:
     """The spec of a bare ``nn.Upsample``, a resize with no convolution (``kernel_size=None``), and its (absent)
     weights. torch's module takes any channel count, a spec one: ``in_channels`` says which. The number of spatial
-    axes is that of a tuple ``size`` or ``scale_factor``, else its mode's (``linear`` 1, ``bilinear``/``bicubic`` 2,
-    ``trilinear`` 3), else 2, as a spec's."""
+    axes is ``spatial_dims`` where given, else that of a tuple ``size`` or ``scale_factor``, else its mode's (``linear``
+    1, ``bilinear``/``bicubic`` 2, ``trilinear`` 3), else 2, as a spec's."""
     if in_channels is None:
         raise TypeError(
             f"from_native(nn.Upsample(...), in_channels=C): the module takes any channel count and a spec needs one; "
@@ -65,7 +67,7 @@ def upsample_alone(upsample: nn.Upsample, in_channels: int | None) -> tuple[Resi
         )
     given = upsample.size if upsample.size is not None else upsample.scale_factor
     by_mode = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
-    rank = len(given) if isinstance(given, tuple) else by_mode.get(upsample.mode, 2)
+    rank = spatial_dims or (len(given) if isinstance(given, tuple) else by_mode.get(upsample.mode, 2))
     spec = ResizeSpec(in_channels, kernel_size=None, spatial_dims=rank, **upsample_settings(upsample, rank))
     return spec, Weights(None)
 

@@ -15,7 +15,8 @@ INSTALL = ["-c", "constraints.txt", "-e", ".[all,test]"]
 def tests(session: nox.Session) -> None:
     """The whole suite, every framework required (as in CI)."""
     session.install(*INSTALL)
-    session.env["UPSAMPLE_REQUIRE_BACKENDS"] = "torch,keras,flax"
+    session.install("--no-deps", "-c", "constraints.txt", "-r", "tests/requirements-blocks.txt")  # test-only blocks
+    session.env["UPSAMPLE_REQUIRE_BACKENDS"] = "torch,keras,flax,monai,diffusers"
     session.run("pytest", "-q", *session.posargs)
 
 

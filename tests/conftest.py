@@ -19,6 +19,7 @@ PER_KERAS_BACKEND = [
     "test_head_roundtrip.py",
     "test_ranks_keras.py",
     "test_groups_keras.py",
+    "test_blocks_keras.py",
 ]
 
 collect_ignore = [] if os.environ.get("UPSAMPLE_KERAS_CHILD") == "1" else PER_KERAS_BACKEND

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cases import require_backend
+from cases import require_backend, require_library
 
 from upsample import UpsampleSpec
 
@@ -34,6 +34,9 @@ def test_snippets_run(page: Path, tmp_path: Path) -> None:
     for name, needle in (("torch", "torch"), ("keras", "keras"), ("flax", "flax")):
         if needle in code:
             require_backend(name)
+    for library in ("monai", "diffusers"):
+        if f"from {library}" in code or f"import {library}" in code:
+            require_library(library)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600

@@ -185,3 +185,24 @@ def test_onnx_export_runs_the_blur_in_onnxruntime(spec) -> None:  # type: ignore
     (y,) = session.run(None, {session.get_inputs()[0].name: x})
     want = reference.forward(spec, weights, np.moveaxis(x, 1, -1))
     np.testing.assert_allclose(np.moveaxis(y, 1, -1), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "spec", [s for s in blur_cases.SPECS if s.spatial_dims == 2 or isinstance(s, UpsampleSpec)], ids=str
+)
+def test_onnx_reads_the_blur_back(spec) -> None:  # type: ignore[no-untyped-def]
+    """``describe`` (``upsample inspect``) and ``from_onnx`` read the blur ``to_onnx`` wrote, so a layer with a blur is
+    never reported without it (the taps as float32 hold them, a gain folded into the first axis's)."""
+    pytest.importorskip("onnx")
+    from upsample.onnx import describe, from_onnx, to_onnx
+
+    model = to_onnx(spec, upsample.init_weights(spec), input_size=blur_cases.SIZES[spec.spatial_dims][1])
+    (layer,) = describe(model)
+    if layer.spec is None:  # a bare resize is not read back; its blur is then no spec's either
+        assert spec.kernel_size is None and layer.problem
+        return
+    read = [layer.spec.blur] + ([from_onnx(model)[0].blur] if isinstance(spec, UpsampleSpec) else [])
+    for blur in read:
+        assert blur.padding == spec.blur.padding and blur.mode == spec.blur.mode
+        np.testing.assert_allclose(np.concatenate(blur.taps), np.concatenate(spec.blur.weights), rtol=1e-7)
+        assert dataclasses.replace(layer.spec, blur=None) == dataclasses.replace(spec, blur=None, residual=None)

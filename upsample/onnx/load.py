@@ -10,6 +10,7 @@ it and the operator text disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -19,6 +20,7 @@ from onnx import numpy_helper
 from upsample import geometry
 from upsample.arguments import SPATIAL_DIMS, Axes, IntOrAxes, as_axes, sequence_items
 from upsample.onnx import padding, patterns
+from upsample.onnx.blur import read_blur
 from upsample.onnx.patterns import OnnxLayer, Shape
 from upsample.spec import UpsampleSpec
 from upsample.weights import Weights
@@ -211,7 +213,8 @@ def from_onnx(
             ``output_shape`` needs it, and by default it is read from the model's static shapes.
 
     ``group`` and ``dilations`` become the spec's ``groups`` and ``dilation`` (the padding attributes count the
-    dilated extent, as onnxruntime does); anything onnxruntime refuses is refused.
+    dilated extent, as onnxruntime does); anything onnxruntime refuses is refused. A blur that ``to_onnx`` wrote after
+    the node is read into the spec.
     """
     model = _model(model_or_path)
     nodes = _conv_transposes(model)
@@ -222,7 +225,15 @@ def from_onnx(
     else:
         weight = constants.get(chosen.input[1]) if len(chosen.input) > 1 else None
         size = as_axes("input_size", input_size, 2 if weight is None else weight.ndim - 2, 1)
-    return _node_spec(chosen, _label(chosen, nodes.index(chosen)), constants, size)
+    spec, weights = _node_spec(chosen, _label(chosen, nodes.index(chosen)), constants, size)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    found = read_blur(
+        chosen.output[0], spec.out_channels, spec.spatial_dims, patterns.Graph({}, {}, consumers, constants)
+    )
+    return (spec if found is None else dataclasses.replace(spec, blur=found[0])), weights
 
 
 def _input_rank(model: onnx.ModelProto, input_size: IntOrAxes) -> int:
@@ -236,6 +247,19 @@ def _input_rank(model: onnx.ModelProto, input_size: IntOrAxes) -> int:
         if info.name not in initializers and dims - 2 in SPATIAL_DIMS:
             return dims - 2
     return 2
+
+
+def _blurred(layer: OnnxLayer, last: onnx.NodeProto | None, graph: patterns.Graph) -> OnnxLayer:
+    """``layer`` with the blur :func:`upsample.onnx.blur.emit_blur` wrote after its ``last`` node read into its spec,
+    if there is one (so a layer with a blur is never reported without it)."""
+    if layer.spec is None or last is None:
+        return layer
+    found = read_blur(last.output[0], layer.spec.out_channels, layer.spec.spatial_dims, graph)
+    if found is None:
+        return layer
+    blur, nodes = found
+    spec = dataclasses.replace(layer.spec, blur=blur)
+    return patterns.judged(layer.name, spec, layer.input_size, layer.kind, (*layer.nodes, *nodes))
 
 
 def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) -> list[OnnxLayer]:
@@ -262,6 +286,7 @@ def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) ->
         for name in n.input:
             consumers.setdefault(name, []).append(n)
     graph = patterns.Graph(shapes, producers, consumers, constants)
+    by_name = {n.name: n for n in model.graph.node}
     transposed = _conv_transposes(model)
     layers = []
     for index, node in enumerate(model.graph.node):
@@ -275,9 +300,10 @@ def describe(model_or_path: ModelSource, input_size: IntOrAxes | None = None) ->
             except ValueError as error:
                 layers.append(OnnxLayer(label, None, node_size, str(error), "transposed", (label,)))
             else:
-                layers.append(patterns.judged(label, spec, node_size, "transposed", (label,)))
+                layers.append(_blurred(patterns.judged(label, spec, node_size, "transposed", (label,)), node, graph))
         elif node.op_type == "Conv":
-            layers.extend(patterns.conv_pattern(node, node.name or f"Conv#{index}", graph))
+            found = patterns.conv_pattern(node, node.name or f"Conv#{index}", graph)
+            layers.extend(_blurred(layer, by_name.get(layer.nodes[-1]), graph) for layer in found)
         elif node.op_type in ("Gemm", "MatMul"):
             layers.extend(patterns.dense_pattern(node, node.name or f"{node.op_type}#{index}", graph))
     return layers

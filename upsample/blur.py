@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -117,7 +118,7 @@ class Blur:
                 )
         if mode not in MODES:
             raise ValueError(f"blur mode must be one of {list(MODES)}, got {shown(mode)}")
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain == 0:
+        if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not math.isfinite(gain) or gain == 0:
             raise ValueError(f"blur gain must be a finite number other than 0, got {shown(gain)}")
         set_field("taps", filters)
         set_field("padding", pads)

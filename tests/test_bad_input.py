@@ -322,7 +322,7 @@ ROWS: dict[str, tuple[Callable[[Path], Any], type[BaseException], tuple[str, ...
     "torch-native-type": (
         lambda tmp: _torch()[1].from_native(_torch()[0].nn.Conv2d(3, 4, 3)),
         TypeError,
-        ("nn.ConvTranspose1d/2d/3d or an nn.Sequential", "got Conv2d$"),
+        ("module must be one of: .*nn.ConvTranspose1d/2d/3d .*nn.Sequential", "got Conv2d$"),
     ),
     # flax
     "linen-spec-dict": (lambda tmp: _flax()[3].Upsample(SPEC.to_dict()), TypeError, ("spec must be", "dict")),

@@ -92,10 +92,13 @@ def test_keras_package_from_native_reads_a_layer_a_kind_pattern_or_a_head() -> N
 def test_keras_refusals_name_the_position_and_type() -> None:
     model = native_model(True)
     transposed, nested = model.layers[0], model.layers[3]
-    tail = r"expected Conv2DTranspose or UpSampling2D \+ Conv2D stages \(each also as a nested keras.Sequential\)"
+    tail = (
+        r"expected Conv2DTranspose, Conv2D \+ a layer calling keras.ops.depth_to_space \(with a block_size attribute\) "
+        r"or UpSampling2D \+ Conv2D stages \(each also as a nested keras.Sequential\), each followed by at most one "
+    )
     with pytest.raises(ValueError, match=r"layers\[1\] \(Dropout\) has no place in a head: " + tail):
         keras_stack.from_native([transposed, keras.layers.Dropout(0.5)])
-    with pytest.raises(ValueError, match=r"layers\[1\] \(Conv2D\) has no place in a head"):
+    with pytest.raises(ValueError, match=r"layers\[1\] \(Conv2D\) must be followed by a layer calling keras.ops.depth"):
         keras_stack.from_native([transposed, nested.layers[1]])
     with pytest.raises(ValueError, match=r"layers\[1\]\[0\] \(UpSampling2D\) must be followed by Conv2D"):
         keras_stack.from_native([transposed, keras.Sequential([nested.layers[0], keras.layers.ReLU()])])

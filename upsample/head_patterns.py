@@ -50,9 +50,9 @@ def accepted(names: Mapping[str, str], nested: str | None) -> str:
     ]
     listed = f"{', '.join(stages[:-1])} or {stages[-1]}" if len(stages) > 1 else stages[0]
     inside = f" (each also as a nested {nested})" if nested is not None else ""
-    blur = f" {names['pad']} + {names['pool']} (a blur)," if "pad" in names and "pool" in names else ""
+    blur = f"a {names['pad']} + {names['pool']} (a blur), " if "pad" in names and "pool" in names else ""
     norm, activation = names["norm"], names["activation"]
-    return f"{listed} stages{inside}, each followed by at most a{blur} one {norm} and one {activation}"
+    return f"{listed} stages{inside}, each followed by at most {blur}one {norm} and one {activation}"
 
 
 def top_index(position: str) -> int:

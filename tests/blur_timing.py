@@ -1,37 +1,24 @@
 """The blur's cost in torch, run by hand (issue 27): fastai's and MONAI's blurred sub-pixel blocks against the layer
 ``from_native`` makes of them, and fastai's blur alone (``ReplicationPad2d`` + ``AvgPool2d`` against upsample's
-pad-and-slice op), forward, float32, side by side in one run (best of 30 calls each, after 3 warm-up calls).
+pad-and-slice op), forward, float32, side by side in one run (median of 30 calls each, after a warm-up call).
 
     python tests/blur_timing.py
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 import upsample
 from upsample.backends import torch as ut
-
-
-def best(call: Callable[[], object], repeats: int = 30) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from upsample.runners import seconds_per_call
 
 
 def compare(name: str, native: nn.Module, ours: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         assert torch.allclose(ours(x), native(x), rtol=1e-4, atol=1e-5)
-        theirs, mine = best(lambda: native(x)), best(lambda: ours(x))
+        theirs, mine = seconds_per_call(lambda: native(x), 30), seconds_per_call(lambda: ours(x), 30)
     print(f"{name:36s} native {theirs * 1e3:7.2f} ms  ours {mine * 1e3:7.2f} ms  ours/native {mine / theirs:5.2f}")
 
 

@@ -149,7 +149,7 @@ class Blur:
         if total == 0:
             raise ValueError(f"taps must not sum to 0 to be normalised, got {shown(taps)}")
         k, f = len(axis_taps), as_int("factor", factor, 1)
-        before, after = (k - f + 1) // 2 + f - 1, (k - f) // 2
+        before, after = _fir_before(k, f), (k - f) // 2
         if before + after != k - 1 or min(before, after) < 0:
             raise ValueError(f"an FIR of {k} taps after upsampling by {f} does not keep the size; give a Blur")
         return cls([t / total for t in axis_taps], (before, after), "zeros", gain)
@@ -252,6 +252,37 @@ class Blur:
                     total = term if total is None else total + term
             x = total
         return x
+
+
+def fir_upsampling(taps: Sequence[float], factor: int, kernel: Any = None) -> tuple[Any, tuple[int, int]]:
+    """StyleGAN2's and diffusers' 2-D FIR upsampling by ``factor`` (``upfirdn2d``, the taps normalised to sum
+    ``factor`` per axis) as one transposed convolution of stride ``factor``: its canonical kernel ``(kh, kw, C_in,
+    C_out)`` and its crop ``(begin, end)`` on each axis. Without ``kernel``: zero insertion then the FIR, whose
+    kernel is the FIR itself (``(k, k, 1, 1)``, for each channel). With a transposed convolution's canonical
+    ``kernel`` before the FIR: that kernel convolved in full with the FIR, cropped as ``upfirdn2d`` pads it, to
+    ``factor * n`` pixels."""
+    import numpy as np
+
+    axis = np.asarray(taps, dtype=np.float64)
+    axis = axis / axis.sum() * factor
+    k = len(axis)
+    fir = np.outer(axis, axis)[:, :, None, None]
+    if kernel is None:
+        before = _fir_before(k, factor)
+        return fir, (k - 1 - before, before - factor + 1)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    size = kernel.shape[0]
+    full = np.zeros((size + k - 1, size + k - 1, *kernel.shape[2:]))
+    for i, j in np.ndindex(k, k):
+        full[i : i + size, j : j + size] += fir[i, j] * kernel
+    pad_value = (k - factor) - (size - 1)
+    begin = k - 1 - _fir_before(pad_value + factor, factor)
+    return full, (begin, size + k - 1 - factor - begin)
+
+
+def _fir_before(k: int, factor: int) -> int:
+    """The zero rows ``upfirdn2d`` puts before an FIR of ``k`` taps after upsampling by ``factor``."""
+    return (k - factor + 1) // 2 + factor - 1
 
 
 def _window(x: Any, axis: int, start: int, stop: int | None) -> Any:

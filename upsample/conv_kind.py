@@ -21,8 +21,8 @@ from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, spat
 from upsample.blur import Blur, blur_of
 from upsample.coverage_report import CoverageReport, blurred, outer
 from upsample.messages import shown
-from upsample.spec import RESIDUAL_MODES, SPEC_FORMAT_VERSION, Residual
-from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
+from upsample.spec import SPEC_FORMAT_VERSION, Residual
+from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, checked_residual, optional_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,15 +70,7 @@ class ConvKind:
         set_field("kernel_size", self._kernel_axes(kernel_size, rank))
         set_field("dilation", as_axes("dilation", dilation, rank, 1))
         set_field("groups", as_groups(groups, self.in_channels, self.out_channels))
-        if residual is not None and residual not in RESIDUAL_MODES:
-            raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
-        if residual == "nearest" and self.in_channels != self.out_channels:
-            raise ValueError(
-                f"residual='nearest' is an identity skip and needs in_channels == out_channels, got "
-                f"in_channels={self.in_channels}, out_channels={self.out_channels}; use "
-                f"residual='projection' for a learned 1x1 map between channel counts"
-            )
-        set_field("residual", residual)
+        set_field("residual", checked_residual(residual, self.in_channels, self.out_channels))
         set_field("blur", blur_of(blur, rank, self._blur_factor()))
         if not isinstance(use_bias, bool) and type(use_bias).__name__ != "bool_":
             raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")

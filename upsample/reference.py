@@ -332,17 +332,8 @@ def _blur_taps(blur: Blur, size: tuple[int, ...]) -> Resize:
     left out), laid out in slots as :func:`_resize` takes them."""
     axes = []
     for axis, length in enumerate(size):
-        pixels = [blur.sources(axis, length, p) for p in range(length)]
-        count = max(len(pairs) for pairs in pixels)
-        axes.append(
-            tuple(
-                (
-                    np.array([pairs[min(t, len(pairs) - 1)][0] if pairs else p for p, pairs in enumerate(pixels)]),
-                    np.array([pairs[t][1] if t < len(pairs) else 0.0 for pairs in pixels]),
-                )
-                for t in range(count)
-            )
-        )
+        pairs = [blur.sources(axis, length, p) or [(p, 0.0)] for p in range(length)]
+        axes.append(resize_ops.slots([([s for s, _ in read], [w for _, w in read]) for read in pairs]))
     return tuple(axes)
 
 

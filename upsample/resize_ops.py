@@ -24,7 +24,12 @@ an infinity reaches only the outputs that read it."""
 def axis_gathers(interpolation: Interpolation, length: int, out_length: int, scale: float | None) -> tuple[Gather, ...]:
     """The tap slots of a resize along one axis of ``length`` pixels to ``out_length`` with coordinates at
     ``scale`` (``None``: ``out_length / length``): as many slots as the output pixel with the most taps reads."""
-    pixels = interpolation.axis_taps(length, out_length, scale)
+    return slots(interpolation.axis_taps(length, out_length, scale))
+
+
+def slots(pixels: Sequence[tuple[Sequence[int], Sequence[float]]]) -> tuple[Gather, ...]:
+    """Each output pixel's ``(sources, weights)`` laid out in tap slots (:data:`Gather`), as many as the pixel with
+    the most taps reads; a pixel with fewer repeats its last source at weight 0."""
     count = max(len(sources) for sources, _ in pixels)
     return tuple(
         (

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from upsample import geometry, limits
 from upsample.arguments import Axes, IntOrAxes, as_axes, as_groups, as_int, axis_names, size_text, spatial_rank
@@ -23,8 +23,10 @@ from upsample.coverage_report import blurred, holes, outer, uneven_interior
 from upsample.crops import Crops as Crops  # the names backends import from here
 from upsample.crops import Padding, crops_from_padding, crops_words, is_explicit_crops
 from upsample.messages import shown
-from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, optional_fields
+from upsample.spec_kinds import OPTIONAL_KEYS, ParamCount, checked_residual, optional_fields
+from upsample.spec_kinds import RESIDUAL_MODES as RESIDUAL_MODES  # the names every kind imports from here
 from upsample.spec_kinds import SPEC_KINDS as SPEC_KINDS  # the names every kind imports from here
+from upsample.spec_kinds import Residual as Residual
 from upsample.spec_kinds import load_spec as load_spec
 from upsample.spec_kinds import parse_json as parse_json
 from upsample.spec_kinds import require_spec as require_spec
@@ -34,9 +36,6 @@ if TYPE_CHECKING:
 
     from upsample.weights import Weights
 
-Residual = Literal["nearest", "projection"]
-
-RESIDUAL_MODES = ("nearest", "projection")
 SPEC_FORMAT_VERSION = 1
 KIND = "transposed"
 _DICT_KEYS = (
@@ -131,15 +130,7 @@ class UpsampleSpec:
             "crops",
             crops_from_padding(0 if padding is None else padding, output_padding, self.extent, self.stride),
         )
-        if residual is not None and (not isinstance(residual, str) or residual not in RESIDUAL_MODES):
-            raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
-        if residual == "nearest" and self.in_channels != self.out_channels:
-            raise ValueError(
-                f"residual='nearest' is an identity skip and needs in_channels == out_channels, got "
-                f"in_channels={self.in_channels}, out_channels={self.out_channels}; use "
-                f"residual='projection' for a learned 1x1 map between channel counts"
-            )
-        set_field("residual", residual)
+        set_field("residual", checked_residual(residual, self.in_channels, self.out_channels))
         set_field("blur", blur_of(blur, rank, self.stride))
         if not isinstance(use_bias, bool) and type(use_bias).__name__ not in ("bool_", "bool"):  # NumPy 1 and 2
             raise TypeError(f"use_bias must be a bool, got {shown(use_bias)} ({type(use_bias).__name__})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from upsample.kinds import BY_NAME, named, resolve
 from upsample.messages import shown
@@ -22,6 +22,23 @@ class ParamCount(int):
 
     def __call__(self) -> int:
         return int(self)
+
+
+Residual = Literal["nearest", "projection"]
+RESIDUAL_MODES = ("nearest", "projection")
+
+
+def checked_residual(residual: Any, in_channels: int, out_channels: int) -> Residual | None:
+    """A spec's ``residual`` argument, checked: ``None``, or a mode of :data:`RESIDUAL_MODES` its channels allow."""
+    if residual is not None and (not isinstance(residual, str) or residual not in RESIDUAL_MODES):
+        raise ValueError(f"residual must be None, 'nearest' or 'projection', got {shown(residual)}")
+    if residual == "nearest" and in_channels != out_channels:
+        raise ValueError(
+            f"residual='nearest' is an identity skip and needs in_channels == out_channels, got "
+            f"in_channels={in_channels}, out_channels={out_channels}; use residual='projection' for a learned 1x1 "
+            f"map between channel counts"
+        )
+    return residual  # type: ignore[return-value]  # one of RESIDUAL_MODES, checked above
 
 
 def load_spec(source: str | Mapping[str, Any]) -> Any:

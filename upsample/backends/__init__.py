@@ -86,6 +86,11 @@ def build(spec: UpsampleSpec, name: str, *, weights: Weights | None = None, **kw
     return load(name).build(spec, weights=weights, **{**backend.build_kwargs, **kwargs})
 
 
+def own_layer(layer: Any) -> bool:
+    """Whether ``layer`` is one of upsample's own layers or heads (it carries its spec), in any backend."""
+    return getattr(layer, "spec", None) is not None and type(layer).__module__.startswith("upsample.")
+
+
 def kind_module(package: str, spec: Any) -> ModuleType:
     """The module of backend ``package`` (e.g. ``"upsample.backends.torch"``) that builds ``spec``'s kind: the
     row's ``layer_module`` in :data:`upsample.kinds.KINDS`, so a backend package dispatches through the table."""

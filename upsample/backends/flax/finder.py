@@ -9,11 +9,12 @@ from typing import Any
 
 from flax import nnx
 
+from upsample.backends import own_layer
 from upsample.finder import Found
 
 
 def _candidate(module: Any) -> bool:
-    if getattr(module, "spec", None) is not None and type(module).__module__.startswith("upsample."):
+    if own_layer(module):
         return True
     if isinstance(module, nnx.ConvTranspose):
         return True
@@ -36,9 +37,8 @@ def find(model: Any, example: Any = None) -> list[Found]:
             continue
         where = ".".join(path)
         try:
-            spec, weights = (
-                (module.spec, backend.get_weights(module)) if hasattr(module, "spec") else backend.from_native(module)
-            )
+            layer: Any = module  # an NNX module; upsample's own carry their spec
+            spec, weights = (layer.spec, backend.get_weights(layer)) if own_layer(layer) else backend.from_native(layer)
         except (TypeError, ValueError) as error:
             if isinstance(module, nnx.Sequential):
                 continue  # not a head as a whole: its layers are looked at next

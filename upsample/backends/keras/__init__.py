@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from upsample.backends import kind_module
+from upsample.backends import kind_module, own_layer
 from upsample.backends.keras import conv_native, transposed
 from upsample.backends.keras.conv import ResizeConv, Subpixel
 from upsample.backends.keras.transposed import Upsample
@@ -55,7 +55,7 @@ def from_native(layer: Any, **kwargs: Any) -> tuple[Any, Any]:
         return conv_native.resize_alone(layer, **kwargs)
     if "scale" in kwargs or "size" in kwargs:
         return conv_native.from_native(layer, **kwargs)
-    if getattr(layer, "spec", None) is not None and type(layer).__module__.startswith("upsample."):
+    if own_layer(layer):
         return layer.spec, get_weights(layer)  # one of upsample's own layers or heads
     if isinstance(layer, (list, tuple, keras.Model)):
         from upsample.backends.keras import head  # imported on use: it imports this package

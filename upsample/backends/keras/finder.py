@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from upsample.backends import own_layer
 from upsample.backends.keras import conv_native, head, transposed
 from upsample.finder import Found
 
@@ -32,7 +33,7 @@ def _size_and_channels(layer: Any) -> tuple[tuple[int, ...] | None, int | None]:
 
 
 def _candidate(layer: Any) -> bool:
-    if getattr(layer, "spec", None) is not None and type(layer).__module__.startswith("upsample."):
+    if own_layer(layer):
         return True
     if isinstance(layer, UPSAMPLING):
         return True

@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from torch import nn
 
+from upsample.backends import own_layer
 from upsample.backends.torch import common, conv_native, transposed
-from upsample.blur import Blur
+from upsample.blur import Blur, fir_upsampling
 from upsample.conv_specs import ResizeSpec, SubpixelSpec
 from upsample.messages import shown
 from upsample.spec import UpsampleSpec
@@ -136,42 +137,27 @@ def _diffusers_upsample(block: Any, in_channels: int | None, spatial_dims: int |
     return spec, _conv_weights(conv, rank).check(spec)  # type: ignore[arg-type]
 
 
-def _full_convolution(kernel: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """``kernel`` (``(C_in, C_out, kh, kw)``) convolved in full with the separable filter ``taps`` on both axes."""
-    k = len(taps)
-    out = np.zeros((*kernel.shape[:2], kernel.shape[2] + k - 1, kernel.shape[3] + k - 1))
-    for i, j in np.ndindex(k, k):
-        out[:, :, i : i + kernel.shape[2], j : j + kernel.shape[3]] += taps[i] * taps[j] * kernel
-    return out
-
-
 def _diffusers_fir(block: Any, in_channels: int | None, spatial_dims: int | None) -> tuple[UpsampleSpec, Weights]:
-    """``FirUpsample2D``: zero insertion by 2 and the FIR (a depthwise transposed convolution of the FIR), or with its
-    conv a transposed convolution of the flipped kernel, the FIR, then the bias: one transposed convolution of the
-    kernel convolved with the FIR, cropped to ``2 n``. The FIR's structure is not kept: the spec trains the whole
+    """``FirUpsample2D`` (:func:`upsample.blur.fir_upsampling`, factor 2): zero insertion and the FIR, a depthwise
+    transposed convolution of the FIR; or with its conv, a transposed convolution of the conv's flipped kernel, the
+    FIR, then the bias: one transposed convolution. The FIR's structure is not kept: the spec trains the whole
     kernel."""
-    taps = np.asarray(block.fir_kernel, dtype=np.float64)
-    if taps.ndim != 1:
+    if np.ndim(block.fir_kernel) != 1:
         raise ValueError(f"FirUpsample2D's fir_kernel must be 1-D taps, got {shown(block.fir_kernel)}")
-    taps = taps / taps.sum() * 2  # diffusers: outer(k, k) / sum * gain * factor**2, gain 1, factor 2
-    k = len(taps)
     if not block.use_conv:
         channels = block.out_channels if in_channels is None else in_channels
-        before = (k - 2 + 1) // 2 + 1
-        spec = UpsampleSpec(channels, channels, k, 2, padding=((k - 1 - before, before - 1),) * 2, groups=channels,
-                            use_bias=False)  # fmt: skip
-        kernel = np.broadcast_to(np.outer(taps, taps)[:, :, None, None], (k, k, channels, 1))
-        return spec, Weights(np.ascontiguousarray(kernel, dtype=np.float32)).check(spec)  # type: ignore[arg-type]
+        fir, crop = fir_upsampling(block.fir_kernel, 2)
+        k = len(fir)
+        spec = UpsampleSpec(channels, channels, k, 2, padding=(crop, crop), groups=channels, use_bias=False)
+        kernel = np.broadcast_to(fir, (k, k, channels, 1)).astype(np.float32)
+        return spec, Weights(kernel).check(spec)
     conv = block.Conv2d_0
-    weight = common.to_numpy(common.native_weight(conv)).astype(np.float64)  # (out, in, 3, 3)
-    flipped = np.flip(weight, (2, 3)).transpose(1, 0, 2, 3)  # ConvTranspose's (in, out, kh, kw)
-    pad_value = (k - 2) - (weight.shape[-1] - 1)
-    begin = k - 1 - ((pad_value + 1) // 2 + 1)
-    full = _full_convolution(flipped, taps)
-    size = full.shape[-1]
-    spec = UpsampleSpec(conv.in_channels, conv.out_channels, size, 2, padding=((begin, size - 2 - begin),) * 2)
-    kernel = full.transpose(common.kernel_axes(2, transposed=True)).astype(np.float32)
-    return spec, Weights(kernel, None if conv.bias is None else common.to_numpy(conv.bias)).check(spec)  # type: ignore[arg-type]
+    weight = common.to_numpy(common.native_weight(conv))  # Conv2d's (out, in, kh, kw)
+    flipped = np.flip(weight, (2, 3)).transpose(2, 3, 1, 0)  # as the canonical transposed kernel (kh, kw, in, out)
+    full, crop = fir_upsampling(block.fir_kernel, 2, flipped)
+    spec = UpsampleSpec(conv.in_channels, conv.out_channels, len(full), 2, padding=(crop, crop))
+    bias = None if conv.bias is None else common.to_numpy(conv.bias)
+    return spec, Weights(full.astype(np.float32), bias).check(spec)  # type: ignore[arg-type]
 
 
 # --- the table ------------------------------------------------------------------------------------------------
@@ -216,7 +202,7 @@ def _ours(module: Any, in_channels: int | None, spatial_dims: int | None) -> tup
 BLOCKS: tuple[Block, ...] = (
     Block(
         "upsample's own layers and heads",
-        lambda m: isinstance(m, nn.Module) and type(m).__module__.startswith("upsample.") and hasattr(m, "spec"),
+        lambda m: isinstance(m, nn.Module) and own_layer(m),
         _ours,
     ),
     Block(
